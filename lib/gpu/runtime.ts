@@ -134,7 +134,7 @@ export class Runtime {
   #pass: GPUComputePassEncoder | null = null;
   #pending = 0;
   #afterSubmit: (() => void)[] = [];
-  #uniformCpu: Uint8Array;
+  #uniformCpu: Uint8Array<ArrayBuffer>;
   #uniformGpu: GPUBuffer;
   #uniformUsed = 0;
   #uniformAlign: number;
@@ -189,9 +189,7 @@ export class Runtime {
 
   /** Returns (and caches) the compute pipeline for a kernel entry point and its constants. */
   pipeline(kernel: KernelFile, entry: string, constants?: Record<string, number>): GPUComputePipeline {
-    const ckey = constants
-      ? Object.keys(constants).sort().map((k) => `${k}=${constants[k]}`).join(",")
-      : "";
+    const ckey = constants ? Object.keys(constants).sort().map((k) => `${k}=${constants[k]}`).join(",") : "";
     const key = `${kernel.url.href}#${entry}#${ckey}`;
     let p = this.#pipelines.get(key);
     if (p) return p;
@@ -261,11 +259,17 @@ export class Runtime {
       const off = this.#uniformUsed;
       this.#uniformCpu.set(bytes, off);
       this.#uniformUsed += this.#uniformAlign;
-      entries.push({ binding: b++, resource: { buffer: this.#uniformGpu, offset: off, size: bytes.byteLength } });
+      entries.push({
+        binding: b++,
+        resource: { buffer: this.#uniformGpu, offset: off, size: bytes.byteLength },
+      });
     }
     for (const ref of spec.buffers) {
       if (ref instanceof GPUBuffer) entries.push({ binding: b++, resource: { buffer: ref } });
-      else entries.push({ binding: b++, resource: { buffer: ref.buffer, offset: ref.offset ?? 0, size: ref.size } });
+      else {entries.push({
+          binding: b++,
+          resource: { buffer: ref.buffer, offset: ref.offset ?? 0, size: ref.size },
+        });}
     }
     const bg = this.device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries });
     const pass = this.#ensurePass();
@@ -372,7 +376,10 @@ export class Runtime {
       size: n * 8,
       usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
     });
-    const read = this.device.createBuffer({ size: n * 8, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const read = this.device.createBuffer({
+      size: n * 8,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
     enc.resolveQuerySet(t.set, 0, n, resolve, 0);
     enc.copyBufferToBuffer(resolve, 0, read, 0, n * 8);
     t.next = 0;
@@ -440,7 +447,10 @@ export class Runtime {
     if (!this.#debugFlags || this.#debugOps.length === 0) return;
     const n = this.#debugOps.length;
     const flagsBuf = this.#debugFlags;
-    const staging = this.device.createBuffer({ size: n * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = this.device.createBuffer({
+      size: n * 4,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
     this.#ensureEncoderNoPass().copyBufferToBuffer(flagsBuf, 0, staging, 0, n * 4);
     this.flush();
     await staging.mapAsync(GPUMapMode.READ);

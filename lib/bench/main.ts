@@ -1,0 +1,62 @@
+/**
+ * `deno task bench [NAME...] [--json] [--quick]`: runs the benchmarks, prints a table (or one JSON object a
+ * line with --json), and writes the markdown table of the results to `experiments/bench/NAME.md`.
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import type { BenchOptions, BenchResult } from "./types.ts";
+import { writeBenchReport } from "./report.ts";
+
+/** The benchmarks by name. Each module exports one async function that returns results. */
+const BENCHES: Record<string, () => Promise<(opts: BenchOptions) => Promise<BenchResult[]>>> = {
+  // Each entry: name → lazy import of its module's bench function.
+};
+
+/** Runs the CLI. */
+export async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      json: { type: "boolean", default: false },
+      quick: { type: "boolean", default: false },
+      "no-report": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  const names = positionals.length ? positionals : Object.keys(BENCHES);
+  if (values.help) {
+    console.log(`usage: deno task bench [${Object.keys(BENCHES).join("|")}]... [--json] [--quick]`);
+    return 0;
+  }
+  for (const n of names) {
+    if (!BENCHES[n]) {
+      console.error(`unknown benchmark "${n}"; known: ${Object.keys(BENCHES).join(", ")}`);
+      return 2;
+    }
+  }
+  const opts: BenchOptions = { quick: values.quick, log: values.json ? () => {} : (m) => console.error(m) };
+  for (const n of names) {
+    const fn = await BENCHES[n]();
+    const results = await fn(opts);
+    for (const r of results) {
+      if (values.json) console.log(JSON.stringify(r));
+      else console.log(formatLine(r));
+    }
+    if (!values["no-report"]) await writeBenchReport(n, results);
+  }
+  return 0;
+}
+
+function formatLine(r: BenchResult): string {
+  const parts = [r.name.padEnd(44)];
+  if (r.gflops !== undefined) parts.push(`${r.gflops.toFixed(2).padStart(9)} GFLOP/s`);
+  if (r.ms !== undefined) parts.push(`${r.ms.toFixed(3).padStart(10)} ms`);
+  if (r.mbps !== undefined) parts.push(`${r.mbps.toFixed(0).padStart(7)} MB/s`);
+  if (r.items_per_s !== undefined) parts.push(`${r.items_per_s.toFixed(1).padStart(8)} ${r.unit ?? "items"}/s`);
+  parts.push(`  [${r.adapter}]`);
+  return parts.join(" ");
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,39 @@
+/**
+ * Writes the latest benchmark results as a markdown table to `experiments/bench/NAME.md`.
+ * @module
+ */
+
+import type { BenchResult } from "./types.ts";
+
+/** Writes `experiments/bench/<name>.md` with a table of the results and the command that made them. */
+export async function writeBenchReport(name: string, results: BenchResult[], dir?: URL): Promise<string> {
+  const base = dir ?? new URL("../../experiments/bench/", import.meta.url);
+  await Deno.mkdir(base, { recursive: true });
+  const adapters = [...new Set(results.map((r) => r.adapter))];
+  const slug = adapters.some((a) => /llvmpipe|cpu/i.test(a)) && adapters.length === 1
+    ? name
+    : `${name}-${adapters[0].replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "").toLowerCase()}`;
+  const extra = [...new Set(results.flatMap((r) => Object.keys(r)))].filter(
+    (k) => !["name", "adapter", "gflops", "ms", "mbps", "items_per_s", "unit"].includes(k),
+  );
+  const cols = ["name", "gflops", "ms", "mbps", "items_per_s", "unit", ...extra].filter((c) =>
+    results.some((r) => r[c] !== undefined)
+  );
+  const fmt = (v: unknown) =>
+    typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toPrecision(4)) : v === undefined ? "" : String(v);
+  const lines = [
+    `# Benchmark: ${name}`,
+    "",
+    `Adapter: ${adapters.join(", ")}  `,
+    `Date: ${new Date().toISOString()}  `,
+    `Command: \`deno task bench ${name}\``,
+    "",
+    `| ${cols.join(" | ")} |`,
+    `| ${cols.map(() => "---").join(" | ")} |`,
+    ...results.map((r) => `| ${cols.map((c) => fmt(r[c])).join(" | ")} |`),
+    "",
+  ];
+  const url = new URL(`${slug}.md`, base);
+  await Deno.writeTextFile(url, lines.join("\n"));
+  return url.pathname;
+}

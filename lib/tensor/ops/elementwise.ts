@@ -1,0 +1,279 @@
+/**
+ * Elementwise ops with NumPy broadcasting: add, sub, mul, div, scalar affine maps, activations (SiLU,
+ * GELU tanh form, ...), and `sumTo`, the reduction that broadcasting's backward needs.
+ * Kernels: `kernels/elementwise.wgsl`, `kernels/reduce.wgsl`.
+ * @module
+ */
+
+import { wgsl } from "../../gpu/runtime.ts";
+import { record } from "../autograd.ts";
+import { empty, fmtShape, type Shape, ShapeError, type Tensor } from "../tensor.ts";
+import { assertF32, debugCheck, grid, Params, pushDims, rt, sameShape, stridesOf, WG } from "./util.ts";
+
+const K = wgsl(new URL("../../../kernels/elementwise.wgsl", import.meta.url));
+const R = wgsl(new URL("../../../kernels/reduce.wgsl", import.meta.url));
+
+/** The broadcast shape of two shapes (NumPy rules); throws naming the op and both shapes. */
+export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
+  const n = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const da = a[a.length - n + i] ?? 1;
+    const db = b[b.length - n + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) {
+      throw new ShapeError(op, `shapes ${fmtShape(a)} and ${fmtShape(b)} cannot be broadcast together`);
+    }
+    out.push(da === 1 ? db : da);
+  }
+  return out;
+}
+
+/** Strides of `shape` viewed in the broadcast output of rank `n` (0 on broadcast dims). */
+function broadcastStrides(shape: Shape, out: Shape): number[] {
+  const n = out.length;
+  const st = stridesOf(shape);
+  const res: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const j = i - (n - shape.length);
+    res.push(j < 0 || shape[j] === 1 ? 0 : st[j]);
+  }
+  return res;
+}
+
+const BINARY_OP = { add: 0, sub: 1, mul: 2, div: 3 } as const;
+type BinaryName = keyof typeof BINARY_OP;
+
+function binaryRaw(name: BinaryName, a: Tensor, b: Tensor, alpha = 1, beta = 1): Tensor {
+  assertF32(name, a);
+  assertF32(name, b);
+  const outShape = broadcastShapes(name, a.shape, b.shape);
+  const out = empty(outShape);
+  const n = out.size;
+  if (sameShape(a.shape, b.shape)) {
+    rt().dispatch({
+      kernel: K,
+      entry: "binary_same",
+      constants: { OP: BINARY_OP[name] },
+      params: new Params().u32(n).f32(alpha).f32(beta).u32(0).bytes(),
+      buffers: [a.binding(), b.binding(), out.binding()],
+      workgroups: grid(n),
+      label: name,
+    });
+  } else {
+    if (alpha !== 1 || beta !== 1) throw new Error("internal: scaled broadcast binary op");
+    const p = new Params().u32(n).u32(outShape.length).f32(1).f32(1);
+    pushDims(p, outShape, 1);
+    pushDims(p, broadcastStrides(a.shape, outShape));
+    pushDims(p, broadcastStrides(b.shape, outShape));
+    rt().dispatch({
+      kernel: K,
+      entry: "binary",
+      constants: { OP: BINARY_OP[name] },
+      params: p.bytes(),
+      buffers: [a.binding(), b.binding(), out.binding()],
+      workgroups: grid(n),
+      label: name,
+    });
+  }
+  return debugCheck(out, name);
+}
+
+/**
+ * Sums `x` down to `shape`, which must be broadcastable to `x.shape` (the adjoint of broadcasting).
+ * Returns `x` itself when the shapes already match.
+ */
+export function sumTo(x: Tensor, shape: Shape): Tensor {
+  if (sameShape(x.shape, shape)) return x;
+  const nd = x.shape.length;
+  if (shape.length > nd) {
+    throw new ShapeError("sumTo", `cannot sum ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
+  }
+  const padded = [...new Array(nd - shape.length).fill(1), ...shape];
+  const red = x.shape.map((d, i) => {
+    if (padded[i] === d) return 0;
+    if (padded[i] === 1) return 1;
+    throw new ShapeError("sumTo", `cannot sum ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
+  });
+  const out = empty(shape);
+  const nRed = x.shape.reduce((acc, d, i) => acc * (red[i] ? d : 1), 1);
+  const p = new Params().u32(out.size).u32(nd).u32(nRed).u32(0);
+  pushDims(p, x.shape, 1);
+  pushDims(p, stridesOf(x.shape));
+  pushDims(p, red);
+  rt().dispatch({
+    kernel: R,
+    entry: "sum_to",
+    params: p.bytes(),
+    buffers: [x.binding(), out.binding()],
+    workgroups: grid(out.size),
+    label: "sumTo",
+  });
+  // sumTo is linear: its backward broadcasts the gradient back.
+  return record(debugCheck(out, "sumTo"), "sumTo", [x], (g) => [broadcastTo(g, x.shape)]);
+}
+
+/** Broadcasts `x` to `shape` (materialised). */
+export function broadcastTo(x: Tensor, shape: Shape): Tensor {
+  if (sameShape(x.shape, shape)) return x;
+  const target = broadcastShapes("broadcastTo", x.shape, shape);
+  if (!sameShape(target, shape)) {
+    throw new ShapeError("broadcastTo", `cannot broadcast ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
+  }
+  const z = empty(shape);
+  rt().clear(z.buffer, 0, Math.max(4, z.bytes));
+  const out = binaryRaw("add", x, z);
+  z.dispose();
+  return record(out, "broadcastTo", [x], (g) => [sumTo(g, x.shape)]);
+}
+
+/** a + b (broadcasting). */
+export function add(a: Tensor, b: Tensor): Tensor {
+  const out = binaryRaw("add", a, b);
+  return record(out, "add", [a, b], (g) => [sumTo(g, a.shape), sumTo(g, b.shape)]);
+}
+
+/** a - b (broadcasting). */
+export function sub(a: Tensor, b: Tensor): Tensor {
+  const out = binaryRaw("sub", a, b);
+  return record(out, "sub", [a, b], (g) => [sumTo(g, a.shape), sumTo(scale(g, -1), b.shape)]);
+}
+
+/** a * b (broadcasting). */
+export function mul(a: Tensor, b: Tensor): Tensor {
+  const out = binaryRaw("mul", a, b);
+  return record(out, "mul", [a, b], (g) => [
+    a.requiresGrad ? sumTo(mul(g, b), a.shape) : null,
+    b.requiresGrad ? sumTo(mul(g, a), b.shape) : null,
+  ]);
+}
+
+/** a / b (broadcasting). */
+export function div(a: Tensor, b: Tensor): Tensor {
+  const out = binaryRaw("div", a, b);
+  return record(out, "div", [a, b], (g) => [
+    a.requiresGrad ? sumTo(div(g, b), a.shape) : null,
+    // d(a/b)/db = -a/b^2 = -out/b
+    b.requiresGrad ? sumTo(scale(div(mul(g, out), b), -1), b.shape) : null,
+  ]);
+}
+
+/** alpha * a + beta * b for same-shape tensors (one kernel). */
+export function axpby(alpha: number, a: Tensor, beta: number, b: Tensor): Tensor {
+  if (!sameShape(a.shape, b.shape)) {
+    throw new ShapeError("axpby", `shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)} differ`);
+  }
+  const out = binaryRaw("add", a, b, alpha, beta);
+  return record(out, "axpby", [a, b], (g) => [scale(g, alpha), scale(g, beta)]);
+}
+
+const UNARY_OP = {
+  affine: 0,
+  silu: 1,
+  gelu: 2,
+  exp: 3,
+  square: 4,
+  sqrt: 5,
+  tanh: 6,
+  abs: 7,
+  log: 8,
+  sigmoid: 9,
+} as const;
+type UnaryName = keyof typeof UNARY_OP;
+
+function unaryRaw(name: UnaryName, x: Tensor, alpha = 1, beta = 0): Tensor {
+  assertF32(name, x);
+  const out = empty(x.shape);
+  rt().dispatch({
+    kernel: K,
+    entry: "unary",
+    constants: { OP: UNARY_OP[name] },
+    params: new Params().u32(x.size).f32(alpha).f32(beta).u32(0).bytes(),
+    buffers: [x.binding(), out.binding()],
+    workgroups: grid(x.size),
+    label: name,
+  });
+  return debugCheck(out, name);
+}
+
+function unaryBackwardRaw(name: UnaryName, x: Tensor, g: Tensor, alpha = 1): Tensor {
+  const out = empty(x.shape);
+  rt().dispatch({
+    kernel: K,
+    entry: "unary_backward",
+    constants: { OP: UNARY_OP[name] },
+    params: new Params().u32(x.size).f32(alpha).f32(0).u32(0).bytes(),
+    buffers: [x.binding(), g.binding(), out.binding()],
+    workgroups: grid(x.size),
+    label: `${name} backward`,
+  });
+  return debugCheck(out, `${name} backward`);
+}
+
+function unary(name: UnaryName, x: Tensor, alpha = 1, beta = 0): Tensor {
+  const out = unaryRaw(name, x, alpha, beta);
+  return record(out, name, [x], (g) => [unaryBackwardRaw(name, x, g, alpha)]);
+}
+
+/** alpha * x + beta. */
+export function affine(x: Tensor, alpha: number, beta: number): Tensor {
+  const out = unaryRaw("affine", x, alpha, beta);
+  return record(out, "affine", [x], (g) => [scale(g, alpha)]);
+}
+
+/** alpha * x. */
+export function scale(x: Tensor, alpha: number): Tensor {
+  return affine(x, alpha, 0);
+}
+
+/** x + c for a scalar c. */
+export function addScalar(x: Tensor, c: number): Tensor {
+  return affine(x, 1, c);
+}
+
+/** SiLU: x · sigmoid(x). */
+export function silu(x: Tensor): Tensor {
+  return unary("silu", x);
+}
+
+/** GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+export function gelu(x: Tensor): Tensor {
+  return unary("gelu", x);
+}
+
+/** exp(x). */
+export function exp(x: Tensor): Tensor {
+  return unary("exp", x);
+}
+
+/** log(x). */
+export function log(x: Tensor): Tensor {
+  return unary("log", x);
+}
+
+/** x². */
+export function square(x: Tensor): Tensor {
+  return unary("square", x);
+}
+
+/** √x. */
+export function sqrt(x: Tensor): Tensor {
+  return unary("sqrt", x);
+}
+
+/** tanh(x). */
+export function tanh(x: Tensor): Tensor {
+  return unary("tanh", x);
+}
+
+/** |x|. */
+export function abs(x: Tensor): Tensor {
+  return unary("abs", x);
+}
+
+/** sigmoid(x). */
+export function sigmoid(x: Tensor): Tensor {
+  return unary("sigmoid", x);
+}
+
+/** Workgroup size used by these kernels (exported for benchmarks). */
+export const ELEMENTWISE_WG = WG;

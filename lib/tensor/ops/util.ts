@@ -1,0 +1,55 @@
+/**
+ * Shared helpers for op implementations: dispatch grids, shape checks, and the standard output path
+ * (allocate, dispatch, debug check).
+ * @module
+ */
+
+import { grid1d, Params, rt } from "../../gpu/runtime.ts";
+import { fmtShape, type Shape, ShapeError, type Tensor } from "../tensor.ts";
+
+export { grid1d, Params, rt };
+
+/** Default workgroup size for elementwise kernels. */
+export const WG = 256;
+
+/** A 2-D grid covering `n` invocations in workgroups of `wg`. */
+export function grid(n: number, wg = WG): [number, number] {
+  return grid1d(n, wg, rt().adapter.limits.maxComputeWorkgroupsPerDimension);
+}
+
+/** Throws unless the two shapes are equal. */
+export function assertSameShape(op: string, a: Tensor, b: Tensor): void {
+  if (!sameShape(a.shape, b.shape)) {
+    throw new ShapeError(op, `shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)} differ`);
+  }
+}
+
+/** Whether two shapes are equal. */
+export function sameShape(a: Shape, b: Shape): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** Throws unless the tensor is f32. */
+export function assertF32(op: string, t: Tensor): void {
+  if (t.dtype !== "f32") throw new ShapeError(op, `expects f32, got ${t.dtype} tensor ${t.name}`);
+}
+
+/** Contiguous (row-major) strides of a shape. */
+export function stridesOf(shape: Shape): number[] {
+  const s = new Array(shape.length).fill(1);
+  for (let i = shape.length - 2; i >= 0; i--) s[i] = s[i + 1] * shape[i + 1];
+  return s;
+}
+
+/** Records the debug NaN/Inf check of an op's output (no-op unless debug mode is on). */
+export function debugCheck(out: Tensor, op: string): Tensor {
+  rt().checkFinite(out.buffer, out.size, op);
+  return out;
+}
+
+/** Appends up to 8 dims as two vec4<u32> to a Params. */
+export function pushDims(p: Params, dims: readonly number[], fill = 0): Params {
+  if (dims.length > 8) throw new Error(`at most 8 dimensions are supported, got ${dims.length}`);
+  for (let i = 0; i < 8; i++) p.u32(i < dims.length ? dims[i] : fill);
+  return p;
+}
