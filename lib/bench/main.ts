@@ -54,7 +54,9 @@ function formatLine(r: BenchResult): string {
   if (r.gflops !== undefined) parts.push(`${r.gflops.toFixed(2).padStart(9)} GFLOP/s`);
   if (r.ms !== undefined) parts.push(`${r.ms.toFixed(3).padStart(10)} ms`);
   if (r.mbps !== undefined) parts.push(`${r.mbps.toFixed(0).padStart(7)} MB/s`);
-  if (r.items_per_s !== undefined) parts.push(`${r.items_per_s.toFixed(1).padStart(8)} ${r.unit ?? "items"}/s`);
+  if (r.items_per_s !== undefined) {
+    parts.push(`${r.items_per_s.toFixed(1).padStart(8)} ${r.unit ?? "items"}/s`);
+  }
   parts.push(`  [${r.adapter}]`);
   return parts.join(" ");
 }

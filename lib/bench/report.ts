@@ -20,7 +20,11 @@ export async function writeBenchReport(name: string, results: BenchResult[], dir
     results.some((r) => r[c] !== undefined)
   );
   const fmt = (v: unknown) =>
-    typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toPrecision(4)) : v === undefined ? "" : String(v);
+    typeof v === "number"
+      ? (Number.isInteger(v) ? String(v) : v.toPrecision(4))
+      : v === undefined
+      ? ""
+      : String(v);
   const lines = [
     `# Benchmark: ${name}`,
     "",

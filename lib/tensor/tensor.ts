@@ -82,15 +82,32 @@ export class Tensor {
 
   /** The underlying buffer; throws if the tensor was disposed. */
   get buffer(): GPUBuffer {
-    if (!this.#buffer) {
-      throw new Error(`tensor ${this.name} ${fmtShape(this.shape)} was used after dispose()`);
-    }
-    return this.#buffer;
+    const b = this.#storage?.buffer;
+    if (!b) throw new Error(`tensor ${this.name} ${fmtShape(this.shape)} was used after dispose()`);
+    return b;
   }
 
   /** Whether the tensor has been disposed. */
   get disposed(): boolean {
-    return this.#buffer === null;
+    return this.#storage === null;
+  }
+
+  /**
+   * A tensor of another shape with the same number of elements that shares this tensor's buffer (no
+   * copy, no autograd record: use `reshape` from the ops for a differentiable reshape). The buffer is
+   * returned to the pool when the last tensor sharing it is disposed.
+   */
+  view(shape: Shape, name = ""): Tensor {
+    const n = numel(shape);
+    if (n !== this.size) {
+      throw new ShapeError(
+        "view",
+        `cannot view ${fmtShape(this.shape)} (${this.size} elements) as ${fmtShape(shape)}`,
+      );
+    }
+    if (!this.#storage) this.buffer; // throws the use-after-dispose error
+    this.#storage!.refs++;
+    return new Tensor(shape, this.dtype, this.#storage!, name || this.name);
   }
 
   /** Size in bytes. */
