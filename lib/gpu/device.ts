@@ -75,6 +75,7 @@ export async function acquireDevice(opts: AcquireOptions = {}): Promise<Acquired
   if (typeof navigator === "undefined" || !("gpu" in navigator) || !navigator.gpu) {
     throw new NoAdapterError("navigator.gpu is missing from this Deno build");
   }
+  ensureRuntimeDir();
   const adapter = await navigator.gpu.requestAdapter({
     powerPreference: opts.powerPreference ?? "high-performance",
   });
@@ -111,6 +112,23 @@ export async function acquireDevice(opts: AcquireOptions = {}): Promise<Acquired
     );
   }
   return { adapter, device, adapter_info };
+}
+
+/**
+ * The Vulkan loader's window-system code complains on stderr when XDG_RUNTIME_DIR is unset (headless
+ * machines, CI). We compute headless only, so point it at a private directory before the first adapter
+ * request.
+ */
+function ensureRuntimeDir(): void {
+  try {
+    if (Deno.env.get("XDG_RUNTIME_DIR")) return;
+    const dir = `/tmp/ditflow-xdg-${Deno.uid() ?? "user"}`;
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    Deno.chmodSync(dir, 0o700);
+    Deno.env.set("XDG_RUNTIME_DIR", dir);
+  } catch {
+    // Not fatal: only a warning on stderr is at stake.
+  }
 }
 
 /** Formats a byte count as a short human readable string. */

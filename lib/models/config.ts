@@ -1,0 +1,269 @@
+/**
+ * DiT model configurations by name (`DiT-XL/2`) or custom, with parameter counts and GFLOPs computed from
+ * the configuration. GFLOPs follow the paper's convention: multiply-adds of one forward pass at one
+ * sample, in units of 1e9.
+ *
+ * The four conditioning blocks of the paper (section 3.2):
+ * - `adaLN-Zero`: shift, scale and gate regressed from c = t_emb + y_emb, zero-initialised (the default).
+ * - `adaLN`: shift and scale only (no gates).
+ * - `cross-attention`: an extra multi-head cross-attention over the 2-token [t_emb, y_emb] sequence.
+ * - `in-context`: t_emb and y_emb appended as two extra tokens, dropped after the last block.
+ *
+ * The paper does not spell out the final layer of the three ablation variants. Table 4's parameter
+ * counts pin it down: 449M (in-context) and 598M (cross-attention) are met only if those two variants end
+ * with a plain LayerNorm and Linear (no adaLN modulation there), while adaLN's 600M keeps the final
+ * layer's shift/scale modulation. We follow that.
+ * @module
+ */
+
+/** The conditioning block of a DiT. */
+export type ConditioningBlock = "adaLN-Zero" | "adaLN" | "cross-attention" | "in-context";
+
+/** All conditioning blocks. */
+export const CONDITIONING_BLOCKS: readonly ConditioningBlock[] = [
+  "in-context",
+  "cross-attention",
+  "adaLN",
+  "adaLN-Zero",
+];
+
+/** A complete DiT configuration. */
+export interface DiTConfig {
+  /** Display name, e.g. `DiT-XL/2`, or `custom`. */
+  name: string;
+  /** Latent side length (32 for 256px images with the SD VAE). */
+  inputSize: number;
+  patchSize: number;
+  inChannels: number;
+  hiddenSize: number;
+  depth: number;
+  numHeads: number;
+  mlpRatio: number;
+  /** Number of classes; the label table has one more row, the null class. */
+  numClasses: number;
+  classDropoutProb: number;
+  /** Predict the variance too: output channels are 2·inChannels. */
+  learnSigma: boolean;
+  block: ConditioningBlock;
+}
+
+/** The paper's model sizes. */
+export const DIT_SIZES: Readonly<Record<string, { depth: number; hiddenSize: number; numHeads: number }>> = {
+  S: { depth: 12, hiddenSize: 384, numHeads: 6 },
+  B: { depth: 12, hiddenSize: 768, numHeads: 12 },
+  L: { depth: 24, hiddenSize: 1024, numHeads: 16 },
+  XL: { depth: 28, hiddenSize: 1152, numHeads: 16 },
+};
+
+/** The paper's patch sizes. */
+export const DIT_PATCHES: readonly number[] = [2, 4, 8];
+
+/** Every named model: DiT-S/2 ... DiT-XL/8. */
+export const DIT_MODEL_NAMES: readonly string[] = Object.keys(DIT_SIZES).flatMap((s) =>
+  DIT_PATCHES.map((p) => `DiT-${s}/${p}`)
+);
+
+/** Thrown for an unknown model name; lists the valid ones. */
+export class UnknownModelError extends Error {
+  constructor(name: string) {
+    super(
+      `unknown model "${name}"; valid names: ${DIT_MODEL_NAMES.join(", ")} ` +
+        `(or a custom config with depth, hidden_size, num_heads, patch_size)`,
+    );
+    this.name = "UnknownModelError";
+  }
+}
+
+/** The official defaults for the fields a name does not fix. */
+export const DIT_DEFAULTS = {
+  inputSize: 32,
+  inChannels: 4,
+  mlpRatio: 4,
+  numClasses: 1000,
+  classDropoutProb: 0.1,
+  learnSigma: true,
+  block: "adaLN-Zero" as ConditioningBlock,
+};
+
+/** Builds the config of a named model (`DiT-XL/2`, also `XL/2`), with optional overrides. */
+export function ditConfig(name: string, overrides: Partial<DiTConfig> = {}): DiTConfig {
+  const m = /^(?:DiT-)?(S|B|L|XL)\/(\d+)$/.exec(name.trim());
+  if (!m || !DIT_SIZES[m[1]]) throw new UnknownModelError(name);
+  const size = DIT_SIZES[m[1]];
+  const cfg: DiTConfig = {
+    name: `DiT-${m[1]}/${m[2]}`,
+    ...DIT_DEFAULTS,
+    patchSize: Number(m[2]),
+    ...size,
+    ...overrides,
+  };
+  validateConfig(cfg);
+  return cfg;
+}
+
+/** Builds a custom config from fields (the defaults fill the rest). */
+export function customConfig(
+  fields: Partial<DiTConfig> & Pick<DiTConfig, "depth" | "hiddenSize" | "numHeads" | "patchSize">,
+): DiTConfig {
+  const cfg: DiTConfig = { name: "custom", ...DIT_DEFAULTS, ...fields };
+  validateConfig(cfg);
+  return cfg;
+}
+
+/** Checks the config's internal consistency; throws naming the offending fields. */
+export function validateConfig(c: DiTConfig): void {
+  const problems: string[] = [];
+  for (
+    const k of [
+      "inputSize",
+      "patchSize",
+      "inChannels",
+      "hiddenSize",
+      "depth",
+      "numHeads",
+      "numClasses",
+    ] as const
+  ) {
+    if (!Number.isInteger(c[k]) || c[k] <= 0) problems.push(`${k} must be a positive integer (got ${c[k]})`);
+  }
+  if (c.inputSize % c.patchSize !== 0) {
+    problems.push(`inputSize ${c.inputSize} is not divisible by patchSize ${c.patchSize}`);
+  }
+  if (c.hiddenSize % c.numHeads !== 0) {
+    problems.push(`hiddenSize ${c.hiddenSize} is not divisible by numHeads ${c.numHeads}`);
+  }
+  if (c.hiddenSize % 4 !== 0) {
+    problems.push(`hiddenSize ${c.hiddenSize} must be divisible by 4 (2-D sin-cos embedding)`);
+  }
+  if (!(c.mlpRatio > 0)) problems.push(`mlpRatio must be positive (got ${c.mlpRatio})`);
+  if (!(c.classDropoutProb >= 0 && c.classDropoutProb < 1)) {
+    problems.push(`classDropoutProb must be in [0, 1) (got ${c.classDropoutProb})`);
+  }
+  if (!CONDITIONING_BLOCKS.includes(c.block)) {
+    problems.push(`block must be one of ${CONDITIONING_BLOCKS.join(", ")} (got ${c.block})`);
+  }
+  if (problems.length) throw new Error(`invalid DiT config ${c.name}: ${problems.join("; ")}`);
+}
+
+/** Derived sizes. */
+export function derived(
+  c: DiTConfig,
+): { tokens: number; outChannels: number; headDim: number; mlpHidden: number } {
+  const g = c.inputSize / c.patchSize;
+  return {
+    tokens: g * g,
+    outChannels: c.learnSigma ? 2 * c.inChannels : c.inChannels,
+    headDim: c.hiddenSize / c.numHeads,
+    mlpHidden: Math.floor(c.hiddenSize * c.mlpRatio),
+  };
+}
+
+const lin = (i: number, o: number, bias = true) => i * o + (bias ? o : 0);
+
+/**
+ * Parameter counts by top-level module, in the official state-dict's grouping. `pos_embed` is counted
+ * (it is saved with the model), as in the paper's 675,129,632 for DiT-XL/2.
+ */
+export function paramCounts(c: DiTConfig): Record<string, number> & { total: number } {
+  const D = c.hiddenSize;
+  const { tokens, outChannels, mlpHidden } = derived(c);
+  const p = c.patchSize;
+  const perBlockBase = lin(D, 3 * D) + lin(D, D) + lin(D, mlpHidden) + lin(mlpHidden, D);
+  let perBlockCond = 0;
+  let finalCond = 0;
+  switch (c.block) {
+    case "adaLN-Zero":
+      perBlockCond = lin(D, 6 * D);
+      finalCond = lin(D, 2 * D);
+      break;
+    case "adaLN":
+      perBlockCond = lin(D, 4 * D);
+      finalCond = lin(D, 2 * D);
+      break;
+    case "cross-attention":
+      // q, k, v and output projections of the cross-attention.
+      perBlockCond = lin(D, D) + lin(D, 2 * D) + lin(D, D);
+      break;
+    case "in-context":
+      break;
+  }
+  const counts = {
+    x_embedder: D * c.inChannels * p * p + D,
+    pos_embed: tokens * D,
+    t_embedder: lin(256, D) + lin(D, D),
+    y_embedder: (c.numClasses + (c.classDropoutProb > 0 ? 1 : 0)) * D,
+    blocks: c.depth * (perBlockBase + perBlockCond),
+    final_layer: finalCond + lin(D, p * p * outChannels),
+  };
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  return { ...counts, total };
+}
+
+/** Total parameter count. */
+export function paramCount(c: DiTConfig): number {
+  return paramCounts(c).total;
+}
+
+/**
+ * Forward-pass multiply-adds of one sample, in GFLOPs as the paper counts them: every Linear and
+ * the patch-embedding convolution (per token), attention's two matrix products (T²·D each), and the
+ * per-sample conditioning MLPs. Normalisations, activations and softmax are not counted (they are a
+ * fraction of a percent here).
+ */
+export function gflops(c: DiTConfig): number {
+  const D = c.hiddenSize;
+  const { tokens, outChannels, mlpHidden } = derived(c);
+  const p = c.patchSize;
+  const T = c.block === "in-context" ? tokens + 2 : tokens;
+  let macs = 0;
+  macs += tokens * D * c.inChannels * p * p; // patch embedding
+  macs += 256 * D + D * D; // timestep MLP (per sample)
+  const perBlock = T * (3 * D * D + D * D + 2 * D * mlpHidden) + 2 * T * T * D;
+  let perBlockCond = 0;
+  let finalCond = 0;
+  switch (c.block) {
+    case "adaLN-Zero":
+      perBlockCond = 6 * D * D;
+      finalCond = 2 * D * D;
+      break;
+    case "adaLN":
+      perBlockCond = 4 * D * D;
+      finalCond = 2 * D * D;
+      break;
+    case "cross-attention":
+      // q and output projections per token, k and v over the 2 condition tokens, attention over 2 keys.
+      perBlockCond = T * 2 * D * D + 2 * 2 * D * D + 2 * T * 2 * D;
+      break;
+    case "in-context":
+      break;
+  }
+  macs += c.depth * (perBlock + perBlockCond);
+  macs += finalCond + tokens * D * p * p * outChannels;
+  return macs / 1e9;
+}
+
+/** The paper's Table 4 (params in millions, GFLOPs), for tests and reports. */
+export const PAPER_TABLE4: Readonly<Record<string, { gflops: number; paramsM: number; fid: number }>> = {
+  "DiT-S/8": { gflops: 0.36, paramsM: 33, fid: 153.60 },
+  "DiT-S/4": { gflops: 1.41, paramsM: 33, fid: 100.41 },
+  "DiT-S/2": { gflops: 6.06, paramsM: 33, fid: 68.40 },
+  "DiT-B/8": { gflops: 1.42, paramsM: 131, fid: 122.74 },
+  "DiT-B/4": { gflops: 5.56, paramsM: 130, fid: 68.38 },
+  "DiT-B/2": { gflops: 23.01, paramsM: 130, fid: 43.47 },
+  "DiT-L/8": { gflops: 5.01, paramsM: 459, fid: 118.87 },
+  "DiT-L/4": { gflops: 19.70, paramsM: 458, fid: 45.64 },
+  "DiT-L/2": { gflops: 80.71, paramsM: 458, fid: 23.33 },
+  "DiT-XL/8": { gflops: 7.39, paramsM: 676, fid: 106.41 },
+  "DiT-XL/4": { gflops: 29.05, paramsM: 675, fid: 43.01 },
+  "DiT-XL/2": { gflops: 118.64, paramsM: 675, fid: 19.47 },
+};
+
+/** The paper's conditioning ablation at XL/2 (Table 4 / section 3.2). */
+export const PAPER_CONDITIONING: Readonly<
+  Record<ConditioningBlock, { gflops: number; paramsM: number; fid: number }>
+> = {
+  "in-context": { gflops: 119.37, paramsM: 449, fid: 35.24 },
+  "cross-attention": { gflops: 137.62, paramsM: 598, fid: 26.14 },
+  "adaLN": { gflops: 118.56, paramsM: 600, fid: 25.21 },
+  "adaLN-Zero": { gflops: 118.64, paramsM: 675, fid: 19.47 },
+};
