@@ -383,8 +383,11 @@ export class Runtime {
     enc.resolveQuerySet(t.set, 0, n, resolve, 0);
     enc.copyBufferToBuffer(resolve, 0, read, 0, n * 8);
     t.next = 0;
+    // Map only after the submit that fills `read` (mapping a buffer used by a submit is an error).
+    const submitted = new Promise<void>((res) => this.#afterSubmit.push(res));
     t.resolves.push(
       (async () => {
+        await submitted;
         await read.mapAsync(GPUMapMode.READ);
         const ts = new BigUint64Array(read.getMappedRange().slice(0));
         read.unmap();
