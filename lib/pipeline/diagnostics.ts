@@ -36,22 +36,22 @@ export function filePos(file: string): Pos {
   return { file, line: 1, col: 1 };
 }
 
-/** Levenshtein edit distance between two strings. */
+/** Edit distance between two strings (insertions, deletions, substitutions and adjacent transpositions). */
 export function editDistance(a: string, b: string): number {
   if (a === b) return 0;
-  const prev = new Array<number>(b.length + 1);
-  for (let j = 0; j <= b.length; j++) prev[j] = j;
+  const d: number[][] = [];
+  for (let i = 0; i <= a.length; i++) d.push([i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 0; j <= b.length; j++) d[0][j] = j;
   for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0];
-    prev[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const tmp = prev[j];
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + cost);
-      diag = tmp;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      }
     }
   }
-  return prev[b.length];
+  return d[a.length][b.length];
 }
 
 /**
@@ -114,7 +114,11 @@ export function sortDiagnostics(diags: Diagnostic[]): Diagnostic[] {
     out.push(d);
   }
   return out.sort((a, b) =>
-    a.pos.file < b.pos.file ? -1 : a.pos.file > b.pos.file ? 1 : a.pos.line - b.pos.line || a.pos.col - b.pos.col
+    a.pos.file < b.pos.file
+      ? -1
+      : a.pos.file > b.pos.file
+      ? 1
+      : a.pos.line - b.pos.line || a.pos.col - b.pos.col
   );
 }
 

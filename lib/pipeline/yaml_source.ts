@@ -5,7 +5,17 @@
  * @module
  */
 
-import { type Document, isAlias, isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  parseDocument,
+} from "yaml";
 import type { Diagnostic, Pos } from "./diagnostics.ts";
 
 /** A scalar as YAML resolves it (core schema): string, number, boolean or null. */
@@ -18,6 +28,8 @@ export interface YScalar {
   value: Scalar;
   /** The source text of the scalar (e.g. `1e-4`), when it came from a file. */
   source?: string;
+  /** Set when interpolation failed (already reported): later checks skip the value silently. */
+  poisoned?: boolean;
 }
 
 /** A located YAML sequence. */
@@ -77,11 +89,13 @@ export function parseYamlSource(text: string, file: string): YamlSource {
     const [start, end] = e.pos;
     const first = e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
     const known = YAML_MESSAGES[e.code];
-    const message = known ? `${known}${e.code === "DUPLICATE_KEY" ? "" : ""}` : `YAML: ${first}`;
+    const message = known ?? `YAML: ${first}`;
     let hint: string | undefined;
     if (e.code === "DUPLICATE_KEY") {
-      const keyText = text.slice(start, end).trim();
-      hint = `the key ${keyText ? `\`${keyText}\` ` : ""}appears earlier in the same mapping; remove one of them`;
+      const keyText = (/^[^:\n]*/.exec(text.slice(start))?.[0] ?? "").trim();
+      hint = `the key ${
+        keyText ? `\`${keyText}\` ` : ""
+      }appears earlier in the same mapping; remove one of them`;
     } else if (e.code === "TAB_AS_INDENT") hint = "replace the tab with spaces";
     else if (known) hint = first;
     diagnostics.push({ pos: posAt(start, Math.max(1, end - start)), message, hint });

@@ -1,0 +1,229 @@
+/**
+ * `ditflow run FILE`, `ditflow status FILE` and `ditflow dag FILE`.
+ * @module
+ */
+
+import type { Diagnostic } from "../pipeline/diagnostics.ts";
+import { formatDiagnostics } from "../pipeline/diagnostics.ts";
+import { analysePlan, executePlan, resolveStageNames, type StagePlanReport } from "../pipeline/engine.ts";
+import { type Executor, LocalExecutor, SubprocessExecutor } from "../pipeline/executor.ts";
+import type { Plan } from "../pipeline/plan.ts";
+import { defaultReporter, PlainReporter, summaryTable, writeStderr } from "../pipeline/progress.ts";
+import { CliExit, err, intOption, loadOrExit, many, openStore, out, parse } from "./common.ts";
+import { EXIT, registerCommand } from "./commands.ts";
+
+const RUN_USAGE =
+  "run FILE [--set k=v]... [--dry-run] [--force STAGE]... [--only STAGE]... [--jobs N] [--gpus N] [--keep-going] [--json] [--cache DIR] [--executor local|subprocess]";
+
+function stageSets(plan: Plan, only: string[], force: string[]) {
+  const diags: Diagnostic[] = [];
+  const onlySet = only.length ? resolveStageNames(plan, only, "--only", diags) : undefined;
+  const forceSet = resolveStageNames(plan, force, "--force", diags);
+  if (diags.length) {
+    err(formatDiagnostics(diags, { color: Deno.stderr.isTerminal() }));
+    throw new CliExit(EXIT.invalid, "");
+  }
+  return { only: onlySet, force: forceSet };
+}
+
+function planJson(plan: Plan, reports: StagePlanReport[]) {
+  return {
+    pipeline: plan.name,
+    file: plan.file,
+    stages: reports.map((r) => ({
+      name: r.name,
+      base: r.base,
+      kind: r.kind,
+      action: r.action,
+      reasons: r.reasons,
+      key: r.key,
+      deps: r.deps,
+      gpu: r.gpu,
+      point: r.point,
+    })),
+  };
+}
+
+function statusText(plan: Plan, reports: StagePlanReport[]): string {
+  const toRun = reports.filter((r) => r.action === "run").length;
+  const lines = [`pipeline ${plan.name} (${plan.file}): ${toRun} to run, ${reports.length - toRun} cached`];
+  const w = Math.min(48, Math.max(...reports.map((r) => r.name.length)));
+  for (const r of reports) {
+    const head = `  ${r.action === "run" ? "run   " : "cached"}  ${r.name.padEnd(w)}`;
+    if (r.reasons.length === 0) lines.push(head.trimEnd());
+    else {
+      lines.push(`${head}  ${r.reasons[0]}`);
+      for (const more of r.reasons.slice(1)) lines.push(`${" ".repeat(head.length)}  ${more}`);
+    }
+  }
+  return lines.join("\n");
+}
+
+registerCommand({
+  name: "run",
+  summary: "run a pipeline (only what is not cached)",
+  usage: RUN_USAGE,
+  async run(args) {
+    const { values, positionals } = parse(args, {
+      set: { type: "string", multiple: true },
+      "dry-run": { type: "boolean", short: "n" },
+      force: { type: "string", multiple: true },
+      only: { type: "string", multiple: true },
+      jobs: { type: "string", short: "j" },
+      gpus: { type: "string" },
+      "keep-going": { type: "boolean", short: "k" },
+      json: { type: "boolean" },
+      cache: { type: "string" },
+      executor: { type: "string" },
+    }, RUN_USAGE);
+    if (positionals.length > 1) {
+      throw new CliExit(EXIT.invalid, `run takes one FILE\nusage: ditflow ${RUN_USAGE}`);
+    }
+    const jobs = intOption(values.jobs, "jobs", navigator.hardwareConcurrency || 1);
+    const gpus = intOption(values.gpus, "gpus", 1);
+    const { plan } = await loadOrExit(positionals[0], values.set ?? [], RUN_USAGE);
+    const { only, force } = stageSets(plan!, many(values.only), many(values.force));
+    const store = openStore(values.cache);
+    if (values["dry-run"]) {
+      const reports = await analysePlan(plan!, store, { only, force });
+      if (values.json) out(JSON.stringify(planJson(plan!, reports), null, 2));
+      else out(statusText(plan!, reports));
+      return EXIT.ok;
+    }
+    let executor: Executor;
+    if (!values.executor || values.executor === "local") executor = new LocalExecutor(store);
+    else if (values.executor === "subprocess") executor = new SubprocessExecutor(store);
+    else throw new CliExit(EXIT.invalid, `unknown --executor ${values.executor} (local, subprocess)`);
+    const ac = new AbortController();
+    let interrupts = 0;
+    const onSignal = () => {
+      interrupts++;
+      if (interrupts > 1) Deno.exit(EXIT.interrupted);
+      writeStderr("\ninterrupted: stopping running stages (press Ctrl-C again to exit at once)\n");
+      ac.abort();
+    };
+    Deno.addSignalListener("SIGINT", onSignal);
+    Deno.addSignalListener("SIGTERM", onSignal);
+    const reporter = values.json ? new PlainReporter((s) => writeStderr(s + "\n")) : defaultReporter();
+    let report;
+    try {
+      report = await executePlan(plan!, {
+        store,
+        executor,
+        reporter,
+        jobs,
+        gpus,
+        keepGoing: !!values["keep-going"],
+        only,
+        force,
+        signal: ac.signal,
+      });
+    } finally {
+      Deno.removeSignalListener("SIGINT", onSignal);
+      Deno.removeSignalListener("SIGTERM", onSignal);
+      await executor.close?.();
+    }
+    const headline = new Map(plan!.stages.map((s) => [s.name, s.kind.headline]));
+    if (values.json) out(JSON.stringify(report, null, 2));
+    else {
+      out(summaryTable(report.stages.map((s) => ({ ...s, headline: headline.get(s.name) }))));
+      const ran = report.stages.filter((s) => s.result === "ran").length;
+      const cached = report.stages.filter((s) => s.result === "cached").length;
+      out(
+        `${ran} ran, ${cached} cached, ${report.stages.length - ran - cached} other, in ${
+          (report.ms / 1000).toFixed(2)
+        }s`,
+      );
+    }
+    for (const s of report.stages.filter((s) => s.result === "failed")) {
+      err(`\nstage ${s.name} failed: ${s.error}`);
+      for (const l of s.logTail ?? []) err(`  | ${l}`);
+      if (s.logPath) err(`  log: ${s.logPath}`);
+    }
+    if (report.exitCode === EXIT.interrupted) {
+      const fin = report.stages.filter((s) => s.result === "ran" || s.result === "cached").map((s) => s.name);
+      err(
+        `interrupted; finished and cached: ${
+          fin.length ? fin.join(", ") : "nothing"
+        }. Run again to continue.`,
+      );
+    }
+    return report.exitCode;
+  },
+});
+
+const STATUS_USAGE = "status FILE [--set k=v]... [--only STAGE]... [--force STAGE]... [--json] [--cache DIR]";
+
+registerCommand({
+  name: "status",
+  summary: "say per stage what would run and why, field by field",
+  usage: STATUS_USAGE,
+  async run(args) {
+    const { values, positionals } = parse(args, {
+      set: { type: "string", multiple: true },
+      only: { type: "string", multiple: true },
+      force: { type: "string", multiple: true },
+      json: { type: "boolean" },
+      cache: { type: "string" },
+    }, STATUS_USAGE);
+    const { plan } = await loadOrExit(positionals[0], values.set ?? [], STATUS_USAGE);
+    const { only, force } = stageSets(plan!, many(values.only), many(values.force));
+    const reports = await analysePlan(plan!, openStore(values.cache), { only, force });
+    if (values.json) out(JSON.stringify(planJson(plan!, reports), null, 2));
+    else out(statusText(plan!, reports));
+    return EXIT.ok;
+  },
+});
+
+const DAG_USAGE = "dag FILE [--set k=v]... [--format ascii|mermaid]";
+
+/** Renders the plan as mermaid `flowchart TD`. */
+export function dagMermaid(plan: Plan): string {
+  const id = new Map(plan.stages.map((s, i) => [s.name, `s${i}`]));
+  const esc = (s: string) => s.replace(/"/g, "#quot;");
+  const lines = ["flowchart TD"];
+  for (const s of plan.stages) lines.push(`  ${id.get(s.name)}["${esc(s.name)}<br/><i>${s.kind.name}</i>"]`);
+  for (const s of plan.stages) {
+    for (const inp of s.inputs) {
+      for (const r of inp.refs) lines.push(`  ${id.get(r.stage)} -->|${inp.name}| ${id.get(s.name)}`);
+    }
+  }
+  return lines.join("\n");
+}
+
+/** Renders the plan as indented ASCII, one stage per line, with its inputs. */
+export function dagAscii(plan: Plan): string {
+  const depth = new Map<string, number>();
+  for (const s of plan.stages) depth.set(s.name, Math.max(-1, ...s.deps.map((d) => depth.get(d) ?? 0)) + 1);
+  const rows = plan.stages.map((s) => {
+    const left = `${"  ".repeat(depth.get(s.name)!)}${depth.get(s.name)! > 0 ? "└─ " : ""}${s.name}`;
+    const ins = s.inputs.map((i) =>
+      `${i.name} ← ${
+        i.refs.length > 3
+          ? `${i.refs.length} × ${i.refs[0].stage.replace(/\[.*/, "")}[…]`
+          : i.refs.map((r) => `${r.stage}.${r.output}`).join(", ")
+      }`
+    );
+    return { left, kind: s.kind.name + (s.gpu ? " (gpu)" : ""), ins: ins.join("; ") };
+  });
+  const w = Math.max(...rows.map((r) => r.left.length));
+  const wk = Math.max(...rows.map((r) => r.kind.length));
+  return rows.map((r) => `${r.left.padEnd(w)}  ${r.kind.padEnd(wk)}  ${r.ins}`.trimEnd()).join("\n");
+}
+
+registerCommand({
+  name: "dag",
+  summary: "print the expanded stage graph (ascii or mermaid)",
+  usage: DAG_USAGE,
+  async run(args) {
+    const { values, positionals } = parse(args, {
+      set: { type: "string", multiple: true },
+      format: { type: "string", default: "ascii" },
+    }, DAG_USAGE);
+    const { plan } = await loadOrExit(positionals[0], values.set ?? [], DAG_USAGE);
+    if (values.format === "mermaid") out(dagMermaid(plan!));
+    else if (values.format === "ascii") out(dagAscii(plan!));
+    else throw new CliExit(EXIT.invalid, `unknown --format ${values.format} (ascii, mermaid)`);
+    return EXIT.ok;
+  },
+});

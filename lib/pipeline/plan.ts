@@ -1,0 +1,562 @@
+/**
+ * From a checked pipeline definition to a plan: the concrete stages (matrix points expanded, joined with
+ * their upstream points, parameters validated and canonicalised, seeds resolved), their dependencies, and
+ * a topological order. Every problem is collected as a diagnostic; a plan with diagnostics must not run.
+ *
+ * Matrix semantics (see docs/pipeline-format.md):
+ * - a stage's own `matrix:` gives its points;
+ * - a single input `stage.out` that references a matrix stage *expands* the referencing stage along the
+ *   upstream's axes (one point per upstream point); axes with the same name are joined (must agree);
+ * - an input declared `many` by its kind *fans in*: it gets every upstream point compatible with the
+ *   stage's own point (all of them when the stage has no matrix);
+ * - `stage[axis=value,...].out` selects upstream points; `stage[*].out` makes a fan-in explicit.
+ * @module
+ */
+
+import { parse as parseYaml } from "yaml";
+import { type Diagnostic, type Pos, suggestion } from "./diagnostics.ts";
+import {
+  formatValue,
+  interpolate,
+  matrixPoints,
+  type Override,
+  type Point,
+  pointName,
+  type Scope,
+  setPath,
+  varyingAxes,
+} from "./expand.ts";
+import type { PipelineDef, StageDef } from "./pipeline_file.ts";
+import { getKind, listKinds } from "./registry.ts";
+import { checkFields } from "./schema.ts";
+import type { AnyStageKind, InputSpec } from "./stage.ts";
+import { describeNode, type Scalar, type YMap, type YNode } from "./yaml_source.ts";
+
+/** One upstream output an input is bound to. */
+export interface InputRef {
+  /** Expanded name of the upstream stage. */
+  stage: string;
+  output: string;
+}
+
+/** An input of a planned stage. */
+export interface PlannedInput {
+  name: string;
+  many: boolean;
+  refs: InputRef[];
+}
+
+/** A concrete stage: one point of one stage definition. */
+export interface PlannedStage {
+  /** Expanded name, e.g. `train[model=DiT-S/2]`. */
+  name: string;
+  /** The stage's name in the file, e.g. `train`. */
+  base: string;
+  /** Matrix point (own and inherited axes). */
+  point: Point;
+  kind: AnyStageKind;
+  /** Canonical parameters (validated, defaults filled in). */
+  params: Record<string, unknown>;
+  seed: number;
+  inputs: PlannedInput[];
+  /** Names of the upstream stages, deduplicated. */
+  deps: string[];
+  gpu: boolean;
+  /** Where the stage is defined. */
+  pos: Pos;
+  /** Absolute paths of `path` parameters (their content digests enter the key). */
+  paths: string[];
+}
+
+/** A validated, expanded pipeline. */
+export interface Plan {
+  name: string;
+  file: string;
+  baseDir: string;
+  /** Stages in topological order (stable: file order where the graph allows). */
+  stages: PlannedStage[];
+  byName: Map<string, PlannedStage>;
+  /** Stage names of the file → the names of their points. */
+  groups: Map<string, string[]>;
+  vars: Record<string, unknown>;
+}
+
+interface ParsedRef {
+  stage: string;
+  selector: "*" | Point | null;
+  output: string;
+  pos: Pos;
+  text: string;
+}
+
+const REF_RE = /^([A-Za-z_][A-Za-z0-9_-]*)(?:\[([^\]]*)\])?\.([A-Za-z_][A-Za-z0-9_-]*)$/;
+
+function parseRef(text: string, pos: Pos, diags: Diagnostic[]): ParsedRef | undefined {
+  const m = REF_RE.exec(text.trim());
+  if (!m) {
+    diags.push({
+      pos,
+      message: `\`${text}\` is not a reference to an upstream output`,
+      hint: "write `stage.output`, `stage[axis=value].output` or `stage[*].output`",
+    });
+    return undefined;
+  }
+  let selector: ParsedRef["selector"] = null;
+  if (m[2] !== undefined) {
+    if (m[2].trim() === "*") selector = "*";
+    else {
+      selector = {};
+      for (const part of m[2].split(",")) {
+        const eq = part.indexOf("=");
+        if (eq <= 0) {
+          diags.push({
+            pos,
+            message: `bad selector \`[${m[2]}]\` in \`${text}\``,
+            hint: "write `[axis=value,...]`",
+          });
+          return undefined;
+        }
+        let v: unknown;
+        try {
+          v = parseYaml(part.slice(eq + 1).trim());
+        } catch {
+          v = part.slice(eq + 1).trim();
+        }
+        selector[part.slice(0, eq).trim()] = (v !== null && typeof v === "object" ? String(v) : v) as Scalar;
+      }
+    }
+  }
+  return { stage: m[1], selector, output: m[3], pos, text };
+}
+
+function compatible(a: Point, b: Point): boolean {
+  for (const k of Object.keys(a)) {
+    if (k in b && formatValue(a[k]) !== formatValue(b[k])) return false;
+  }
+  return true;
+}
+
+interface DefState {
+  def: StageDef;
+  kind?: AnyStageKind;
+  refs: Map<string, ParsedRef[]>;
+  points?: { name: string; point: Point; binds: Map<string, string[]> }[];
+}
+
+/** Expands and validates a pipeline definition into a plan; problems go to `diags`. */
+export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagnostic[]): Plan {
+  // Variables, in order (a variable may use earlier ones), then `--set var=...` overrides.
+  const vars = new Map<string, YNode>();
+  for (const v of def.vars) vars.set(v.name, interpolate(v.value, { vars }, diags));
+  const stageNames = def.stages.map((s) => s.name);
+  const stageOverrides = new Map<string, Override[]>();
+  for (const o of overrides) {
+    const [head, ...rest] = o.path;
+    if (head === "vars" && rest.length > 0) {
+      applyVar(vars, rest, o, diags);
+    } else if (stageNames.includes(head) && rest.length > 0) {
+      const list = stageOverrides.get(head) ?? [];
+      list.push({ ...o, path: rest });
+      stageOverrides.set(head, list);
+    } else if (vars.has(head)) {
+      applyVar(vars, o.path, o, diags);
+    } else {
+      const cands = [...vars.keys(), ...stageNames.map((s) => `${s}.${rest.join(".") || "PARAM"}`)];
+      diags.push({
+        pos: o.pos,
+        message: `\`--set ${o.text}\`: \`${o.path.join(".")}\` is neither a variable nor \`stage.parameter\``,
+        hint: suggestion(o.path.join("."), cands, "variables and stages") ??
+          suggestion(head, [...vars.keys(), ...stageNames], "variables and stages"),
+      });
+    }
+  }
+
+  // Kind defaults: `defaults.with.<kind>`.
+  const kindDefaults = new Map<string, YMap>();
+  for (const d of def.defaultsWith) {
+    const kind = getKind(d.kind);
+    if (!kind) {
+      diags.push({
+        pos: { ...d.pos, len: d.kind.length },
+        message: `\`defaults.with\` names unknown stage kind \`${d.kind}\``,
+        hint: suggestion(d.kind, listKinds().map((k) => k.name), "known kinds"),
+      });
+      continue;
+    }
+    for (const e of d.map.entries) {
+      if (!(e.key in kind.params)) {
+        diags.push({
+          pos: { ...e.keyPos, len: e.key.length },
+          message: `unknown parameter \`${e.key}\` of kind \`${d.kind}\``,
+          hint: suggestion(e.key, Object.keys(kind.params), "known parameters"),
+        });
+      }
+    }
+    kindDefaults.set(d.kind, d.map);
+  }
+  const defaultSeed = def.defaultSeed ? interpolate(def.defaultSeed, { vars }, diags) : undefined;
+
+  // Kinds, inputs and references of every stage definition.
+  const states = new Map<string, DefState>();
+  for (const s of def.stages) {
+    const st: DefState = { def: s, refs: new Map() };
+    states.set(s.name, st);
+    if (s.uses !== undefined) {
+      st.kind = getKind(s.uses);
+      if (!st.kind) {
+        diags.push({
+          pos: s.usesPos!,
+          message: `unknown stage kind \`${s.uses}\``,
+          hint: suggestion(s.uses, listKinds().map((k) => k.name), "known kinds"),
+        });
+      }
+    }
+  }
+  for (const st of states.values()) {
+    const s = st.def;
+    for (const inp of s.inputs) {
+      const spec = st.kind?.inputs[inp.name];
+      if (st.kind && !spec) {
+        diags.push({
+          pos: { ...inp.namePos, len: inp.name.length },
+          message: `unknown input \`${inp.name}\` of stage \`${s.name}\` (kind \`${st.kind.name}\`)`,
+          hint: suggestion(inp.name, Object.keys(st.kind.inputs), "inputs of this kind"),
+        });
+        continue;
+      }
+      if (spec && !spec.many && (inp.isList || inp.refs.length !== 1)) {
+        diags.push({
+          pos: inp.namePos,
+          message: `input \`${inp.name}\` of kind \`${st.kind!.name}\` takes one artifact, not a list`,
+        });
+        continue;
+      }
+      const refs: ParsedRef[] = [];
+      for (const r of inp.refs) {
+        const text = interpolate(
+          { type: "scalar", pos: r.pos, value: r.text },
+          { vars, stage: s.name },
+          diags,
+        );
+        const pr = parseRef(String((text as { value: unknown }).value), r.pos, diags);
+        if (!pr) {
+          s.broken = true;
+          continue;
+        }
+        const up = states.get(pr.stage) ?? (def.stages.some((x) => x.name === pr.stage) ? undefined : null);
+        if (up === null) {
+          diags.push({
+            pos: { ...r.pos, len: pr.stage.length },
+            message: `input \`${inp.name}\` of stage \`${s.name}\` references unknown stage \`${pr.stage}\``,
+            hint: suggestion(pr.stage, stageNames, "stages"),
+          });
+          s.broken = true;
+          continue;
+        }
+        const upDef = def.stages.find((x) => x.name === pr.stage)!;
+        const upKind = upDef.uses ? getKind(upDef.uses) : undefined;
+        if (upKind && !(pr.output in upKind.outputs)) {
+          const outs = Object.keys(upKind.outputs);
+          diags.push({
+            pos: r.pos,
+            message: `stage \`${pr.stage}\` (kind \`${upKind.name}\`) has no output \`${pr.output}\``,
+            hint: suggestion(pr.output, outs, "its outputs"),
+          });
+          s.broken = true;
+          continue;
+        }
+        if (pr.selector === "*" && spec && !spec.many) {
+          diags.push({
+            pos: r.pos,
+            message: `\`${pr.text}\` collects all points, but input \`${inp.name}\` takes one artifact`,
+            hint: "drop `[*]` to expand this stage along the upstream matrix",
+          });
+          s.broken = true;
+          continue;
+        }
+        refs.push(pr);
+      }
+      st.refs.set(inp.name, refs);
+    }
+    if (st.kind && !s.typos.includes("inputs")) {
+      for (const [name, spec] of Object.entries(st.kind.inputs as Record<string, InputSpec>)) {
+        if (!spec.optional && !s.inputs.some((i) => i.name === name)) {
+          diags.push({
+            pos: s.namePos,
+            message: `stage \`${s.name}\` is missing input \`${name}\` (kind \`${st.kind.name}\` needs ${
+              Object.keys(st.kind.inputs).map((n) => `\`${n}\``).join(", ")
+            })`,
+          });
+        }
+      }
+    }
+  }
+
+  const order = topoDefs(def, states, diags);
+
+  // Points, in dependency order.
+  for (const name of order) {
+    const st = states.get(name)!;
+    const s = st.def;
+    if (s.broken) continue;
+    let ok = true;
+    let own: Point[] = [{}];
+    if (s.matrix) {
+      const pts = matrixPoints(s.matrix, { vars, stage: s.name }, s.name, diags);
+      if (!pts) ok = false;
+      else own = pts;
+    }
+    let pts = own.map((p) => ({ point: p, binds: new Map<string, string[]>() }));
+    const many: [string, ParsedRef[]][] = [];
+    for (const [inputName, refs] of st.refs) {
+      const spec = st.kind?.inputs[inputName];
+      if (spec?.many || refs.length !== 1) {
+        many.push([inputName, refs]);
+        continue;
+      }
+      const ref = refs[0];
+      const ups = selectPoints(states, ref, diags);
+      if (!ups) {
+        ok = false;
+        continue;
+      }
+      const next: typeof pts = [];
+      for (const p of pts) {
+        for (const u of ups) {
+          if (!compatible(p.point, u.point)) continue;
+          const binds = new Map(p.binds);
+          binds.set(inputName, [u.name]);
+          next.push({ point: { ...u.point, ...p.point }, binds });
+        }
+      }
+      if (next.length === 0 && pts.length > 0) {
+        diags.push({
+          pos: ref.pos,
+          message: `no point of \`${ref.stage}\` matches the matrix of \`${s.name}\` (shared axes disagree)`,
+        });
+        ok = false;
+      }
+      pts = next;
+    }
+    for (const [inputName, refs] of many) {
+      const spec = st.kind?.inputs[inputName];
+      const selected = refs.map((r) => ({ r, ups: selectPoints(states, r, diags) }));
+      if (selected.some((x) => !x.ups)) {
+        ok = false;
+        continue;
+      }
+      for (const p of pts) {
+        const names: string[] = [];
+        for (const { ups } of selected) {
+          for (const u of ups!) {
+            if (compatible(p.point, u.point) && !names.includes(u.name)) names.push(u.name);
+          }
+        }
+        if (names.length === 0 && !spec?.optional) {
+          diags.push({
+            pos: refs[0]?.pos ?? s.namePos,
+            message: `input \`${inputName}\` of \`${s.name}\` matches no upstream point`,
+          });
+          ok = false;
+        }
+        p.binds.set(inputName, names);
+      }
+    }
+    if (!ok) continue;
+    const axes = varyingAxes(pts.map((p) => p.point));
+    st.points = pts.map((p) => ({
+      ...p,
+      name: pointName(s.name, p.point, s.matrix || pts.length > 1 ? axes : []),
+    }));
+  }
+
+  // Parameters and seeds of every point.
+  const stages: PlannedStage[] = [];
+  const groups = new Map<string, string[]>();
+  for (const name of order) {
+    const st = states.get(name)!;
+    if (!st.points || !st.kind) continue;
+    const s = st.def;
+    const kind = st.kind;
+    const ovs = stageOverrides.get(s.name) ?? [];
+    const names: string[] = [];
+    for (const p of st.points) {
+      const scope: Scope = { vars, matrix: p.point, stage: s.name };
+      let withMap: YMap = { type: "map", pos: s.with?.pos ?? s.namePos, entries: [] };
+      const kd = kindDefaults.get(kind.name);
+      if (kd) withMap.entries.push(...kd.entries.filter((e) => e.key in kind.params));
+      for (const e of s.with?.entries ?? []) {
+        const i = withMap.entries.findIndex((x) => x.key === e.key);
+        if (i >= 0) withMap.entries[i] = e;
+        else withMap.entries.push(e);
+      }
+      withMap = interpolate(withMap, scope, diags) as YMap;
+      let seedNode: YNode | undefined = s.seed ? interpolate(s.seed, scope, diags) : defaultSeed;
+      for (const o of ovs) {
+        if (o.path.length === 1 && o.path[0] === "seed") seedNode = o.value;
+        else withMap = setPath(withMap, o.path, o.value, o.pos);
+      }
+      const paths: string[] = [];
+      const params = checkFields(kind.params, withMap, s.name, {
+        diags,
+        baseDir: def.baseDir,
+        onPath: (abs) => paths.push(abs),
+      }, { type: "map", pos: s.namePos, entries: [] });
+      let seed = 0;
+      if (seedNode) {
+        if (
+          seedNode.type === "scalar" && Number.isInteger(seedNode.value) && (seedNode.value as number) >= 0
+        ) {
+          seed = seedNode.value as number;
+        } else {
+          diags.push({
+            pos: seedNode.pos,
+            message: `\`seed\` must be a non-negative integer, not ${describeNode(seedNode)}`,
+          });
+        }
+      }
+      const inputs: PlannedInput[] = [];
+      const deps: string[] = [];
+      for (const [inputName, refs] of st.refs) {
+        const bound = p.binds.get(inputName) ?? [];
+        const output = refs[0]?.output ?? "";
+        const spec = kind.inputs[inputName];
+        const outputs = new Map(refs.map((r) => [r.stage, r.output]));
+        inputs.push({
+          name: inputName,
+          many: !!spec?.many,
+          refs: bound.map((b) => ({ stage: b, output: outputs.get(b.replace(/\[.*$/, "")) ?? output })),
+        });
+        for (const b of bound) if (!deps.includes(b)) deps.push(b);
+      }
+      stages.push({
+        name: p.name,
+        base: s.name,
+        point: p.point,
+        kind,
+        params,
+        seed,
+        inputs,
+        deps,
+        gpu: kind.gpu,
+        pos: s.namePos,
+        paths,
+      });
+      names.push(p.name);
+    }
+    groups.set(s.name, names);
+  }
+  const plainVars: Record<string, unknown> = {};
+  for (const [k, v] of vars) plainVars[k] = v.type === "scalar" ? v.value : describeNode(v);
+  return {
+    name: def.name,
+    file: def.file,
+    baseDir: def.baseDir,
+    stages,
+    byName: new Map(stages.map((s) => [s.name, s])),
+    groups,
+    vars: plainVars,
+  };
+}
+
+function applyVar(vars: Map<string, YNode>, path: string[], o: Override, diags: Diagnostic[]): void {
+  const [name, ...rest] = path;
+  const cur = vars.get(name);
+  if (!cur) {
+    diags.push({
+      pos: o.pos,
+      message: `\`--set ${o.text}\`: unknown variable \`${name}\``,
+      hint: suggestion(name, vars.keys(), "defined variables"),
+    });
+    return;
+  }
+  if (rest.length === 0) vars.set(name, o.value);
+  else if (cur.type === "map") vars.set(name, setPath(cur, rest, o.value, o.pos));
+  else diags.push({ pos: o.pos, message: `\`--set ${o.text}\`: variable \`${name}\` is not a mapping` });
+}
+
+function selectPoints(states: Map<string, DefState>, ref: ParsedRef, diags: Diagnostic[]) {
+  const up = states.get(ref.stage);
+  if (!up?.points) return undefined; // its own errors were reported
+  if (ref.selector === null || ref.selector === "*") return up.points;
+  const sel = ref.selector;
+  const axes = [...new Set(up.points.flatMap((p) => Object.keys(p.point)))];
+  for (const k of Object.keys(sel)) {
+    if (!axes.includes(k)) {
+      diags.push({
+        pos: ref.pos,
+        message: `\`${ref.text}\`: stage \`${ref.stage}\` has no matrix axis \`${k}\``,
+        hint: axes.length ? suggestion(k, axes, "its axes") : `\`${ref.stage}\` has no matrix`,
+      });
+      return undefined;
+    }
+  }
+  const found = up.points.filter((p) => compatible(sel, p.point));
+  if (found.length === 0) {
+    diags.push({
+      pos: ref.pos,
+      message: `\`${ref.text}\` matches no point of \`${ref.stage}\``,
+      hint: `its points: ${up.points.slice(0, 6).map((p) => p.name).join(", ")}${
+        up.points.length > 6 ? ", ..." : ""
+      }`,
+    });
+    return undefined;
+  }
+  return found;
+}
+
+/** Orders stage definitions so that every stage comes after what it references; reports cycles. */
+function topoDefs(def: PipelineDef, states: Map<string, DefState>, diags: Diagnostic[]): string[] {
+  const names = def.stages.map((s) => s.name);
+  const deps = new Map<string, Set<string>>();
+  for (const n of names) {
+    const set = new Set<string>();
+    for (const refs of states.get(n)!.refs.values()) for (const r of refs) set.add(r.stage);
+    deps.set(n, set);
+  }
+  const done = new Set<string>();
+  const order: string[] = [];
+  let progress = true;
+  while (progress) {
+    progress = false;
+    for (const n of names) {
+      if (done.has(n)) continue;
+      if ([...deps.get(n)!].every((d) => done.has(d))) {
+        done.add(n);
+        order.push(n);
+        progress = true;
+        break; // restart from the top: file order wherever the graph allows
+      }
+    }
+  }
+  const reported = new Set<string>();
+  for (const n of names) {
+    if (done.has(n) || reported.has(n)) continue;
+    // Follow undone dependencies until a stage repeats.
+    const path: string[] = [n];
+    let cur = n;
+    while (true) {
+      const next = [...deps.get(cur)!].find((d) => !done.has(d))!;
+      const i = path.indexOf(next);
+      if (i >= 0) {
+        const cycle = path.slice(i);
+        if (!cycle.some((c) => reported.has(c))) {
+          const first = cycle[0];
+          const second = cycle[1] ?? first;
+          const ref = [...states.get(first)!.refs.values()].flat().find((r) => r.stage === second);
+          diags.push({
+            pos: ref?.pos ?? states.get(first)!.def.namePos,
+            message: `dependency cycle: ${[...cycle, first].join(" → ")}`,
+            hint: "a stage cannot (even indirectly) use its own output",
+          });
+        }
+        for (const c of cycle) reported.add(c);
+        break;
+      }
+      path.push(next);
+      cur = next;
+    }
+    reported.add(n);
+  }
+  return order;
+}

@@ -1,0 +1,224 @@
+/**
+ * `runStage`: the single entry point that executes one stage from its job description (cache key,
+ * kind, parameters, resolved inputs). Shared by the local executor and by `ditflow exec-stage` (what a
+ * cluster executor submits). It takes the per-key lock, runs the kind in a temporary directory, computes
+ * output digests, writes meta.json and promotes the directory atomically. On failure or abort the
+ * temporary directory is removed (the checkpoint directory is kept for resume).
+ * @module
+ */
+
+import type { KeyComponents } from "./cache_key.ts";
+import { digestPath } from "./hash.ts";
+import { acquireLock, type KeyLock, type LockInfo } from "./lock.ts";
+import { getKind, loadKindModule } from "./registry.ts";
+import type { InputArtifact, ProgressUpdate, StageContext } from "./stage.ts";
+import type { ArtifactMeta, Store } from "./store.ts";
+import { DITFLOW_VERSION } from "./version.ts";
+
+/** Everything needed to run a stage, serialisable as JSON (a cluster executor ships this). */
+export interface StageJob {
+  key: string;
+  name: string;
+  base: string;
+  pipeline: string;
+  kind: string;
+  /** The kind's module URL (imported when the kind is not registered in this process). */
+  module: string;
+  params: Record<string, unknown>;
+  seed: number;
+  point: Record<string, string | number | boolean | null>;
+  /** Resolved inputs. */
+  inputs: Record<string, { many: boolean; artifacts: InputArtifact[] }>;
+  components: KeyComponents;
+  codeFiles: Record<string, string>;
+  /** Replace an existing artifact (`--force`). */
+  force?: boolean;
+}
+
+/** How a stage ended. */
+export type StageOutcome =
+  | { status: "ran"; meta: ArtifactMeta }
+  | { status: "cached"; meta: ArtifactMeta; by: "store" | "other-process" }
+  | { status: "failed"; error: string; logPath: string; logTail: string[] }
+  | { status: "aborted" };
+
+/** Options of {@link runStage}. */
+export interface RunStageOptions {
+  store: Store;
+  signal?: AbortSignal;
+  onProgress?: (u: ProgressUpdate) => void;
+  onLog?: (line: string) => void;
+  /** Called when another process holds the key's lock and this one waits. */
+  onWait?: (holder?: LockInfo) => void;
+}
+
+function fmtPart(p: unknown): string {
+  if (typeof p === "string") return p;
+  if (p instanceof Error) return p.stack ?? p.message;
+  try {
+    return JSON.stringify(p);
+  } catch {
+    return String(p);
+  }
+}
+
+/** Runs one stage (see the module doc). Never throws for stage failures; returns the outcome. */
+export async function runStage(job: StageJob, opts: RunStageOptions): Promise<StageOutcome> {
+  const { store } = opts;
+  store.ensureDirs();
+  if (!job.force) {
+    const meta = store.readMeta(job.key);
+    if (meta) return { status: "cached", meta, by: "store" };
+  }
+  let lock: KeyLock | undefined;
+  try {
+    lock = await acquireLock(store.lockPath(job.key), {
+      signal: opts.signal,
+      onWait: opts.onWait,
+      done: () => !job.force && store.has(job.key),
+    });
+  } catch (e) {
+    if (opts.signal?.aborted) return { status: "aborted" };
+    throw e;
+  }
+  if (!lock) return { status: "cached", meta: store.readMeta(job.key)!, by: "other-process" };
+  let tmp: string | undefined;
+  let logFile: Deno.FsFile | undefined;
+  const logLines: string[] = [];
+  const t0 = performance.now();
+  const started = new Date();
+  try {
+    if (!job.force) {
+      const meta = store.readMeta(job.key);
+      if (meta) return { status: "cached", meta, by: "other-process" };
+    }
+    let kind = getKind(job.kind);
+    if (!kind) {
+      await loadKindModule(job.module);
+      kind = getKind(job.kind);
+      if (!kind) throw new Error(`stage kind ${job.kind} is not registered by ${job.module}`);
+    }
+    tmp = store.makeTmp(job.key);
+    const outputs: Record<string, string> = {};
+    for (const o of Object.keys(kind.outputs)) {
+      outputs[o] = `${tmp}/out/${o}`;
+      Deno.mkdirSync(outputs[o], { recursive: true });
+    }
+    const checkpointDir = store.checkpointDir(job.key);
+    Deno.mkdirSync(checkpointDir, { recursive: true });
+    logFile = Deno.openSync(`${tmp}/log.txt`, { write: true, create: true, append: true });
+    const enc = new TextEncoder();
+    const log = (...parts: unknown[]) => {
+      const text = parts.map(fmtPart).join(" ");
+      const stamp = ((performance.now() - t0) / 1000).toFixed(1);
+      for (const l of text.split("\n")) {
+        const line = `[${stamp}s] ${l}`;
+        logLines.push(line);
+        if (logLines.length > 200) logLines.shift();
+        logFile?.writeSync(enc.encode(line + "\n"));
+        opts.onLog?.(l);
+      }
+    };
+    const metrics: Record<string, unknown> = {};
+    let adapter: unknown = null;
+    const inputs: Record<string, InputArtifact | InputArtifact[] | undefined> = {};
+    for (const [name, inp] of Object.entries(job.inputs)) {
+      inputs[name] = inp.many ? inp.artifacts : inp.artifacts[0];
+    }
+    const signal = opts.signal ?? new AbortController().signal;
+    const ctx: StageContext = {
+      name: job.name,
+      kind: job.kind,
+      key: job.key,
+      params: job.params as StageContext["params"],
+      inputs: inputs as StageContext["inputs"],
+      outputs,
+      seed: job.seed,
+      point: job.point,
+      checkpointDir,
+      signal,
+      log,
+      progress: (u) => opts.onProgress?.(u),
+      metrics: (v) => Object.assign(metrics, v),
+      setAdapter: (d) => {
+        adapter = d;
+      },
+    };
+    log(
+      `stage ${job.name} (kind ${job.kind}, key ${
+        job.key.slice(0, 12)
+      }) on ${Deno.hostname()} pid ${Deno.pid}`,
+    );
+    await kind.run(ctx);
+    signal.throwIfAborted();
+    const outMeta: ArtifactMeta["outputs"] = {};
+    for (const [o, dir] of Object.entries(outputs)) {
+      const d = await digestPath(dir);
+      outMeta[o] = { digest: d.digest, bytes: d.bytes, files: d.files };
+    }
+    const ms = performance.now() - t0;
+    log(`finished in ${(ms / 1000).toFixed(2)}s`);
+    logFile.close();
+    logFile = undefined;
+    const meta: ArtifactMeta = {
+      format: 1,
+      key: job.key,
+      name: job.name,
+      base: job.base,
+      pipeline: job.pipeline,
+      kind: job.kind,
+      point: job.point,
+      components: job.components,
+      code_files: job.codeFiles,
+      inputs: Object.fromEntries(
+        Object.entries(job.inputs).map(([n, i]) => [
+          n,
+          i.artifacts.map((a) => ({ stage: a.stage, output: a.output, key: a.key, digest: a.digest })),
+        ]),
+      ),
+      outputs: outMeta,
+      metrics,
+      timings: { started: started.toISOString(), finished: new Date().toISOString(), ms: Math.round(ms) },
+      adapter,
+      host: Deno.hostname(),
+      pid: Deno.pid,
+      ditflow: DITFLOW_VERSION,
+    };
+    Deno.writeTextFileSync(`${tmp}/meta.json`, JSON.stringify(meta, null, 1));
+    const r = store.promote(tmp, job.key, job.force);
+    tmp = undefined;
+    try {
+      Deno.removeSync(checkpointDir, { recursive: true });
+    } catch { /* none */ }
+    if (r === "exists") return { status: "cached", meta: store.readMeta(job.key)!, by: "other-process" };
+    store.forget(job.key);
+    return { status: "ran", meta };
+  } catch (e) {
+    if (opts.signal?.aborted) return { status: "aborted" };
+    const err = e instanceof Error ? (e.stack ?? e.message) : String(e);
+    logLines.push(`FAILED: ${err}`);
+    try {
+      logFile?.writeSync(new TextEncoder().encode(`FAILED: ${err}\n`));
+    } catch { /* ignore */ }
+    const logPath = store.failedLogPath(job.key);
+    try {
+      Deno.writeTextFileSync(logPath, logLines.join("\n") + "\n");
+    } catch { /* ignore */ }
+    return {
+      status: "failed",
+      error: e instanceof Error ? e.message : String(e),
+      logPath,
+      logTail: logLines.slice(-10),
+    };
+  } finally {
+    try {
+      logFile?.close();
+    } catch { /* closed */ }
+    if (tmp) {
+      try {
+        Deno.removeSync(tmp, { recursive: true });
+      } catch { /* ignore */ }
+    }
+    lock.release();
+  }
+}
