@@ -1,0 +1,288 @@
+// Layout ops: strided gathers and scatters (permute, transpose, narrow, concat, split, flip, patchify,
+// unpatchify and their backward passes), row gathers with a deterministic scatter-add backward (a bitonic
+// sort of (index, position) keys, then one ordered segment sum per output element; no atomics), and a
+// select on a u32 mask.
+//
+// Data moves as u32 bits, so every dtype is copied exactly. Strided addressing: up to 8 dims; source (or
+// destination) offset = base + sum_k coord_k * stride_k in wrapping u32 arithmetic, so negative strides
+// (flip) are passed as their two's complement.
+// Linear index of an invocation: gid.x + gid.y * num_workgroups.x * WG (2-D grids for large tensors).
+
+struct StridedParams {
+  n: u32,
+  base: u32,
+  _pad0: u32,
+  _pad1: u32,
+  shape: array<vec4u, 2>,
+  str: array<vec4u, 2>,
+}
+
+override WG: u32 = 256u;
+
+fn lin(gid: vec3u, nwg: vec3u) -> u32 {
+  return gid.x + gid.y * nwg.x * WG;
+}
+
+fn dim(v: array<vec4u, 2>, d: u32) -> u32 {
+  return v[d / 4u][d % 4u];
+}
+
+// The number of dims the strided kernels walk, as a pipeline constant: loops with a constant trip count
+// are unrolled and index the params with constants (a loop bound read from the uniform costs ~8x on
+// llvmpipe). The caller collapses dims first, so few pipelines exist.
+override NDIM: u32 = 1u;
+
+// The outermost coordinate is what remains after the inner dims (i < n), so it needs no division.
+fn strided_offset(i: u32, base: u32, shape: array<vec4u, 2>, str: array<vec4u, 2>) -> u32 {
+  var rem = i;
+  var off = base;
+  for (var k = 1u; k < NDIM; k++) {
+    let d = NDIM - k;
+    let s = dim(shape, d);
+    off += (rem % s) * dim(str, d);
+    rem = rem / s;
+  }
+  if (NDIM > 0u) {
+    off += rem * dim(str, 0u);
+  }
+  return off;
+}
+
+// --- out[i] = x[strided(i)]: out contiguous in `shape` -------------------------------------------
+@group(0) @binding(0) var<uniform> gp: StridedParams;
+@group(0) @binding(1) var<storage, read> g_x: array<u32>;
+@group(0) @binding(2) var<storage, read_write> g_out: array<u32>;
+
+@compute @workgroup_size(WG)
+fn gather_strided(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = lin(gid, nwg);
+  if (i >= gp.n) { return; }
+  g_out[i] = g_x[strided_offset(i, gp.base, gp.shape, gp.str)];
+}
+
+// --- out[strided(i)] = x[i]: x contiguous in `shape` (the adjoint of gather_strided) -------------
+@group(0) @binding(0) var<uniform> sp: StridedParams;
+@group(0) @binding(1) var<storage, read> s_x: array<u32>;
+@group(0) @binding(2) var<storage, read_write> s_out: array<u32>;
+
+@compute @workgroup_size(WG)
+fn scatter_strided(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = lin(gid, nwg);
+  if (i >= sp.n) { return; }
+  s_out[strided_offset(i, sp.base, sp.shape, sp.str)] = s_x[i];
+}
+
+// --- rows: out[m, c] = x[idx[m], c] (0 where idx[m] >= rows) ------------------------------------
+struct RowsParams {
+  n: u32,     // M * D
+  d: u32,     // row width
+  rows: u32,  // N
+  m: u32,     // number of indices
+}
+
+@group(0) @binding(0) var<uniform> rp: RowsParams;
+@group(0) @binding(1) var<storage, read> r_x: array<u32>;
+@group(0) @binding(2) var<storage, read> r_idx: array<u32>;
+@group(0) @binding(3) var<storage, read_write> r_out: array<u32>;
+
+@compute @workgroup_size(WG)
+fn gather_rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = lin(gid, nwg);
+  if (i >= rp.n) { return; }
+  let m = i / rp.d;
+  let c = i - m * rp.d;
+  let r = r_idx[m];
+  r_out[i] = select(0u, r_x[r * rp.d + c], r < rp.rows);
+}
+
+// --- bitonic sort of keys (idx[m], m), padded with (~0, ~0) to a power of two >= 2 * WG ------------
+struct SortParams {
+  n: u32,  // padded length (power of two)
+  m: u32,  // real keys
+  k: u32,  // bitonic stage
+  j: u32,  // step within the stage (sort_global)
+}
+
+@group(0) @binding(0) var<uniform> kp: SortParams;
+@group(0) @binding(1) var<storage, read> k_idx: array<u32>;
+@group(0) @binding(2) var<storage, read_write> k_keys: array<vec2u>;
+
+@compute @workgroup_size(WG)
+fn sort_init(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = lin(gid, nwg);
+  if (i >= kp.n) { return; }
+  if (i < kp.m) {
+    k_keys[i] = vec2u(k_idx[i], i);
+  } else {
+    k_keys[i] = vec2u(0xFFFFFFFFu, 0xFFFFFFFFu);
+  }
+}
+
+fn key_greater(a: vec2u, b: vec2u) -> bool {
+  return a.x > b.x || (a.x == b.x && a.y > b.y);
+}
+
+var<workgroup> tile: array<vec2u, 2u * WG>;
+
+@group(0) @binding(0) var<uniform> lp: SortParams;
+@group(0) @binding(1) var<storage, read_write> l_keys: array<vec2u>;
+
+// Bitonic steps with j <= WG inside one block of 2 * WG keys in workgroup memory: every stage
+// k = 2 .. 2 WG when lp.k == 0 (sorts each block into alternating runs), else the tail j = WG .. 1 of
+// stage lp.k.
+@compute @workgroup_size(WG)
+fn sort_local(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_index) lid: u32,
+  @builtin(num_workgroups) nwg: vec3u,
+) {
+  let base = (wid.x + wid.y * nwg.x) * 2u * WG;
+  let inside = base < lp.n;
+  if (inside) {
+    tile[lid] = l_keys[base + lid];
+    tile[lid + WG] = l_keys[base + lid + WG];
+  }
+  workgroupBarrier();
+  var k0 = 2u;
+  var k1 = 2u * WG;
+  if (lp.k != 0u) {
+    k0 = lp.k;
+    k1 = lp.k;
+  }
+  for (var k = k0; k <= k1; k = k * 2u) {
+    for (var j = min(k / 2u, WG); j > 0u; j = j / 2u) {
+      let i = 2u * j * (lid / j) + (lid % j);
+      let asc = ((base + i) & k) == 0u;
+      let a = tile[i];
+      let b = tile[i + j];
+      if (key_greater(a, b) == asc) {
+        tile[i] = b;
+        tile[i + j] = a;
+      }
+      workgroupBarrier();
+    }
+  }
+  if (inside) {
+    l_keys[base + lid] = tile[lid];
+    l_keys[base + lid + WG] = tile[lid + WG];
+  }
+}
+
+// One bitonic step (k, j) with j > WG across the whole array: one invocation per pair.
+@compute @workgroup_size(WG)
+fn sort_global(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = lin(gid, nwg);
+  if (t >= lp.n / 2u) { return; }
+  let j = lp.j;
+  let i = 2u * j * (t / j) + (t % j);
+  let asc = (i & lp.k) == 0u;
+  let a = l_keys[i];
+  let b = l_keys[i + j];
+  if (key_greater(a, b) == asc) {
+    l_keys[i] = b;
+    l_keys[i + j] = a;
+  }
+}
+
+// --- gather_rows backward: dx[r, c] = sum of g[m, c] over idx[m] == r, in increasing m ------------
+// keys: the sorted (idx, m) pairs; a binary search finds the segment of r.
+@group(0) @binding(0) var<uniform> bp: RowsParams; // n = N * D, d = D, rows = N, m = M
+@group(0) @binding(1) var<storage, read> b_g: array<f32>;
+@group(0) @binding(2) var<storage, read> b_keys: array<vec2u>;
+@group(0) @binding(3) var<storage, read_write> b_dx: array<f32>;
+
+@compute @workgroup_size(WG)
+fn gather_rows_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = lin(gid, nwg);
+  if (i >= bp.n) { return; }
+  let r = i / bp.d;
+  let c = i - r * bp.d;
+  var lo = 0u;
+  var hi = bp.m;
+  while (lo < hi) {
+    let mid = (lo + hi) / 2u;
+    if (b_keys[mid].x < r) {
+      lo = mid + 1u;
+    } else {
+      hi = mid;
+    }
+  }
+  var acc = 0.0;
+  for (var k = lo; k < bp.m; k++) {
+    let key = b_keys[k];
+    if (key.x != r) { break; }
+    acc = acc + b_g[key.y * bp.d + c];
+  }
+  b_dx[i] = acc;
+}
+
+// --- where: out = mask != 0 ? a : b, with broadcasting ------------------------------------------
+struct WhereParams {
+  n: u32,
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+  shape: array<vec4u, 2>,
+  astr: array<vec4u, 2>,
+  bstr: array<vec4u, 2>,
+  mstr: array<vec4u, 2>,
+}
+
+@group(0) @binding(0) var<uniform> wp: WhereParams;
+@group(0) @binding(1) var<storage, read> w_mask: array<u32>;
+@group(0) @binding(2) var<storage, read> w_a: array<u32>;
+@group(0) @binding(3) var<storage, read> w_b: array<u32>;
+@group(0) @binding(4) var<storage, read_write> w_out: array<u32>;
+
+@compute @workgroup_size(WG)
+fn where_select(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = lin(gid, nwg);
+  if (i >= wp.n) { return; }
+  var rem = i;
+  var ao = 0u;
+  var bo = 0u;
+  var mo = 0u;
+  for (var k = 1u; k < NDIM; k++) {
+    let d = NDIM - k;
+    let s = dim(wp.shape, d);
+    let c = rem % s;
+    rem = rem / s;
+    ao += c * dim(wp.astr, d);
+    bo += c * dim(wp.bstr, d);
+    mo += c * dim(wp.mstr, d);
+  }
+  if (NDIM > 0u) {
+    ao += rem * dim(wp.astr, 0u);
+    bo += rem * dim(wp.bstr, 0u);
+    mo += rem * dim(wp.mstr, 0u);
+  }
+  w_out[i] = select(w_b[bo], w_a[ao], w_mask[mo] != 0u);
+}
+
+// where backward: out = g where (mask != 0) == (SIDE == 0), else 0 (full output shape; the caller sums
+// it down to the operand's shape). Uses shape and mstr of WhereParams.
+override SIDE: u32 = 0u;
+
+@group(0) @binding(0) var<uniform> wbp: WhereParams;
+@group(0) @binding(1) var<storage, read> wb_mask: array<u32>;
+@group(0) @binding(2) var<storage, read> wb_g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> wb_out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn where_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = lin(gid, nwg);
+  if (i >= wbp.n) { return; }
+  var rem = i;
+  var mo = 0u;
+  for (var k = 1u; k < NDIM; k++) {
+    let d = NDIM - k;
+    let s = dim(wbp.shape, d);
+    mo += (rem % s) * dim(wbp.mstr, d);
+    rem = rem / s;
+  }
+  if (NDIM > 0u) {
+    mo += rem * dim(wbp.mstr, 0u);
+  }
+  let take = (wb_mask[mo] != 0u) == (SIDE == 0u);
+  wb_out[i] = select(0.0, wb_g[i], take);
+}
