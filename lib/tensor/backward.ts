@@ -22,8 +22,9 @@ export function backward(root: Tensor, seed?: Tensor): void {
   noGrad(() => {
     const order = topoOrder(root);
     const grads = new Map<number, Tensor>();
-    const ownSeed = seed ? null : full(root.shape, 1, "grad seed");
-    const seedT = seed ?? ownSeed!;
+    // A caller's seed is copied so that no gradient ever aliases the caller's tensor.
+    const ownSeed = seed ? scale(seed, 1) : full(root.shape, 1, "grad seed");
+    const seedT = ownSeed;
     grads.set(root.id, seedT);
     for (let k = order.length - 1; k >= 0; k--) {
       const t = order[k];
@@ -78,6 +79,6 @@ export function backward(root: Tensor, seed?: Tensor): void {
       if (g !== seedT) g.dispose();
       grads.delete(t.id);
     }
-    ownSeed?.dispose();
+    ownSeed.dispose();
   });
 }

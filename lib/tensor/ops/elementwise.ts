@@ -40,6 +40,30 @@ function broadcastStrides(shape: Shape, out: Shape): number[] {
   return res;
 }
 
+/**
+ * Merges adjacent dims that every operand walks contiguously (or broadcasts along both), so that the
+ * kernel's index loop is as short as possible: [N,T,D] + [D] becomes [N·T, D] + [1, D].
+ */
+export function collapseDims(shape: readonly number[], ...strides: number[][]): [number[], ...number[][]] {
+  const outShape: number[] = [];
+  const outStrides: number[][] = strides.map(() => []);
+  for (let i = 0; i < shape.length; i++) {
+    if (shape[i] === 1) continue; // size-1 dims carry no index
+    const last = outShape.length - 1;
+    const mergeable = last >= 0 &&
+      strides.every((st, k) => outStrides[k][last] === st[i] * shape[i]);
+    if (mergeable) {
+      outShape[last] *= shape[i];
+      strides.forEach((st, k) => (outStrides[k][last] = st[i]));
+    } else {
+      outShape.push(shape[i]);
+      strides.forEach((st, k) => outStrides[k].push(st[i]));
+    }
+  }
+  if (outShape.length === 0) return [[1], ...strides.map(() => [0])];
+  return [outShape, ...outStrides];
+}
+
 const BINARY_OP = { add: 0, sub: 1, mul: 2, div: 3 } as const;
 type BinaryName = keyof typeof BINARY_OP;
 
@@ -61,14 +85,19 @@ function binaryRaw(name: BinaryName, a: Tensor, b: Tensor, alpha = 1, beta = 1):
     });
   } else {
     if (alpha !== 1 || beta !== 1) throw new Error("internal: scaled broadcast binary op");
-    const p = new Params().u32(n).u32(outShape.length).f32(1).f32(1);
-    pushDims(p, outShape, 1);
-    pushDims(p, broadcastStrides(a.shape, outShape));
-    pushDims(p, broadcastStrides(b.shape, outShape));
+    const [shape, as, bs] = collapseDims(
+      outShape,
+      broadcastStrides(a.shape, outShape),
+      broadcastStrides(b.shape, outShape),
+    );
+    const p = new Params().u32(n).u32(shape.length).f32(1).f32(1);
+    pushDims(p, shape, 1);
+    pushDims(p, as);
+    pushDims(p, bs);
     rt().dispatch({
       kernel: K,
       entry: "binary",
-      constants: { OP: BINARY_OP[name] },
+      constants: { OP: BINARY_OP[name], NDIM: shape.length },
       params: p.bytes(),
       buffers: [a.binding(), b.binding(), out.binding()],
       workgroups: grid(n),
