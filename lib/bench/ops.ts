@@ -1,0 +1,175 @@
+/**
+ * Benchmarks of the normalisation / reduction ops at DiT-S/2 sizes (x [32, 256, 384], conditioning
+ * [32, 384]): LayerNorm, adaLN modulation and the fused LayerNorm+modulate, forward and backward, the gated
+ * residual, softmax and cross-entropy over 1001 classes, and the full sum of 16M elements. Throughput in
+ * MB/s counts the bytes each op must move at least (its inputs read once and its outputs written once).
+ *
+ * `deno task bench ops [--quick]`.
+ * @module
+ */
+
+import { getRuntime, type Runtime } from "../gpu/runtime.ts";
+import { backward } from "../tensor/backward.ts";
+import { addGated, layerNorm, layerNormModulate, modulate } from "../tensor/ops/layernorm.ts";
+import { sum } from "../tensor/ops/reduce.ts";
+import { softmax } from "../tensor/ops/softmax.ts";
+import { type Tensor, tensor, tidy } from "../tensor/tensor.ts";
+import type { BenchOptions, BenchResult } from "./types.ts";
+
+function randomData(n: number, seed: number): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    out[i] = (a / 4294967296 - 0.5) * 3.4;
+  }
+  return out;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** A timing: median and minimum over the iterations, and which clock measured it. */
+interface Timing {
+  ms: number;
+  minMs: number;
+  timer: string;
+}
+
+/**
+ * Times the GPU work `body` records after it calls `start()` (everything `body` makes is disposed at
+ * the end of its scope): GPU timestamps where the adapter has them, else wall-clock from `start()` to
+ * completion (which then also counts the GPU work recorded before `start()`). One untimed warm-up run.
+ */
+async function measure(r: Runtime, body: (start: () => void) => void, iters: number): Promise<Timing> {
+  const once = async (timed: boolean) => {
+    await r.sync();
+    let t0 = performance.now();
+    tidy(() =>
+      body(() => {
+        if (timed) r.startTiming(); // flushes the work recorded so far, untimed
+        t0 = performance.now();
+      })
+    );
+    await r.sync();
+    const wall = performance.now() - t0;
+    const g = timed ? await r.stopTiming() : null;
+    return { wall, g };
+  };
+  await once(false);
+  const gpu: number[] = [];
+  const wall: number[] = [];
+  for (let i = 0; i < iters; i++) {
+    const { wall: w, g } = await once(true);
+    wall.push(w);
+    if (g !== null && g > 0) gpu.push(g);
+  }
+  const xs = gpu.length === iters ? gpu : wall;
+  return { ms: median(xs), minMs: Math.min(...xs), timer: gpu.length === iters ? "gpu" : "wall" };
+}
+
+/** Times a forward op. */
+function timeForward(r: Runtime, run: () => void, iters: number): Promise<Timing> {
+  return measure(r, (start) => {
+    start();
+    run();
+  }, iters);
+}
+
+/**
+ * Times the backward of `fn(leaves)` with the seed gradient `g`: the forward is recorded in the same scope
+ * (its saved tensors live there) but before the timer starts. Without GPU timestamps the forward's time is
+ * subtracted instead.
+ */
+async function timeBackward(
+  r: Runtime,
+  leaves: Tensor[],
+  fn: (xs: Tensor[]) => Tensor,
+  g: Tensor,
+  iters: number,
+): Promise<Timing> {
+  const both = await measure(r, (start) => {
+    for (const x of leaves) x.requiresGrad = true;
+    if (!r.hasTimestamps) start();
+    const y = fn(leaves);
+    if (r.hasTimestamps) start();
+    backward(y, g);
+    for (const x of leaves) {
+      x.grad?.dispose();
+      x.grad = null;
+      x.requiresGrad = false;
+    }
+  }, iters);
+  if (both.timer === "gpu") return both;
+  const fwd = await timeForward(r, () => void fn(leaves), iters);
+  return { ms: Math.max(both.ms - fwd.ms, 0), minMs: Math.max(both.minMs - fwd.minMs, 0), timer: "wall" };
+}
+
+/** LayerNorm / modulate / gated residual / softmax / 16M-element sum timings at DiT-S/2 sizes. */
+export async function benchOps(opts: BenchOptions): Promise<BenchResult[]> {
+  const r = await getRuntime();
+  const adapter = r.adapter.description;
+  const soft = r.adapter.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(adapter);
+  const iters = opts.quick ? 1 : soft ? 5 : 20;
+  const [n, t, d] = [opts.quick ? 4 : 32, 256, 384];
+  const size = n * t * d;
+  const results: BenchResult[] = [];
+  const x = tensor(randomData(size, 1), [n, t, d]).keep();
+  const res = tensor(randomData(size, 2), [n, t, d]).keep();
+  const gy = tensor(randomData(size, 3), [n, t, d]).keep();
+  const shift = tensor(randomData(n * d, 4), [n, d]).keep();
+  const scale = tensor(randomData(n * d, 5), [n, d]).keep();
+  const tag = `[${n}, ${t}, ${d}]`;
+  const push = (name: string, m: Timing, bytes: number) => {
+    results.push({
+      name,
+      ms: m.ms,
+      mbps: bytes / (m.ms * 1e3),
+      adapter,
+      timer: m.timer,
+      min_ms: m.minMs,
+      best_mbps: bytes / (m.minMs * 1e3),
+      iters,
+    });
+    opts.log(`${name}: ${m.ms.toFixed(3)} ms (min ${m.minMs.toFixed(3)})`);
+  };
+  const B = 4 * size; // bytes of one [N, T, D] tensor
+  const C = 4 * n * d; // bytes of one [N, D] tensor
+
+  push(`layerNorm fwd ${tag}`, await timeForward(r, () => void layerNorm(x), iters), 2 * B);
+  push(`layerNorm bwd ${tag}`, await timeBackward(r, [x], ([a]) => layerNorm(a), gy, iters), 3 * B);
+  push(
+    `modulate fwd ${tag}`,
+    await timeForward(r, () => void modulate(x, shift, scale), iters),
+    2 * B + 2 * C,
+  );
+  push(
+    `modulate bwd ${tag}`,
+    await timeBackward(r, [x, shift, scale], ([a, b, c]) => modulate(a, b, c), gy, iters),
+    3 * B + 3 * C,
+  );
+  push(
+    `layerNormModulate fwd ${tag}`,
+    await timeForward(r, () => void layerNormModulate(x, shift, scale), iters),
+    2 * B + 2 * C,
+  );
+  push(
+    `layerNormModulate bwd ${tag}`,
+    await timeBackward(r, [x, shift, scale], ([a, b, c]) => layerNormModulate(a, b, c), gy, iters),
+    3 * B + 3 * C,
+  );
+  push(`addGated fwd ${tag}`, await timeForward(r, () => void addGated(res, x, shift), iters), 3 * B + C);
+  push(
+    `addGated bwd ${tag}`,
+    await timeBackward(r, [res, x, shift], ([a, b, c]) => addGated(a, b, c), gy, iters),
+    3 * B + C,
+  );
+  const sm = x.view([n * t, d]);
+  push(`softmax fwd [${n * t}, ${d}]`, await timeForward(r, () => void softmax(sm), iters), 2 * B);
+  sm.dispose();
+
+  const big = (opts.quick ? 1 : 16) << 20;
+  const xs = tensor(randomData(big, 6), [big]).keep();
+  push(`sum ${big / (1 << 20)}M elements`, await timeForward(r, () => void sum(xs), iters), 4 * big);
+  for (const v of [x, res, gy, shift, scale, xs]) v.dispose();
+  return results;
+}
