@@ -14,6 +14,8 @@ struct SumToParams {
 }
 
 override WG: u32 = 256u;
+// The rank, as a pipeline constant so that the index loops unroll (see elementwise.wgsl).
+override NDIM: u32 = 8u;
 
 fn dim(v: array<vec4u, 2>, d: u32) -> u32 {
   return v[d / 4u][d % 4u];
@@ -30,8 +32,8 @@ fn sum_to(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
   // Base offset from the kept dims (output coordinates).
   var rem = o;
   var base = 0u;
-  for (var k = 0u; k < p.ndim; k++) {
-    let d = p.ndim - 1u - k;
+  for (var k = 0u; k < NDIM; k++) {
+    let d = NDIM - 1u - k;
     if (dim(p.red, d) == 0u) {
       let s = dim(p.shape, d);
       base += (rem % s) * dim(p.istr, d);
@@ -43,8 +45,8 @@ fn sum_to(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
   for (var r = 0u; r < p.n_red; r++) {
     var rr = r;
     var off = base;
-    for (var k = 0u; k < p.ndim; k++) {
-      let d = p.ndim - 1u - k;
+    for (var k = 0u; k < NDIM; k++) {
+      let d = NDIM - 1u - k;
       if (dim(p.red, d) == 1u) {
         let s = dim(p.shape, d);
         off += (rr % s) * dim(p.istr, d);

@@ -336,7 +336,7 @@ export class DiT {
     if (cfg.block === "adaLN-Zero" || cfg.block === "adaLN") {
       const m = this.#lin("final_layer.adaLN_modulation.1");
       const [shift, scale] = chunk(linear(sc, m.weight, m.bias), 2, 1);
-      out = linear(layerNormModulate(h, shift, scale, LN_EPS), fl.weight, fl.bias);
+      out = linear(layerNormModulate(h, shift, scale, { eps: LN_EPS }), fl.weight, fl.bias);
     } else {
       out = linear(layerNorm(h, { eps: LN_EPS }), fl.weight, fl.bias);
     }
@@ -386,14 +386,14 @@ export class DiT {
           6,
           1,
         );
-        x = addGated(x, this.#attn(`${b}.attn`, layerNormModulate(x, shiftMsa, scaleMsa, LN_EPS)), gateMsa);
-        return addGated(x, this.#mlp(`${b}.mlp`, layerNormModulate(x, shiftMlp, scaleMlp, LN_EPS)), gateMlp);
+        x = addGated(x, this.#attn(`${b}.attn`, layerNormModulate(x, shiftMsa, scaleMsa, { eps: LN_EPS })), gateMsa);
+        return addGated(x, this.#mlp(`${b}.mlp`, layerNormModulate(x, shiftMlp, scaleMlp, { eps: LN_EPS })), gateMlp);
       }
       case "adaLN": {
         const m = this.#lin(`${b}.adaLN_modulation.1`);
         const [shiftMsa, scaleMsa, shiftMlp, scaleMlp] = chunk(linear(sc, m.weight, m.bias), 4, 1);
-        x = add(x, this.#attn(`${b}.attn`, layerNormModulate(x, shiftMsa, scaleMsa, LN_EPS)));
-        return add(x, this.#mlp(`${b}.mlp`, layerNormModulate(x, shiftMlp, scaleMlp, LN_EPS)));
+        x = add(x, this.#attn(`${b}.attn`, layerNormModulate(x, shiftMsa, scaleMsa, { eps: LN_EPS })));
+        return add(x, this.#mlp(`${b}.mlp`, layerNormModulate(x, shiftMlp, scaleMlp, { eps: LN_EPS })));
       }
       case "cross-attention": {
         x = add(x, this.#attn(`${b}.attn`, layerNorm(x, { eps: LN_EPS })));

@@ -6,12 +6,12 @@
  */
 
 import { wgsl } from "../../gpu/runtime.ts";
-import { record } from "../autograd.ts";
+import { noGrad, record } from "../autograd.ts";
+import { sum } from "./reduce.ts";
 import { empty, fmtShape, type Shape, ShapeError, type Tensor } from "../tensor.ts";
 import { assertF32, debugCheck, grid, Params, pushDims, rt, sameShape, stridesOf, WG } from "./util.ts";
 
 const K = wgsl(new URL("../../../kernels/elementwise.wgsl", import.meta.url));
-const R = wgsl(new URL("../../../kernels/reduce.wgsl", import.meta.url));
 
 /** The broadcast shape of two shapes (NumPy rules); throws naming the op and both shapes. */
 export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
@@ -109,7 +109,8 @@ function binaryRaw(name: BinaryName, a: Tensor, b: Tensor, alpha = 1, beta = 1):
 
 /**
  * Sums `x` down to `shape`, which must be broadcastable to `x.shape` (the adjoint of broadcasting).
- * Returns `x` itself when the shapes already match.
+ * Returns `x` itself when the shapes already match. Uses the deterministic segmented reductions of
+ * `reduce.ts`.
  */
 export function sumTo(x: Tensor, shape: Shape): Tensor {
   if (sameShape(x.shape, shape)) return x;
@@ -118,27 +119,17 @@ export function sumTo(x: Tensor, shape: Shape): Tensor {
     throw new ShapeError("sumTo", `cannot sum ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
   }
   const padded = [...new Array(nd - shape.length).fill(1), ...shape];
-  const red = x.shape.map((d, i) => {
-    if (padded[i] === d) return 0;
-    if (padded[i] === 1) return 1;
-    throw new ShapeError("sumTo", `cannot sum ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
+  const axes: number[] = [];
+  x.shape.forEach((d, i) => {
+    if (padded[i] === d) return;
+    if (padded[i] === 1) axes.push(i);
+    else throw new ShapeError("sumTo", `cannot sum ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
   });
-  const out = empty(shape);
-  const nRed = x.shape.reduce((acc, d, i) => acc * (red[i] ? d : 1), 1);
-  const p = new Params().u32(out.size).u32(nd).u32(nRed).u32(0);
-  pushDims(p, x.shape, 1);
-  pushDims(p, stridesOf(x.shape));
-  pushDims(p, red);
-  rt().dispatch({
-    kernel: R,
-    entry: "sum_to",
-    params: p.bytes(),
-    buffers: [x.binding(), out.binding()],
-    workgroups: grid(out.size),
-    label: "sumTo",
-  });
+  const s = noGrad(() => sum(x, axes, true));
+  const out = s.view(shape);
+  s.dispose();
   // sumTo is linear: its backward broadcasts the gradient back.
-  return record(debugCheck(out, "sumTo"), "sumTo", [x], (g) => [broadcastTo(g, x.shape)]);
+  return record(out, "sumTo", [x], (g) => [broadcastTo(g, x.shape)]);
 }
 
 /** Broadcasts `x` to `shape` (materialised). */

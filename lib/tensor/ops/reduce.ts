@@ -209,6 +209,7 @@ function reduceRaw(op: string, x: Tensor, axes: number[], alpha: number, outShap
   rt().dispatch({
     kernel: R,
     entry: "sum_to",
+    constants: { NDIM: nd },
     params: p.bytes(),
     buffers: [x.binding(), out.binding()],
     workgroups: grid(out.size),
