@@ -12,11 +12,11 @@ DENO_VERSION=2.9.6
 sudo_() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
-for pkg in libvulkan1 mesa-vulkan-drivers; do
+for pkg in libvulkan1 mesa-vulkan-drivers fonts-dejavu-core; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
-  echo "setup: installing ${missing[*]} (Vulkan loader and Mesa's software Vulkan driver for WebGPU)" >&2
+  echo "setup: installing ${missing[*]} (Vulkan loader and Mesa software Vulkan driver for WebGPU; a font for plot labels)" >&2
   sudo_ apt-get update -qq
   DEBIAN_FRONTEND=noninteractive sudo_ apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

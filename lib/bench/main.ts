@@ -11,6 +11,10 @@ import { writeBenchReport } from "./report.ts";
 /** The benchmarks by name. Each module exports one async function that returns results. */
 const BENCHES: Record<string, () => Promise<(opts: BenchOptions) => Promise<BenchResult[]>>> = {
   // Each entry: name → lazy import of its module's bench function.
+  attention: async () => (await import("./attention.ts")).benchAttention,
+  matmul: async () => (await import("./matmul.ts")).benchMatmul,
+  ops: async () => (await import("./ops.ts")).benchOps,
+  pipeline: async () => (await import("./pipeline.ts")).benchPipeline,
 };
 
 /** Runs the CLI. */

@@ -386,8 +386,16 @@ export class DiT {
           6,
           1,
         );
-        x = addGated(x, this.#attn(`${b}.attn`, layerNormModulate(x, shiftMsa, scaleMsa, { eps: LN_EPS })), gateMsa);
-        return addGated(x, this.#mlp(`${b}.mlp`, layerNormModulate(x, shiftMlp, scaleMlp, { eps: LN_EPS })), gateMlp);
+        x = addGated(
+          x,
+          this.#attn(`${b}.attn`, layerNormModulate(x, shiftMsa, scaleMsa, { eps: LN_EPS })),
+          gateMsa,
+        );
+        return addGated(
+          x,
+          this.#mlp(`${b}.mlp`, layerNormModulate(x, shiftMlp, scaleMlp, { eps: LN_EPS })),
+          gateMlp,
+        );
       }
       case "adaLN": {
         const m = this.#lin(`${b}.adaLN_modulation.1`);

@@ -101,7 +101,9 @@ export class DivergedError extends Error {
   constructor(readonly step: number, readonly checkpoint: string | null) {
     super(
       `training diverged: the loss is not finite at step ${step}; ` +
-        (checkpoint ? `the last good checkpoint is kept at ${checkpoint}` : "no checkpoint had been written yet"),
+        (checkpoint
+          ? `the last good checkpoint is kept at ${checkpoint}`
+          : "no checkpoint had been written yet"),
     );
     this.name = "DivergedError";
   }
@@ -172,7 +174,9 @@ async function saveCheckpoint(dir: string, ck: Checkpoint, cfg: DiTConfig): Prom
 async function loadCheckpoint(path: string, cfg: DiTConfig): Promise<Checkpoint> {
   const f = await readSafetensors(path);
   const md = f.metadata ?? {};
-  if (md.format !== "ditflow-train-checkpoint") throw new Error(`${path} is not a ditflow training checkpoint`);
+  if (md.format !== "ditflow-train-checkpoint") {
+    throw new Error(`${path} is not a ditflow training checkpoint`);
+  }
   const saved = JSON.parse(md.config ?? "{}");
   if (JSON.stringify(saved) !== JSON.stringify(cfg)) {
     throw new Error(`${path} was written for another model config; delete it to start afresh`);
@@ -204,7 +208,9 @@ async function loadCheckpoint(path: string, cfg: DiTConfig): Promise<Checkpoint>
 }
 
 /** The CPU-side init RNG of a seed (a separate stream from the training stream). */
-export function initRngFor(seed: number): { uniform(n: number): Float64Array; normal(n: number): Float64Array } {
+export function initRngFor(
+  seed: number,
+): { uniform(n: number): Float64Array; normal(n: number): Float64Array } {
   const g = new Generator(BigInt(seed) * 2n + 1n);
   return {
     uniform: (n) => Float64Array.from(g.uniformCpu(n)),
@@ -213,11 +219,17 @@ export function initRngFor(seed: number): { uniform(n: number): Float64Array; no
 }
 
 /** Trains a DiT. Resumes from `ckptDir/checkpoint.safetensors` when it exists. */
-export async function train(data: TrainData, opts: TrainOptions, hooks: TrainHooks = {}): Promise<TrainResult> {
+export async function train(
+  data: TrainData,
+  opts: TrainOptions,
+  hooks: TrainHooks = {},
+): Promise<TrainResult> {
   await getRuntime();
   const cfg = opts.model;
   const log = hooks.log ?? (() => {});
-  if (data.shape[0] !== cfg.inChannels || data.shape[1] !== cfg.inputSize || data.shape[2] !== cfg.inputSize) {
+  if (
+    data.shape[0] !== cfg.inChannels || data.shape[1] !== cfg.inputSize || data.shape[2] !== cfg.inputSize
+  ) {
     throw new Error(
       `the data has shape [${data.shape}] per sample but ${cfg.name} expects [${cfg.inChannels}, ${cfg.inputSize}, ${cfg.inputSize}]`,
     );
@@ -252,8 +264,16 @@ export async function train(data: TrainData, opts: TrainOptions, hooks: TrainHoo
     opt = new AdamW(model.trainable(), { lr: opts.lr, betas: opts.betas, weightDecay: opts.weightDecay });
   }
   const nParams = paramCount(cfg);
-  log(`training ${cfg.name} (${cfg.block}, ${nParams.toLocaleString("en-US")} params) for ${opts.steps} steps, batch ${opts.batchSize}, objective ${opts.objective}`);
-  const denoiser = { inChannels: cfg.inChannels, learnSigma: cfg.learnSigma, forward: model.forward.bind(model) };
+  log(
+    `training ${cfg.name} (${cfg.block}, ${
+      nParams.toLocaleString("en-US")
+    } params) for ${opts.steps} steps, batch ${opts.batchSize}, objective ${opts.objective}`,
+  );
+  const denoiser = {
+    inChannels: cfg.inChannels,
+    learnSigma: cfg.learnSigma,
+    forward: model.forward.bind(model),
+  };
   const N = opts.batchSize;
   const shape = [N, ...data.shape];
   const t0 = performance.now();
