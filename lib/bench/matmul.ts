@@ -1,0 +1,153 @@
+/**
+ * Matmul benchmark: GFLOP/s (2·M·N·K / time) of square matmuls and of the DiT-S/2 linear layers at batch
+ * 32 (8192 tokens), forward (x·Wᵀ) and the two backward products (dY·W and dYᵀ·X).
+ *
+ * Timing: GPU timestamps around the one compute pass of each matmul where the adapter has them
+ * (`Runtime.startTiming`/`stopTiming`), else wall clock from submit to `queue.onSubmittedWorkDone`. One
+ * warm-up run (pipeline compile, buffer allocation) is excluded; the result is the median of the timed
+ * runs (10 on GPUs; on CPU adapters 5, 3 or 2 as one run grows to seconds, and no warm-up for a multi-second
+ * problem whose pipeline an earlier case already compiled and ran).
+ *
+ * On CPU adapters (llvmpipe) the machine may be shared, so each result also carries `gflops_cpu`: the
+ * FLOPs over the process CPU time of the median run divided by the number of cores, i.e. the rate with
+ * every core to itself (equal to `gflops` on an idle machine with perfect scaling; higher when other
+ * processes took CPU time).
+ * @module
+ */
+
+import process from "node:process";
+import { getRuntime, type Runtime } from "../gpu/runtime.ts";
+import { isCpuAdapter, matmul, type MatmulPlan, planMatmul } from "../tensor/ops/matmul.ts";
+import { type Tensor, tensor } from "../tensor/tensor.ts";
+import type { BenchOptions, BenchResult } from "./types.ts";
+
+interface Case {
+  name: string;
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+}
+
+function square(n: number): Case {
+  return { name: `matmul ${n}x${n}x${n}`, M: n, N: n, K: n, transA: false, transB: false };
+}
+
+/** DiT-S/2 linears at batch 32 (T = 256 tokens): rows = 8192, (in, out) of qkv, fc1, fc2. */
+function ditCases(): Case[] {
+  const rows = 8192;
+  const layers: [string, number, number][] = [["qkv", 384, 1152], ["fc1", 384, 1536], ["fc2", 1536, 384]];
+  const out: Case[] = [];
+  for (const [layer, inF, outF] of layers) {
+    // forward y = x·Wᵀ: x [rows, in], W [out, in]
+    out.push({ name: `dit ${layer} fwd x·Wᵀ`, M: rows, N: outF, K: inF, transA: false, transB: true });
+    // dx = dy·W: dy [rows, out], W [out, in]
+    out.push({ name: `dit ${layer} dx dy·W`, M: rows, N: inF, K: outF, transA: false, transB: false });
+    // dW = dyᵀ·x: dy [rows, out] read transposed, x [rows, in]
+    out.push({ name: `dit ${layer} dW dyᵀ·x`, M: outF, N: inF, K: rows, transA: true, transB: false });
+  }
+  return out;
+}
+
+function randomTensor(shape: number[], seed: number): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    data[i] = s / 4294967296 - 0.5;
+  }
+  return tensor(data, shape);
+}
+
+/**
+ * Runs `fn` once untimed (unless `warm` is false), then `reps` times timed; returns the median milliseconds
+ * and the median process CPU milliseconds.
+ */
+async function timeRuns(
+  runtime: Runtime,
+  fn: () => Tensor,
+  reps: number,
+  warm = true,
+): Promise<{ ms: number; cpuMs: number }> {
+  if (warm) fn().dispose();
+  await runtime.sync();
+  const times: number[] = [];
+  const cpu: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const c0 = process.cpuUsage();
+    if (runtime.hasTimestamps) {
+      runtime.startTiming();
+      const t = fn();
+      const ms = await runtime.stopTiming();
+      t.dispose();
+      times.push(ms ?? NaN);
+    } else {
+      const t0 = performance.now();
+      const t = fn();
+      runtime.flush();
+      await runtime.device.queue.onSubmittedWorkDone();
+      times.push(performance.now() - t0);
+      t.dispose();
+    }
+    const c1 = process.cpuUsage(c0);
+    cpu.push((c1.user + c1.system) / 1000);
+  }
+  const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor((v.length - 1) / 2)];
+  return { ms: median(times), cpuMs: median(cpu) };
+}
+
+function describePlan(p: MatmulPlan): string {
+  const c = p.constants;
+  const tile = p.kernel === "tile4" ? `${c.BM}x${c.BN}x${c.BK}` : `${c.TM}x${4 * c.TN}`;
+  return `${p.kernel} ${tile}` + (p.splits > 1 ? ` split-K ${p.splits}` : "");
+}
+
+/** The matmul benchmark (registered as `matmul` in `lib/bench/main.ts`). */
+export async function benchMatmul(opts: BenchOptions): Promise<BenchResult[]> {
+  const runtime = await getRuntime();
+  const adapter = runtime.adapter.description;
+  const timing = runtime.hasTimestamps ? "gpu-timestamps" : "wall-clock";
+  const cpuAdapter = isCpuAdapter();
+  const sizes = opts.quick ? [512, 1024] : [512, 1024, 2048, 4096];
+  const cases = [...sizes.map(square), ...(opts.quick ? ditCases().slice(0, 3) : ditCases())];
+  const results: BenchResult[] = [];
+  const warmed = new Set<string>();
+  for (const c of cases) {
+    const flops = 2 * c.M * c.N * c.K;
+    // Enough runs for a stable median, fewer where one run takes seconds (CPU adapters). A problem whose
+    // pipeline an earlier case already compiled and ran needs no warm-up when one run takes seconds.
+    const reps = opts.quick ? 2 : !cpuAdapter ? 10 : flops > 5e10 ? 2 : flops > 5e9 ? 3 : 5;
+    const a = randomTensor(c.transA ? [c.K, c.M] : [c.M, c.K], 1);
+    const b = randomTensor(c.transB ? [c.N, c.K] : [c.K, c.N], 2);
+    const plan = planMatmul(c.M, c.N, c.K, c.transA, c.transB);
+    const key = plan.entry + JSON.stringify(plan.constants);
+    const warm = !warmed.has(key) || !cpuAdapter || flops < 5e10;
+    warmed.add(key);
+    opts.log(`matmul bench: ${c.name} (${c.M}x${c.N}x${c.K}, ${describePlan(plan)}) ...`);
+    const { ms, cpuMs } = await timeRuns(
+      runtime,
+      () => matmul(a, b, { transA: c.transA, transB: c.transB }),
+      reps,
+      warm,
+    );
+    a.dispose();
+    b.dispose();
+    const cores = navigator.hardwareConcurrency || 1;
+    results.push({
+      name: c.name,
+      gflops: flops / ms / 1e6,
+      ms,
+      ...(cpuAdapter ? { gflops_cpu: flops / (cpuMs / cores) / 1e6 } : {}),
+      adapter,
+      shape: `${c.M}x${c.N}x${c.K}`,
+      trans: `${c.transA ? "T" : "N"}${c.transB ? "T" : "N"}`,
+      kernel: describePlan(plan),
+      timing,
+      runs: reps,
+      warmup: warm ? 1 : 0,
+    });
+  }
+  return results;
+}
