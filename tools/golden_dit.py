@@ -70,10 +70,18 @@ def main():
         t = torch.tensor([0, 517, 999])
         y = torch.tensor([1, cfg["num_classes"], 3])  # includes the null class
         m64 = model.double()
-        with torch.no_grad():
-            out = m64(x.double(), t, y).float()
+        # Output and the gradient of sum(out * w) with respect to every parameter, in float64.
+        m64.zero_grad()
+        out64 = m64(x.double(), t, y)
+        w = torch.randn(out64.shape, dtype=torch.float64)
+        (out64 * w).sum().backward()
+        out = out64.detach().float()
+        grads = {k: p.grad.detach().float().contiguous() for k, p in m64.named_parameters() if p.grad is not None}
         model = model.float()
         tensors = {k: raw(v.detach().float().contiguous()) for k, v in model.state_dict().items()}
+        tensors["__inputs__.w"] = raw(w.float())
+        for k, g in grads.items():
+            tensors["__grads__." + k] = raw(g)
         tensors["__inputs__.x"] = raw(x)
         tensors["__inputs__.t"] = raw(t.to(torch.int32))
         tensors["__inputs__.y"] = raw(y.to(torch.int32))

@@ -140,8 +140,19 @@ export class Runtime {
   #uniformAlign: number;
   #stats: RuntimeStats = { dispatches: 0, submits: 0, readbacks: 0, pipelines: 0 };
   #kernelsLoaded = new Set<string>();
+  #passLabel = "pass";
   // timing
-  #timing: { set: GPUQuerySet; next: number; resolves: Promise<number>[] } | null = null;
+  #timing: {
+    set: GPUQuerySet;
+    next: number;
+    resolves: Promise<void>[];
+    /** One timestamped pass per dispatch (profiling) rather than per batch. */
+    perDispatch: boolean;
+    /** Label of each query pair of the current batch. */
+    labels: string[];
+    totalNs: number;
+    byLabel: Map<string, { ns: number; count: number }>;
+  } | null = null;
   // debug
   #debugFlags: GPUBuffer | null = null;
   #debugOps: string[] = [];
@@ -215,6 +226,7 @@ export class Runtime {
       if (this.#timing && this.#timing.next + 2 <= TIMESTAMP_CAPACITY) {
         const i = this.#timing.next;
         this.#timing.next += 2;
+        this.#timing.labels.push(this.#passLabel);
         desc.timestampWrites = {
           querySet: this.#timing.set,
           beginningOfPassWriteIndex: i,
@@ -272,10 +284,21 @@ export class Runtime {
         });}
     }
     const bg = this.device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries });
+    const profiling = this.#timing?.perDispatch ?? false;
+    if (profiling) {
+      if (this.#timing!.next + 2 > TIMESTAMP_CAPACITY) this.flush();
+      this.#ensureEncoderNoPass();
+      this.#passLabel = spec.label ?? `${spec.kernel.name}.${spec.entry}`;
+    }
     const pass = this.#ensurePass();
     pass.setPipeline(pipe);
     pass.setBindGroup(0, bg);
     pass.dispatchWorkgroups(x, y, z);
+    if (profiling) {
+      pass.end();
+      this.#pass = null;
+      this.#passLabel = "pass";
+    }
     this.#pending++;
     this.#stats.dispatches++;
   }
@@ -359,19 +382,24 @@ export class Runtime {
   // ---- timing -------------------------------------------------------------------------------------
 
   /** Starts GPU timing with timestamp queries (no-op where the adapter has none). */
-  startTiming(): void {
+  startTiming(perDispatch = false): void {
     if (!this.hasTimestamps) return;
     this.flush();
     this.#timing = {
       set: this.device.createQuerySet({ type: "timestamp", count: TIMESTAMP_CAPACITY }),
       next: 0,
       resolves: [],
+      perDispatch,
+      labels: [],
+      totalNs: 0,
+      byLabel: new Map(),
     };
   }
 
   #resolveTimestamps(enc: GPUCommandEncoder): void {
     const t = this.#timing!;
     const n = t.next;
+    const labels = t.labels.splice(0);
     const resolve = this.device.createBuffer({
       size: n * 8,
       usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
@@ -393,11 +421,15 @@ export class Runtime {
         read.unmap();
         read.destroy();
         resolve.destroy();
-        let ns = 0;
         for (let i = 0; i + 1 < n; i += 2) {
-          if (ts[i + 1] > ts[i]) ns += Number(ts[i + 1] - ts[i]);
+          const ns = ts[i + 1] > ts[i] ? Number(ts[i + 1] - ts[i]) : 0;
+          t.totalNs += ns;
+          const label = labels[i / 2] ?? "pass";
+          const e = t.byLabel.get(label) ?? { ns: 0, count: 0 };
+          e.ns += ns;
+          e.count++;
+          t.byLabel.set(label, e);
         }
-        return ns;
       })(),
     );
   }
@@ -407,13 +439,23 @@ export class Runtime {
    * milliseconds, or null where the adapter has no timestamp queries.
    */
   async stopTiming(): Promise<number | null> {
+    return (await this.stopProfile())?.totalMs ?? null;
+  }
+
+  /**
+   * Stops GPU timing and returns the total and, after `startTiming(true)`, the GPU time per dispatch
+   * label (op), largest first. Null where the adapter has no timestamp queries.
+   */
+  async stopProfile(): Promise<{ totalMs: number; ops: { label: string; ms: number; count: number }[] } | null> {
     if (!this.#timing) return null;
     this.flush();
     const t = this.#timing;
     this.#timing = null;
-    const parts = await Promise.all(t.resolves);
+    await Promise.all(t.resolves);
     t.set.destroy();
-    return parts.reduce((a, b) => a + b, 0) / 1e6;
+    const ops = [...t.byLabel].map(([label, e]) => ({ label, ms: e.ns / 1e6, count: e.count }))
+      .sort((a, b) => b.ms - a.ms);
+    return { totalMs: t.totalNs / 1e6, ops };
   }
 
   // ---- debug --------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import { odeGrid, odeStep } from "../diffusion/sit.ts";
 import { Generator } from "../tensor/rng.ts";
 import { noGrad } from "../tensor/autograd.ts";
 import { type Tensor, tidy } from "../tensor/tensor.ts";
-import { rt } from "../gpu/runtime.ts";
+import { getRuntime } from "../gpu/runtime.ts";
 
 /** Options of {@link sampleModel}. */
 export interface SampleModelOptions extends SampleOptions {
@@ -122,7 +122,7 @@ export const sampleKind = defineKind({
     const { cfg, state, metadata } = await readModelFile(file);
     const objective = metadata.objective === "sit" ? "sit" : "ddpm";
     const sampler = p.sampler === "auto" ? (objective === "sit" ? "heun" : "ddpm") : p.sampler;
-    ctx.setAdapter(rt().adapter);
+    ctx.setAdapter((await getRuntime()).adapter);
     const model = DiT.fromHost(cfg, state);
     const numClasses = cfg.numClasses;
     const gen = new Generator(BigInt(ctx.seed) + 0x5eedn);

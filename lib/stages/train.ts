@@ -11,7 +11,7 @@ import { readDataArtifact } from "../data/artifact.ts";
 import { CONDITIONING_BLOCKS, type DiTConfig, ditConfig, gflops } from "../models/config.ts";
 import { writeStateDict } from "../models/checkpoint.ts";
 import { train, TRAIN_DEFAULTS } from "../train/trainer.ts";
-import { rt } from "../gpu/runtime.ts";
+import { getRuntime } from "../gpu/runtime.ts";
 import { writeLossCurve } from "../report/plots.ts";
 
 /** Builds the model config from the stage's params and the data's shape and classes. */
@@ -87,7 +87,7 @@ export const trainKind = defineKind({
     const p = ctx.params;
     const data = await readDataArtifact(ctx.inputs.data.dir);
     const cfg = modelConfigFromParams(p, data);
-    const runtime = rt();
+    const runtime = await getRuntime();
     ctx.setAdapter(runtime.adapter);
     ctx.log(`adapter: ${runtime.adapter.description}`);
     const res = await train(
