@@ -104,3 +104,63 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+# ---- training loss terms (guided-diffusion gaussian_diffusion.py training_losses, LossType.MSE,
+# ModelVarType.LEARNED_RANGE, ModelMeanType.EPSILON), for a fixed model output -------------------------
+def normal_kl(mean1, logvar1, mean2, logvar2):
+    return 0.5 * (-1.0 + logvar2 - logvar1 + np.exp(logvar1 - logvar2) + ((mean1 - mean2) ** 2) * np.exp(-logvar2))
+
+
+def approx_standard_normal_cdf(x):
+    return 0.5 * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * np.power(x, 3))))
+
+
+def discretized_gaussian_log_likelihood(x, means, log_scales):
+    centered_x = x - means
+    inv_stdv = np.exp(-log_scales)
+    plus_in = inv_stdv * (centered_x + 1.0 / 255.0)
+    cdf_plus = approx_standard_normal_cdf(plus_in)
+    min_in = inv_stdv * (centered_x - 1.0 / 255.0)
+    cdf_min = approx_standard_normal_cdf(min_in)
+    log_cdf_plus = np.log(np.clip(cdf_plus, 1e-12, None))
+    log_one_minus_cdf_min = np.log(np.clip(1.0 - cdf_min, 1e-12, None))
+    cdf_delta = cdf_plus - cdf_min
+    return np.where(x < -0.999, log_cdf_plus,
+                    np.where(x > 0.999, log_one_minus_cdf_min, np.log(np.clip(cdf_delta, 1e-12, None))))
+
+
+def loss_golden():
+    rng = np.random.default_rng(7)
+    T = tables(linear_betas(1000))
+    N, C, H, W = 5, 4, 4, 4
+    t = np.array([0, 1, 17, 500, 999])
+    x0 = np.clip(rng.standard_normal((N, C, H, W)) * 0.5, -0.99, 0.99)
+    noise = rng.standard_normal((N, C, H, W))
+    out = rng.standard_normal((N, 2 * C, H, W)) * 0.5
+    out[:, C:] = np.tanh(out[:, C:])  # v in [-1, 1]
+    b = lambda a: a[t].reshape(N, 1, 1, 1)
+    x_t = b(T["sqrtAlphasCumprod"]) * x0 + b(T["sqrtOneMinusAlphasCumprod"]) * noise
+    eps, v = out[:, :C], out[:, C:]
+    mse = ((noise - eps) ** 2).mean(axis=(1, 2, 3))
+    min_log = b(T["posteriorLogVarianceClipped"])
+    max_log = b(np.log(T["betas"]))
+    frac = (v + 1) / 2
+    model_log_variance = frac * max_log + (1 - frac) * min_log
+    pred_xstart = b(T["sqrtRecipAlphasCumprod"]) * x_t - b(T["sqrtRecipm1AlphasCumprod"]) * eps
+    model_mean = b(T["posteriorMeanCoef1"]) * pred_xstart + b(T["posteriorMeanCoef2"]) * x_t
+    true_mean = b(T["posteriorMeanCoef1"]) * x0 + b(T["posteriorMeanCoef2"]) * x_t
+    true_log_var = b(T["posteriorLogVarianceClipped"])
+    kl = normal_kl(true_mean, true_log_var, model_mean, model_log_variance).mean(axis=(1, 2, 3)) / np.log(2.0)
+    nll = -discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_log_variance).mean(axis=(1, 2, 3)) / np.log(2.0)
+    vb = np.where(t == 0, nll, kl)
+    f = lambda a: [float(v) for v in np.asarray(a).reshape(-1)]
+    return {"t": [int(v) for v in t], "shape": [N, C, H, W], "x0": f(x0), "noise": f(noise), "out": f(out),
+            "mse": f(mse), "vb": f(vb), "loss": float((mse + vb).mean())}
+
+
+if __name__ == "__main__":
+    p = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "golden", "diffusion_loss.json")
+    with open(p, "w") as fh:
+        json.dump(loss_golden(), fh)
+    print("wrote", os.path.normpath(p))

@@ -39,3 +39,46 @@ Deno.test("respacing keeps the right steps and maps to the original timesteps", 
   assertThrows(() => spaceTimesteps(1000, "ddim999"), "cannot create exactly 999 steps");
   assertThrows(() => spaceTimesteps(1000, "abc"), "invalid respacing");
 });
+
+Deno.test("the training loss (mse + vb, decoder NLL at t = 0) matches guided-diffusion for a fixed model output", async () => {
+  const { getRuntime } = await import("../../lib/gpu/runtime.ts");
+  const { tensor, tidy } = await import("../../lib/tensor/tensor.ts");
+  const { trainingLosses } = await import("../../lib/diffusion/gaussian.ts");
+  await getRuntime();
+  const g = JSON.parse(
+    await Deno.readTextFile(new URL("../fixtures/golden/diffusion_loss.json", import.meta.url)),
+  );
+  const [N, C, H, W] = g.shape;
+  const s = createSchedule("");
+  const fixedOut = Float32Array.from(g.out);
+  const model = {
+    inChannels: C,
+    learnSigma: true,
+    forward: () => tensor(fixedOut, [N, 2 * C, H, W]),
+  };
+  const res = tidy(() => {
+    const r = trainingLosses(
+      model,
+      s,
+      tensor(Float32Array.from(g.x0), [N, C, H, W]),
+      g.t,
+      tensor(new Uint32Array(N), [N], "u32"),
+      tensor(Float32Array.from(g.noise), [N, C, H, W]),
+    );
+    return { loss: r.loss, mse: r.mse, vb: r.vb! };
+  });
+  const mse = await res.mse.data();
+  const vb = await res.vb.data();
+  const loss = await res.loss.item();
+  for (let i = 0; i < N; i++) {
+    assert(
+      Math.abs(mse[i] - g.mse[i]) <= 1e-5 * Math.max(1, Math.abs(g.mse[i])),
+      `mse[${i}] ${mse[i]} vs ${g.mse[i]}`,
+    );
+    assert(
+      Math.abs(vb[i] - g.vb[i]) <= 1e-4 * Math.max(1, Math.abs(g.vb[i])),
+      `vb[${i}] (t=${g.t[i]}) ${vb[i]} vs ${g.vb[i]}`,
+    );
+  }
+  assert(Math.abs(loss - g.loss) <= 1e-4 * Math.abs(g.loss), `loss ${loss} vs ${g.loss}`);
+});
