@@ -1,0 +1,144 @@
+/**
+ * Attention benchmarks: forward and forward+backward of the fused attention at DiT-S/2 and DiT-XL/2 shapes
+ * (256 tokens: 32×32 latents, patch 2). Effective GFLOP/s count 4·B·H·Tq·Tk·Dh flops for the forward and
+ * 2.5× that for the backward (the backward's score recomputation is not counted).
+ *
+ * `deno task bench attention [--quick]`.
+ * @module
+ */
+
+import { getRuntime, type Runtime } from "../gpu/runtime.ts";
+import { backward } from "../tensor/backward.ts";
+import { attention, type AttentionTiles, setAttentionTiles } from "../tensor/ops/attention.ts";
+import { type Tensor, tensor, tidy } from "../tensor/tensor.ts";
+import type { BenchOptions, BenchResult } from "./types.ts";
+
+interface Config {
+  name: string;
+  b: number;
+  h: number;
+  t: number;
+  dh: number;
+}
+
+function randomData(n: number, seed: number): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    out[i] = (a / 4294967296 - 0.5) * 3.4; // uniform, variance ≈ 1
+  }
+  return out;
+}
+
+/**
+ * Times `fn` (recorded GPU work), GPU timestamps where available; returns the median ms, the median wall
+ * ms and the wall ms of the first (warm-up) call, which includes compiling the pipelines.
+ */
+async function time(
+  r: Runtime,
+  fn: () => void,
+  iters: number,
+): Promise<{ ms: number; wallMs: number; firstMs: number; timer: string }> {
+  const f0 = performance.now();
+  fn(); // warm-up: pipelines, buffer pool
+  await r.sync();
+  const firstMs = performance.now() - f0;
+  const gpu: number[] = [];
+  const wall: number[] = [];
+  for (let i = 0; i < iters; i++) {
+    r.startTiming();
+    const t0 = performance.now();
+    fn();
+    await r.sync();
+    wall.push(performance.now() - t0);
+    const g = await r.stopTiming();
+    if (g !== null && g > 0) gpu.push(g);
+  }
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const wallMs = med(wall);
+  return gpu.length === iters
+    ? { ms: med(gpu), wallMs, firstMs, timer: "gpu" }
+    : { ms: wallMs, wallMs, firstMs, timer: "wall" };
+}
+
+/**
+ * Tile settings tried by the benchmark; the first is the default. On software adapters only the default:
+ * llvmpipe compiles the looping form of the kernels very slowly (minutes at Dh 64).
+ */
+function tileVariants(quick: boolean, soft: boolean): Partial<AttentionTiles>[] {
+  if (quick || soft) return [{}];
+  return [{}, { fwdRQ: 2, dqRQ: 2, dkdvRQ: 2 }, { mode: "dispatch" }];
+}
+
+/** Forward and forward+backward attention timings at DiT-S/2 and DiT-XL/2 shapes. */
+export async function benchAttention(opts: BenchOptions): Promise<BenchResult[]> {
+  const r = await getRuntime();
+  const adapter = r.adapter.description;
+  const soft = r.adapter.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(adapter);
+  const small = opts.quick || soft;
+  const configs: Config[] = [
+    { name: "DiT-S/2", b: opts.quick ? 4 : 32, h: 6, t: 256, dh: 64 },
+    { name: "DiT-XL/2", b: small ? 4 : 32, h: 16, t: 256, dh: 72 },
+  ];
+  const iters = opts.quick ? 1 : soft ? 3 : 10;
+  const results: BenchResult[] = [];
+  for (const c of configs) {
+    for (const tv of tileVariants(opts.quick, soft)) {
+      const prev = setAttentionTiles(tv);
+      try {
+        const shape = [c.b, c.h, c.t, c.dh];
+        const n = c.b * c.h * c.t * c.dh;
+        const [q, k, v, g] = [1, 2, 3, 4].map((s) => tensor(randomData(n, s), shape).keep());
+        const fwdFlops = 4 * c.b * c.h * c.t * c.t * c.dh;
+        const tag = `${c.name} B${c.b} H${c.h} T${c.t} Dh${c.dh}` +
+          (Object.keys(tv).length ? ` ${JSON.stringify(tv)}` : "");
+        opts.log(`attention ${tag}: forward`);
+        const fwd = await time(r, () => tidy(() => void attention(q, k, v)), iters);
+        opts.log(`attention ${tag}: forward+backward`);
+        const both = await time(r, () =>
+          tidy(() => {
+            const leaves = [q, k, v].map((x) => {
+              x.requiresGrad = true;
+              return x;
+            });
+            const y = attention(leaves[0], leaves[1], leaves[2]);
+            backward(y, g);
+            for (const x of leaves) {
+              x.grad?.dispose();
+              x.grad = null;
+              x.requiresGrad = false;
+            }
+          }), iters);
+        const common = { adapter, timer: fwd.timer, batch: c.b, heads: c.h, tokens: c.t, head_dim: c.dh };
+        results.push({
+          name: `attention fwd ${tag}`,
+          ms: fwd.ms,
+          gflops: fwdFlops / (fwd.ms * 1e6),
+          wall_ms: fwd.wallMs,
+          first_call_ms: fwd.firstMs,
+          ...common,
+        });
+        results.push({
+          name: `attention fwd+bwd ${tag}`,
+          ms: both.ms,
+          gflops: (3.5 * fwdFlops) / (both.ms * 1e6),
+          wall_ms: both.wallMs,
+          first_call_ms: both.firstMs,
+          ...common,
+        });
+        const bwdMs = both.ms - fwd.ms;
+        results.push({
+          name: `attention bwd ${tag}`,
+          ms: bwdMs,
+          gflops: (2.5 * fwdFlops) / (bwdMs * 1e6),
+          ...common,
+        });
+        for (const t of [q, k, v, g] as Tensor[]) t.dispose();
+      } finally {
+        setAttentionTiles(prev);
+      }
+    }
+  }
+  return results;
+}

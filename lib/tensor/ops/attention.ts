@@ -1,0 +1,461 @@
+/**
+ * Fused multi-head attention in the flash-attention manner, and the head split/merge permutes of a DiT
+ * attention layer.
+ *
+ * `attention(q, k, v)` computes softmax(scale·q·kᵀ)·v per (batch, head) in one pass over key tiles with an
+ * online softmax (running max and sum): the Tq×Tk score matrix never reaches global memory. The forward
+ * saves the per-row logsumexp; the backward (FlashAttention-2 style) recomputes the scores tile by tile
+ * from q, k and that logsumexp: one kernel for δᵢ = Σ dO∘O, one pass over key tiles per query block for
+ * dQ, one pass over query tiles per key block for dK and dV. No atomics, so it is deterministic.
+ *
+ * Kernels: `kernels/attention.wgsl` (see its header for the tiling and the one-tile-per-dispatch form
+ * used on software adapters).
+ * @module
+ */
+
+import { grid1d, wgsl } from "../../gpu/runtime.ts";
+import { record } from "../autograd.ts";
+import { empty, fmtShape, ShapeError, type Tensor } from "../tensor.ts";
+import { assertF32, debugCheck, grid, Params, rt } from "./util.ts";
+
+const K = wgsl(new URL("../../../kernels/attention.wgsl", import.meta.url));
+
+/** Largest supported head dim (the kernels keep a row in registers as up to 32 vec4s). */
+export const ATTENTION_MAX_HEAD_DIM = 128;
+const MAX_BT = 64;
+const MAX_RQ = 8;
+const MAX_RQD4 = 64;
+
+/**
+ * Tile sizes and form of the attention kernels (WGSL overrides). Each kernel runs workgroups of `*WG`
+ * invocations, each owning `*RQ` rows (query rows in the forward and dQ kernels, key rows in the dK/dV
+ * kernel), so a workgroup covers WG·RQ rows; the other operand streams through workgroup memory in tiles
+ * of `tileRows` rows. 0 picks the default: WG 128 and RQ 2 in the one-tile-per-dispatch form (measured
+ * best on llvmpipe), WG 64 and RQ 1 in the looping form. RQ is lowered automatically where RQ·Dh/4 would
+ * exceed 64.
+ */
+export interface AttentionTiles {
+  fwdWG: number;
+  fwdRQ: number;
+  dqWG: number;
+  dqRQ: number;
+  dkdvWG: number;
+  dkdvRQ: number;
+  /** A multiple of 4, at most 64; 0 picks the largest that fits the device's workgroup memory. */
+  tileRows: number;
+  /**
+   * `loop`: one dispatch walks all tiles (GPUs); `dispatch`: one dispatch per tile, the state carried in
+   * the output buffers (faster on llvmpipe, see kernels/attention.wgsl); `auto`: `dispatch` on software
+   * adapters, else `loop`.
+   */
+  mode: "auto" | "loop" | "dispatch";
+  /** Most workgroups per grid dimension (0: the device limit); small values test 2-D grids. */
+  gridX: number;
+}
+
+const DEFAULT_TILES: AttentionTiles = {
+  fwdWG: 0,
+  fwdRQ: 0,
+  dqWG: 0,
+  dqRQ: 0,
+  dkdvWG: 0,
+  dkdvRQ: 0,
+  tileRows: 0,
+  mode: "auto",
+  gridX: 0,
+};
+let tiles: AttentionTiles = { ...DEFAULT_TILES };
+
+/** Overrides tile sizes (for benchmarks and tuning); returns the previous setting, to restore it. */
+export function setAttentionTiles(t: Partial<AttentionTiles>): AttentionTiles {
+  const prev = { ...tiles };
+  const next = { ...tiles, ...t };
+  for (const [k, v] of Object.entries(next)) {
+    if (k === "mode") {
+      if (!["auto", "loop", "dispatch"].includes(v as string)) {
+        throw new Error(`setAttentionTiles: mode must be auto, loop or dispatch, got ${v}`);
+      }
+      continue;
+    }
+    if (!Number.isInteger(v) || (v as number) < 0) {
+      throw new Error(`setAttentionTiles: ${k} must be a non-negative integer, got ${v}`);
+    }
+    if (k.endsWith("RQ") && (v as number) > MAX_RQ) {
+      throw new Error(`setAttentionTiles: ${k} must be ≤ ${MAX_RQ}`);
+    }
+  }
+  if (next.tileRows > MAX_BT || next.tileRows % 4 !== 0) {
+    throw new Error(`setAttentionTiles: tileRows must be a multiple of 4, at most ${MAX_BT}`);
+  }
+  tiles = next;
+  return prev;
+}
+
+/** The current tile sizes. */
+export function getAttentionTiles(): AttentionTiles {
+  return { ...tiles };
+}
+
+/** Options for {@link attention}. */
+export interface AttentionOptions {
+  /** Softmax scale; defaults to Dh^-0.5. */
+  scale?: number;
+}
+
+interface Dims {
+  b: number;
+  h: number;
+  bh: number;
+  tq: number;
+  tk: number;
+  /** The head dim of the tensors. */
+  dh: number;
+  /** The head dim the kernels see: dh rounded up to a multiple of 4. */
+  dp: number;
+  scale: number;
+}
+
+/**
+ * Streamed rows per tile: the largest power of two (token counts usually are powers of two, so tiles divide
+ * them) up to 64 whose two vec4 tiles plus two f32 arrays fit the device's workgroup memory; in the
+ * one-tile-per-dispatch form also BT·Dh/4 ≤ 640, which bounds the size of the fully unrolled shader
+ * (llvmpipe's compile time grows faster than linearly with it).
+ */
+function tileRowsFor(dp: number, loop: boolean): number {
+  if (tiles.tileRows > 0) return tiles.tileRows;
+  const nd4 = dp / 4;
+  const limit = rt().adapter.limits.maxComputeWorkgroupStorageSize ?? 16384;
+  let bt = MAX_BT;
+  while (bt > 4 && (bt * (2 * nd4 * 16 + 8) > limit || (!loop && bt * nd4 > 640))) bt /= 2;
+  return bt;
+}
+
+function loopMode(): boolean {
+  if (tiles.mode !== "auto") return tiles.mode === "loop";
+  const a = rt().adapter;
+  return !(a.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(a.description));
+}
+
+/** Rows per invocation, lowered so that RQ·Dh/4 fits the kernels' register arrays. */
+function rqFor(rq: number, dp: number): number {
+  return Math.max(1, Math.min(rq, Math.floor(MAX_RQD4 / (dp / 4))));
+}
+
+/**
+ * Dispatches one of the tiled kernels: over `rows` own rows in blocks of WG·RQ, streaming `streamed`
+ * rows, all in one dispatch or one dispatch per tile.
+ */
+function dispatchTiled(
+  entry: string,
+  label: string,
+  d: Dims,
+  wg: number,
+  rqWanted: number,
+  rows: number,
+  streamed: number,
+  buffers: Tensor[],
+): void {
+  const loop = loopMode();
+  const bt = tileRowsFor(d.dp, loop);
+  wg ||= loop ? 64 : 128;
+  const rq = rqFor(rqWanted || (loop ? 1 : 2), d.dp);
+  const nrb = Math.ceil(rows / (wg * rq));
+  const constants = { WG: wg, RQ: rq, BT: bt, ND4: d.dp / 4, LOOP: loop ? 1 : 0 };
+  const steps = loop ? [0] : Array.from({ length: Math.ceil(streamed / bt) }, (_, i) => i * bt);
+  for (const t0 of steps) {
+    const t1 = loop ? streamed : Math.min(streamed, t0 + bt);
+    rt().dispatch({
+      kernel: K,
+      entry,
+      constants,
+      params: new Params().u32(d.bh).u32(d.tq).u32(d.tk).u32(nrb).f32(d.scale).f32(d.scale * Math.LOG2E)
+        .u32(t0).u32(t1).bytes(),
+      buffers: buffers.map((t) => t.binding()),
+      workgroups: grid1d(
+        d.bh * nrb,
+        1,
+        tiles.gridX || rt().adapter.limits.maxComputeWorkgroupsPerDimension,
+      ),
+      label,
+    });
+  }
+}
+
+function checkAttentionShapes(q: Tensor, k: Tensor, v: Tensor): Dims {
+  const op = "attention";
+  assertF32(op, q);
+  assertF32(op, k);
+  assertF32(op, v);
+  const all = `q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)}`;
+  if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4) {
+    throw new ShapeError(op, `expects q [B, H, Tq, Dh] and k, v [B, H, Tk, Dh], got ${all}`);
+  }
+  const [b, h, tq, dh] = q.shape;
+  const [kb, kh, tk, kd] = k.shape;
+  if (kb !== b || kh !== h || kd !== dh) {
+    throw new ShapeError(op, `q ${fmtShape(q.shape)} and k ${fmtShape(k.shape)} differ in B, H or Dh`);
+  }
+  if (v.shape.some((x, i) => x !== k.shape[i])) {
+    throw new ShapeError(op, `k ${fmtShape(k.shape)} and v ${fmtShape(v.shape)} differ`);
+  }
+  if (dh < 1 || dh > ATTENTION_MAX_HEAD_DIM) {
+    throw new ShapeError(op, `head dim ${dh} is outside 1..${ATTENTION_MAX_HEAD_DIM} (${all})`);
+  }
+  if (tk < 1) throw new ShapeError(op, `needs at least one key, got ${all}`);
+  return { b, h, bh: b * h, tq, tk, dh, dp: Math.ceil(dh / 4) * 4, scale: Math.pow(dh, -0.5) };
+}
+
+/** x [..., cin] → [..., cout], cut or zero-padded. */
+function padCols(x: Tensor, cout: number, label: string): Tensor {
+  const cin = x.shape[x.ndim - 1];
+  const out = empty([...x.shape.slice(0, -1), cout]);
+  rt().dispatch({
+    kernel: K,
+    entry: "pad_cols",
+    constants: { PWG: 256 },
+    params: new Params().u32(out.size).u32(cin).u32(cout).u32(0).bytes(),
+    buffers: [x.binding(), out.binding()],
+    workgroups: grid(out.size, 256),
+    label,
+  });
+  return out;
+}
+
+/** The forward on head-dim-padded tensors: out (padded) and lse. */
+function forwardRaw(q: Tensor, k: Tensor, v: Tensor, d: Dims): { out: Tensor; lse: Tensor } {
+  const out = empty([d.b, d.h, d.tq, d.dp]);
+  const lse = empty([d.b, d.h, d.tq], "f32", "attention lse");
+  if (d.bh * d.tq === 0) return { out, lse };
+  const ml = empty([d.bh * d.tq * 2], "f32", "attention running max and sum");
+  dispatchTiled("attn_fwd", "attention", d, tiles.fwdWG, tiles.fwdRQ, d.tq, d.tk, [q, k, v, out, lse, ml]);
+  ml.dispose();
+  debugCheck(lse, "attention (lse)");
+  return { out: debugCheck(out, "attention"), lse };
+}
+
+/** The backward on head-dim-padded tensors. */
+function backwardRaw(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  out: Tensor,
+  lse: Tensor,
+  g: Tensor,
+  d: Dims,
+  need: [boolean, boolean, boolean],
+): [Tensor | null, Tensor | null, Tensor | null] {
+  const delta = empty(lse.shape, "f32", "attention delta");
+  const rows = d.bh * d.tq;
+  if (rows > 0) {
+    rt().dispatch({
+      kernel: K,
+      entry: "attn_bwd_delta",
+      constants: { WG: 256 },
+      params: new Params().u32(rows).u32(d.dp / 4).u32(0).u32(0).bytes(),
+      buffers: [g.binding(), out.binding(), delta.binding()],
+      workgroups: grid(rows, 256),
+      label: "attention backward (delta)",
+    });
+  }
+  let dq: Tensor | null = null;
+  let dk: Tensor | null = null;
+  let dv: Tensor | null = null;
+  if (need[0]) {
+    dq = empty(q.shape);
+    if (rows > 0) {
+      dispatchTiled("attn_bwd_dq", "attention backward (dq)", d, tiles.dqWG, tiles.dqRQ, d.tq, d.tk, [
+        q,
+        k,
+        v,
+        g,
+        lse,
+        delta,
+        dq,
+      ]);
+    }
+    debugCheck(dq, "attention backward (dq)");
+  }
+  if (need[1] || need[2]) {
+    dk = empty(k.shape);
+    dv = empty(v.shape);
+    if (rows > 0) {
+      dispatchTiled(
+        "attn_bwd_dkdv",
+        "attention backward (dk, dv)",
+        d,
+        tiles.dkdvWG,
+        tiles.dkdvRQ,
+        d.tk,
+        d.tq,
+        [
+          q,
+          k,
+          v,
+          g,
+          lse,
+          delta,
+          dk,
+          dv,
+        ],
+      );
+    } else {
+      rt().clear(dk.buffer, 0, Math.max(4, dk.bytes));
+      rt().clear(dv.buffer, 0, Math.max(4, dv.bytes));
+    }
+    debugCheck(dk, "attention backward (dk)");
+    debugCheck(dv, "attention backward (dv)");
+  }
+  delta.dispose();
+  if (!need[1]) dk?.dispose();
+  if (!need[2]) dv?.dispose();
+  return [dq, need[1] ? dk : null, need[2] ? dv : null];
+}
+
+/**
+ * Multi-head scaled dot-product attention: softmax(scale·q·kᵀ, over keys)·v.
+ *
+ * q is [B, H, Tq, Dh]; k and v are [B, H, Tk, Dh] (Tk may differ from Tq, e.g. cross-attention over a
+ * short condition sequence); the result is [B, H, Tq, Dh]. `scale` defaults to Dh^-0.5. Head dims up to
+ * {@link ATTENTION_MAX_HEAD_DIM} (fastest when a multiple of 4; others are zero-padded internally).
+ * Differentiable in q, k and v. When recorded, the saved tensors (the [B, H, Tq] logsumexp, and the
+ * padded copies for head dims that are not a multiple of 4) belong to the enclosing tidy scope, like the
+ * op's inputs and output.
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  const d = checkAttentionShapes(q, k, v);
+  if (opts.scale !== undefined) {
+    if (!Number.isFinite(opts.scale)) throw new Error(`attention: scale must be finite, got ${opts.scale}`);
+    d.scale = opts.scale;
+  }
+  const padded = d.dp !== d.dh;
+  const [qp, kp, vp] = padded
+    ? [q, k, v].map((x) => padCols(x, d.dp, "attention (pad head dim)"))
+    : [q, k, v];
+  const { out: outp, lse } = forwardRaw(qp, kp, vp, d);
+  const out = padded ? padCols(outp, d.dh, "attention (unpad head dim)") : outp;
+  const recorded = record(out, "attention", [q, k, v], (g) => {
+    const need: [boolean, boolean, boolean] = [q.requiresGrad, k.requiresGrad, v.requiresGrad];
+    if (!padded) return backwardRaw(q, k, v, out, lse, g, d, need);
+    const gp = padCols(g, d.dp, "attention backward (pad head dim)");
+    const grads = backwardRaw(qp, kp, vp, outp, lse, gp, d, need).map((t) => {
+      if (!t) return null;
+      const u = padCols(t, d.dh, "attention backward (unpad head dim)");
+      t.dispose();
+      return u;
+    });
+    gp.dispose();
+    return grads;
+  });
+  if (!recorded.node) {
+    lse.dispose();
+    if (padded) { for (const t of [qp, kp, vp, outp]) t.dispose(); }
+  }
+  return recorded;
+}
+
+/**
+ * The forward only, also returning the saved per-row logsumexp (natural log of Σⱼ exp(scale·qᵢ·kⱼ)),
+ * [B, H, Tq]. Not recorded on the tape; the caller owns both tensors.
+ */
+export function attentionForward(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  opts: AttentionOptions = {},
+): { out: Tensor; lse: Tensor } {
+  const d = checkAttentionShapes(q, k, v);
+  if (opts.scale !== undefined) d.scale = opts.scale;
+  if (d.dp === d.dh) return forwardRaw(q, k, v, d);
+  const [qp, kp, vp] = [q, k, v].map((x) => padCols(x, d.dp, "attention (pad head dim)"));
+  const { out: outp, lse } = forwardRaw(qp, kp, vp, d);
+  const out = padCols(outp, d.dh, "attention (unpad head dim)");
+  for (const t of [qp, kp, vp, outp]) t.dispose();
+  return { out, lse };
+}
+
+// ---- head split / merge ---------------------------------------------------------------------------------
+
+const HWG = 256;
+
+function headParams(n: number, t: number, h: number, dh: number, s: number, slot: number): Uint8Array {
+  return new Params().u32(n).u32(t).u32(h).u32(dh).u32(s).u32(slot).u32(0).u32(0).bytes();
+}
+
+/** src [B, H, T, Dh] → [B, T, S·H·Dh] with src in slot `slot` and zeros in the others. */
+function mergeRaw(src: Tensor, s: number, slot: number, op: string): Tensor {
+  const [b, h, t, dh] = src.shape;
+  const out = empty([b, t, s * h * dh]);
+  rt().dispatch({
+    kernel: K,
+    entry: "heads_merge",
+    constants: { HWG },
+    params: headParams(out.size, t, h, dh, s, slot),
+    buffers: [src.binding(), out.binding()],
+    workgroups: grid(out.size, HWG),
+    label: op,
+  });
+  return debugCheck(out, op);
+}
+
+/** src [B, T, S·H·Dh] slot `slot` → [B, H, T, Dh]. */
+function splitRaw(src: Tensor, h: number, s: number, slot: number, op: string): Tensor {
+  const [b, t, w] = src.shape;
+  const dh = w / (s * h);
+  const out = empty([b, h, t, dh]);
+  rt().dispatch({
+    kernel: K,
+    entry: "heads_split",
+    constants: { HWG },
+    params: headParams(out.size, t, h, dh, s, slot),
+    buffers: [src.binding(), out.binding()],
+    workgroups: grid(out.size, HWG),
+    label: op,
+  });
+  return debugCheck(out, op);
+}
+
+/**
+ * Splits a fused qkv projection [B, T, 3·D] into q, k, v, each [B, H, T, D/H], in the layout of the
+ * official DiT: `qkv.reshape(B, T, 3, H, Dh).permute(2, 0, 3, 1, 4)`. Differentiable. (Each output's
+ * gradient flows back as a [B, T, 3·D] tensor that is zero outside its third; the tape sums them.)
+ */
+export function splitHeads(qkv: Tensor, heads: number): { q: Tensor; k: Tensor; v: Tensor } {
+  const op = "splitHeads";
+  assertF32(op, qkv);
+  if (!Number.isInteger(heads) || heads < 1) throw new ShapeError(op, `heads must be ≥ 1, got ${heads}`);
+  if (qkv.ndim !== 3 || qkv.shape[2] % (3 * heads) !== 0) {
+    throw new ShapeError(
+      op,
+      `expects qkv [B, T, 3·D] with D divisible by ${heads} heads, got ${fmtShape(qkv.shape)}`,
+    );
+  }
+  const [b, t, w] = qkv.shape;
+  const dh = w / (3 * heads);
+  const shape = [b, heads, t, dh];
+  const q = empty(shape);
+  const k = empty(shape);
+  const v = empty(shape);
+  rt().dispatch({
+    kernel: K,
+    entry: "split_qkv",
+    constants: { HWG },
+    params: headParams(q.size, t, heads, dh, 3, 0),
+    buffers: [qkv.binding(), q.binding(), k.binding(), v.binding()],
+    workgroups: grid(q.size, HWG),
+    label: op,
+  });
+  const outs = [q, k, v].map((x, slot) =>
+    record(debugCheck(x, op), op, [qkv], (g) => [mergeRaw(g, 3, slot, `${op} backward`)])
+  );
+  return { q: outs[0], k: outs[1], v: outs[2] };
+}
+
+/** Merges heads: o [B, H, T, Dh] → [B, T, H·Dh] (the inverse of one {@link splitHeads} output). */
+export function mergeHeads(o: Tensor): Tensor {
+  const op = "mergeHeads";
+  assertF32(op, o);
+  if (o.ndim !== 4) throw new ShapeError(op, `expects [B, H, T, Dh], got ${fmtShape(o.shape)}`);
+  const out = mergeRaw(o, 1, 0, op);
+  const h = o.shape[1];
+  return record(out, op, [o], (g) => [splitRaw(g, h, 1, 0, `${op} backward`)]);
+}
