@@ -82,12 +82,21 @@ export async function benchTrain(opts: BenchOptions): Promise<BenchResult[]> {
   const rt = await getRuntime();
   const cpu = rt.adapter.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(rt.adapter.description);
   const out: BenchResult[] = [];
-  const mnist = ditConfig("DiT-S/4", { inputSize: 32, inChannels: 1, numClasses: 10, depth: 4, hiddenSize: 96, numHeads: 4 });
+  const mnist = ditConfig("DiT-S/4", {
+    inputSize: 32,
+    inChannels: 1,
+    numClasses: 10,
+    depth: 4,
+    hiddenSize: 96,
+    numHeads: 4,
+  });
   opts.log("train: the embedded default's model (MNIST 32×32×1, depth 4, hidden 96, patch 4)");
   out.push(await benchTrainStep(mnist, 32, opts.quick ? 2 : 5, "train step mnist-default b32"));
   const s2 = ditConfig("DiT-S/2");
   opts.log("train: DiT-S/2 on 32×32×4 latents");
-  out.push(await benchTrainStep(s2, cpu ? 4 : 32, opts.quick || cpu ? 2 : 10, `train step DiT-S/2 b${cpu ? 4 : 32}`));
+  out.push(
+    await benchTrainStep(s2, cpu ? 4 : 32, opts.quick || cpu ? 2 : 10, `train step DiT-S/2 b${cpu ? 4 : 32}`),
+  );
   if (!cpu && !opts.quick) {
     for (const name of ["DiT-B/2", "DiT-XL/2"]) {
       opts.log(`train: ${name}`);

@@ -446,7 +446,9 @@ export class Runtime {
    * Stops GPU timing and returns the total and, after `startTiming(true)`, the GPU time per dispatch
    * label (op), largest first. Null where the adapter has no timestamp queries.
    */
-  async stopProfile(): Promise<{ totalMs: number; ops: { label: string; ms: number; count: number }[] } | null> {
+  async stopProfile(): Promise<
+    { totalMs: number; ops: { label: string; ms: number; count: number }[] } | null
+  > {
     if (!this.#timing) return null;
     this.flush();
     const t = this.#timing;

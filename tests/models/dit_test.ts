@@ -100,7 +100,11 @@ for (const name of Object.keys(golden)) {
     const N = t.length;
     tidy(() => {
       const xs = tensor(f.getF32("__inputs__.x"), [N, cfg.inChannels, cfg.inputSize, cfg.inputSize]);
-      const out = model.forward(xs, tensor(timestepEmbedding(t), [N, 256]), tensor(Uint32Array.from(f.get("__inputs__.y") as Int32Array), [N], "u32"));
+      const out = model.forward(
+        xs,
+        tensor(timestepEmbedding(t), [N, 256]),
+        tensor(Uint32Array.from(f.get("__inputs__.y") as Int32Array), [N], "u32"),
+      );
       backward(out, tensor(f.getF32("__inputs__.w"), out.shape));
     });
     let checked = 0;
