@@ -13,9 +13,11 @@
 // accumulator, or the gradient accumulators) is carried between dispatches in the output buffers. That
 // form has no loop around the arithmetic, so shader compilers unroll it completely and every
 // workgroup-memory address becomes a constant: llvmpipe (software Vulkan) then loads each value once and
-// broadcasts it to the SIMD lanes instead of gathering it lane by lane, which is ~5x faster there. The
-// repetitive call lists below (keys 0..60 in steps of 4, dims 0..28 in steps of 4, guarded by the
-// overrides) exist so that every loop left is small enough to be unrolled.
+// broadcasts it to the SIMD lanes instead of gathering it lane by lane, which is ~5x faster there (Mesa
+// takes that path only for constant addresses outside any loop or branch). The repetitive call lists
+// below (keys 0..60 in steps of 4, dims 0..28 in steps of 4, own rows 0..7, each guarded by an override so
+// that the unused ones fold away) exist so that every loop left has at most 4 iterations: NIR unrolls
+// only loops whose trip count times body size is small.
 //
 // Rows past the end are clamped for the arithmetic (every invocation reaches every barrier) and not
 // written; keys past the end score -inf. No atomics: every output element is written by one invocation and
@@ -669,24 +671,27 @@ fn pad_cols(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
 }
 
 // --- head permutes --------------------------------------------------------------------------------------
-// split_qkv: qkv [B, T, 3, H, Dh] (a [B, T, 3D] tensor) -> q, k, v [B, H, T, Dh], one invocation per element
-// of one head tensor (the layout of the official DiT: qkv.reshape(B, T, 3, H, Dh).permute(2, 0, 3, 1, 4)).
+// split_qkv: qkv [B, T, 3, H, Dh] (a [B, T, 3D] tensor) -> q, k, v [B, H, T, Dh] (the layout of the official
+// DiT: qkv.reshape(B, T, 3, H, Dh).permute(2, 0, 3, 1, 4)).
 // heads_merge: src [B, H, T, Dh] -> out [B, T, S, H, Dh] where slot `slot` holds src and the other S - 1
 // slots are zero (S = 1: mergeHeads; S = 3: the gradient of one of splitHeads' outputs).
 // heads_split: src [B, T, S, H, Dh] slot `slot` -> out [B, H, T, Dh] (S = 1: mergeHeads' backward).
+// One invocation per (b, h, t), from a 3-D grid (x: t, y: h, z: b - z0), no integer division (which CPU
+// adapters execute lane by lane); it moves the Dh values of one head row. `dh` counts elements of the
+// entry point's array type: the *4 entry points (vec4f) serve Dh % 4 == 0 with dh = Dh / 4.
 
 struct HeadParams {
-  n: u32,     // invocations
   t: u32,     // tokens
   h: u32,     // heads
-  dh: u32,    // head dim
+  dh: u32,    // head dim, in array elements (f32 or vec4f)
   s: u32,     // slots per token
   slot: u32,
+  z0: u32,    // batch offset of this dispatch (dispatches are split at 65535 in z)
   _p0: u32,
   _p1: u32,
 }
 
-override HWG: u32 = 256u;
+override HWG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> sp: HeadParams;
 @group(0) @binding(1) var<storage, read> sqkv: array<f32>;
@@ -695,20 +700,39 @@ override HWG: u32 = 256u;
 @group(0) @binding(4) var<storage, read_write> sv: array<f32>;
 
 @compute @workgroup_size(HWG)
-fn split_qkv(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * HWG;
-  if (i >= sp.n) { return; }
-  let d = i % sp.dh;
-  let r = i / sp.dh;
-  let t = r % sp.t;
-  let bh = r / sp.t;
-  let h = bh % sp.h;
-  let b = bh / sp.h;
+fn split_qkv(@builtin(global_invocation_id) g: vec3u) {
+  let t = g.x;
+  if (t >= sp.t) { return; }
+  let b = g.z + sp.z0;
   let dm = sp.h * sp.dh;
-  let src = (b * sp.t + t) * 3u * dm + h * sp.dh + d;
-  sq[i] = sqkv[src];
-  sk[i] = sqkv[src + dm];
-  sv[i] = sqkv[src + 2u * dm];
+  let src = (b * sp.t + t) * 3u * dm + g.y * sp.dh;
+  let dst = ((b * sp.h + g.y) * sp.t + t) * sp.dh;
+  for (var d = 0u; d < sp.dh; d++) {
+    sq[dst + d] = sqkv[src + d];
+    sk[dst + d] = sqkv[src + dm + d];
+    sv[dst + d] = sqkv[src + 2u * dm + d];
+  }
+}
+
+@group(0) @binding(0) var<uniform> sp4: HeadParams;
+@group(0) @binding(1) var<storage, read> sqkv4: array<vec4f>;
+@group(0) @binding(2) var<storage, read_write> sq4: array<vec4f>;
+@group(0) @binding(3) var<storage, read_write> sk4: array<vec4f>;
+@group(0) @binding(4) var<storage, read_write> sv4: array<vec4f>;
+
+@compute @workgroup_size(HWG)
+fn split_qkv4(@builtin(global_invocation_id) g: vec3u) {
+  let t = g.x;
+  if (t >= sp4.t) { return; }
+  let b = g.z + sp4.z0;
+  let dm = sp4.h * sp4.dh;
+  let src = (b * sp4.t + t) * 3u * dm + g.y * sp4.dh;
+  let dst = ((b * sp4.h + g.y) * sp4.t + t) * sp4.dh;
+  for (var d = 0u; d < sp4.dh; d++) {
+    sq4[dst + d] = sqkv4[src + d];
+    sk4[dst + d] = sqkv4[src + dm + d];
+    sv4[dst + d] = sqkv4[src + 2u * dm + d];
+  }
 }
 
 @group(0) @binding(0) var<uniform> mp: HeadParams;
@@ -716,21 +740,43 @@ fn split_qkv(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
 @group(0) @binding(2) var<storage, read_write> mout: array<f32>;
 
 @compute @workgroup_size(HWG)
-fn heads_merge(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * HWG;
-  if (i >= mp.n) { return; }
+fn heads_merge(@builtin(global_invocation_id) g: vec3u) {
+  let t = g.x;
+  if (t >= mp.t) { return; }
+  let b = g.z + mp.z0;
   let dm = mp.h * mp.dh;
-  let col = i % (mp.s * dm);
-  let bt = i / (mp.s * dm);
-  let slot = col / dm;
-  let hd = col % dm;
-  let h = hd / mp.dh;
-  let d = hd % mp.dh;
-  let t = bt % mp.t;
-  let b = bt / mp.t;
-  var x = 0.0;
-  if (slot == mp.slot) { x = msrc[((b * mp.h + h) * mp.t + t) * mp.dh + d]; }
-  mout[i] = x;
+  let src = ((b * mp.h + g.y) * mp.t + t) * mp.dh;
+  let row = (b * mp.t + t) * mp.s * dm + g.y * mp.dh;
+  for (var s = 0u; s < mp.s; s++) {
+    let o = row + s * dm;
+    if (s == mp.slot) {
+      for (var d = 0u; d < mp.dh; d++) { mout[o + d] = msrc[src + d]; }
+    } else {
+      for (var d = 0u; d < mp.dh; d++) { mout[o + d] = 0.0; }
+    }
+  }
+}
+
+@group(0) @binding(0) var<uniform> mp4: HeadParams;
+@group(0) @binding(1) var<storage, read> msrc4: array<vec4f>;
+@group(0) @binding(2) var<storage, read_write> mout4: array<vec4f>;
+
+@compute @workgroup_size(HWG)
+fn heads_merge4(@builtin(global_invocation_id) g: vec3u) {
+  let t = g.x;
+  if (t >= mp4.t) { return; }
+  let b = g.z + mp4.z0;
+  let dm = mp4.h * mp4.dh;
+  let src = ((b * mp4.h + g.y) * mp4.t + t) * mp4.dh;
+  let row = (b * mp4.t + t) * mp4.s * dm + g.y * mp4.dh;
+  for (var s = 0u; s < mp4.s; s++) {
+    let o = row + s * dm;
+    if (s == mp4.slot) {
+      for (var d = 0u; d < mp4.dh; d++) { mout4[o + d] = msrc4[src + d]; }
+    } else {
+      for (var d = 0u; d < mp4.dh; d++) { mout4[o + d] = vec4f(0.0); }
+    }
+  }
 }
 
 @group(0) @binding(0) var<uniform> hp: HeadParams;
@@ -738,15 +784,27 @@ fn heads_merge(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroup
 @group(0) @binding(2) var<storage, read_write> hout: array<f32>;
 
 @compute @workgroup_size(HWG)
-fn heads_split(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * HWG;
-  if (i >= hp.n) { return; }
-  let d = i % hp.dh;
-  let r = i / hp.dh;
-  let t = r % hp.t;
-  let bh = r / hp.t;
-  let h = bh % hp.h;
-  let b = bh / hp.h;
+fn heads_split(@builtin(global_invocation_id) g: vec3u) {
+  let t = g.x;
+  if (t >= hp.t) { return; }
+  let b = g.z + hp.z0;
   let dm = hp.h * hp.dh;
-  hout[i] = hsrc[(b * hp.t + t) * hp.s * dm + hp.slot * dm + h * hp.dh + d];
+  let src = (b * hp.t + t) * hp.s * dm + hp.slot * dm + g.y * hp.dh;
+  let dst = ((b * hp.h + g.y) * hp.t + t) * hp.dh;
+  for (var d = 0u; d < hp.dh; d++) { hout[dst + d] = hsrc[src + d]; }
+}
+
+@group(0) @binding(0) var<uniform> hp4: HeadParams;
+@group(0) @binding(1) var<storage, read> hsrc4: array<vec4f>;
+@group(0) @binding(2) var<storage, read_write> hout4: array<vec4f>;
+
+@compute @workgroup_size(HWG)
+fn heads_split4(@builtin(global_invocation_id) g: vec3u) {
+  let t = g.x;
+  if (t >= hp4.t) { return; }
+  let b = g.z + hp4.z0;
+  let dm = hp4.h * hp4.dh;
+  let src = (b * hp4.t + t) * hp4.s * dm + hp4.slot * dm + g.y * hp4.dh;
+  let dst = ((b * hp4.h + g.y) * hp4.t + t) * hp4.dh;
+  for (var d = 0u; d < hp4.dh; d++) { hout4[dst + d] = hsrc4[src + d]; }
 }

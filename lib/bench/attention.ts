@@ -1,7 +1,10 @@
 /**
  * Attention benchmarks: forward and forward+backward of the fused attention at DiT-S/2 and DiT-XL/2 shapes
  * (256 tokens: 32×32 latents, patch 2). Effective GFLOP/s count 4·B·H·Tq·Tk·Dh flops for the forward and
- * 2.5× that for the backward (the backward's score recomputation is not counted).
+ * 2.5× that for the backward (the backward's score recomputation is not counted). `ms` is GPU time from
+ * timestamp queries where the adapter has them (else wall time); on software adapters the results also
+ * carry the process CPU time per iteration (`cpu_ms`, `gflop_per_cpu_s`), which other load on the machine
+ * disturbs less. `first_call_ms` includes compiling the pipelines.
  *
  * `deno task bench attention [--quick]`.
  * @module
@@ -32,20 +35,36 @@ function randomData(n: number, seed: number): Float32Array {
 }
 
 /**
+ * CPU time of this process in ms (Linux /proc; null elsewhere). On a software adapter such as llvmpipe the
+ * "GPU" is this process's threads, and CPU time is a measure that other processes on the machine disturb
+ * much less than wall time.
+ */
+function cpuTimeMs(): number | null {
+  try {
+    const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10; // utime + stime, at 100 ticks a second
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Times `fn` (recorded GPU work), GPU timestamps where available; returns the median ms, the median wall
- * ms and the wall ms of the first (warm-up) call, which includes compiling the pipelines.
+ * ms, the mean process CPU ms and the wall ms of the first (warm-up) call, which includes compiling the
+ * pipelines.
  */
 async function time(
   r: Runtime,
   fn: () => void,
   iters: number,
-): Promise<{ ms: number; wallMs: number; firstMs: number; timer: string }> {
+): Promise<{ ms: number; wallMs: number; cpuMs: number | null; firstMs: number; timer: string }> {
   const f0 = performance.now();
   fn(); // warm-up: pipelines, buffer pool
   await r.sync();
   const firstMs = performance.now() - f0;
   const gpu: number[] = [];
   const wall: number[] = [];
+  const c0 = cpuTimeMs();
   for (let i = 0; i < iters; i++) {
     r.startTiming();
     const t0 = performance.now();
@@ -55,11 +74,13 @@ async function time(
     const g = await r.stopTiming();
     if (g !== null && g > 0) gpu.push(g);
   }
+  const c1 = cpuTimeMs();
+  const cpuMs = c0 !== null && c1 !== null ? (c1 - c0) / iters : null;
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const wallMs = med(wall);
   return gpu.length === iters
-    ? { ms: med(gpu), wallMs, firstMs, timer: "gpu" }
-    : { ms: wallMs, wallMs, firstMs, timer: "wall" };
+    ? { ms: med(gpu), wallMs, cpuMs, firstMs, timer: "gpu" }
+    : { ms: wallMs, wallMs, cpuMs, firstMs, timer: "wall" };
 }
 
 /**
@@ -116,6 +137,9 @@ export async function benchAttention(opts: BenchOptions): Promise<BenchResult[]>
           ms: fwd.ms,
           gflops: fwdFlops / (fwd.ms * 1e6),
           wall_ms: fwd.wallMs,
+          ...(soft && fwd.cpuMs !== null
+            ? { cpu_ms: fwd.cpuMs, gflop_per_cpu_s: fwdFlops / (fwd.cpuMs * 1e6) }
+            : {}),
           first_call_ms: fwd.firstMs,
           ...common,
         });
@@ -124,6 +148,9 @@ export async function benchAttention(opts: BenchOptions): Promise<BenchResult[]>
           ms: both.ms,
           gflops: (3.5 * fwdFlops) / (both.ms * 1e6),
           wall_ms: both.wallMs,
+          ...(soft && both.cpuMs !== null
+            ? { cpu_ms: both.cpuMs, gflop_per_cpu_s: (3.5 * fwdFlops) / (both.cpuMs * 1e6) }
+            : {}),
           first_call_ms: both.firstMs,
           ...common,
         });

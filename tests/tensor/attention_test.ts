@@ -14,10 +14,19 @@ import { type Tensor, tensor, tidy } from "../../lib/tensor/tensor.ts";
 
 await gpu();
 
-// Small tiles, one row per invocation: every case crosses several tiles (edges), and llvmpipe compiles the
-// (fully unrolled) kernels quickly. Cases with the default tile sizes opt out with `defaultTiles`; the
-// small-tiles case covers several rows per invocation.
-const TEST_TILES: Partial<AttentionTiles> = { tileRows: 4, fwdRQ: 1, dqRQ: 1, dkdvRQ: 1 };
+// Small tiles and workgroups, one row per invocation: every case crosses several tiles and row blocks
+// (edges), all cases of one head dim share pipelines, and llvmpipe compiles the (fully unrolled) kernels
+// quickly. Cases with the default tile sizes opt out with `defaultTiles`; the small-tiles case covers
+// several rows per invocation.
+const TEST_TILES: Partial<AttentionTiles> = {
+  tileRows: 4,
+  fwdWG: 8,
+  fwdRQ: 1,
+  dqWG: 8,
+  dqRQ: 1,
+  dkdvWG: 8,
+  dkdvRQ: 1,
+};
 setAttentionTiles(TEST_TILES);
 
 /** Float64 reference attention: softmax(scale·q·kᵀ)·v per (batch·head); also returns the logsumexp. */
@@ -83,7 +92,9 @@ interface Case {
 }
 
 async function checkAttention(c: Case, seed: number) {
-  const prev = c.defaultTiles ? setAttentionTiles({ tileRows: 0, fwdRQ: 0, dqRQ: 0, dkdvRQ: 0 }) : null;
+  const prev = c.defaultTiles
+    ? setAttentionTiles({ tileRows: 0, fwdWG: 0, fwdRQ: 0, dqWG: 0, dqRQ: 0, dkdvWG: 0, dkdvRQ: 0 })
+    : null;
   try {
     await checkAttention_(c, seed);
   } finally {
@@ -108,7 +119,7 @@ function checkAttention_(c: Case, seed: number) {
 }
 
 const cases: [string, Case][] = [
-  ["self-attention, Dh 8, default tiles", { b: 2, h: 2, tq: 16, tk: 16, dh: 8, defaultTiles: true }],
+  ["self-attention T 64, Dh 8, default tiles", { b: 1, h: 2, tq: 64, tk: 64, dh: 8, defaultTiles: true }],
   ["odd T 17, Dh 16", { b: 1, h: 2, tq: 17, tk: 17, dh: 16 }],
   ["Tq 17 ≠ Tk 33, Dh 16", { b: 1, h: 2, tq: 17, tk: 33, dh: 16 }],
   ["cross-attention over 2 tokens", { b: 2, h: 3, tq: 33, tk: 2, dh: 8 }],
@@ -228,6 +239,35 @@ Deno.test("attention is deterministic: bit-identical outputs and gradients on re
     const x = new Uint32Array(a[i].buffer);
     const y = new Uint32Array(c[i].buffer);
     assert(x.length === y.length && x.every((v, j) => v === y[j]), `output ${i} differs between runs`);
+  }
+});
+
+Deno.test("attention releases every intermediate (padded head dims too)", async () => {
+  const { rt } = await import("../../lib/gpu/runtime.ts");
+  const { noGrad } = await import("../../lib/tensor/autograd.ts");
+  for (const dh of [8, 6]) {
+    const [b, h, tq, tk] = [1, 2, 9, 5];
+    const q = tensor(Float32Array.from(randn(b * h * tq * dh, 71)), [b, h, tq, dh]);
+    const k = tensor(Float32Array.from(randn(b * h * tk * dh, 72)), [b, h, tk, dh]);
+    const v = tensor(Float32Array.from(randn(b * h * tk * dh, 73)), [b, h, tk, dh]);
+    await rt().sync();
+    const before = rt().pool.stats().inUse;
+    // Recorded, inside a scope: everything goes when the scope ends.
+    tidy(() => {
+      for (const t of [q, k, v]) t.requiresGrad = true;
+      const y = attention(q, k, v);
+      backward(y, tensor(Float32Array.from(randn(y.size, 74)), y.shape));
+      for (const t of [q, k, v]) {
+        t.grad?.dispose();
+        t.grad = null;
+      }
+    });
+    // Not recorded, outside any scope: only the output is left.
+    noGrad(() => attention(q, k, v)).dispose();
+    await rt().sync();
+    const after = rt().pool.stats().inUse;
+    for (const t of [q, k, v]) t.dispose();
+    assert(after === before, `Dh ${dh}: pool bytes in use ${after} vs ${before} before`);
   }
 });
 
@@ -368,4 +408,23 @@ Deno.test("shape errors name the op and the shapes", () => {
       }
     }
   });
+});
+
+Deno.test("splitHeads / mergeHeads on the scalar (Dh % 4 != 0) and vec4 paths, T past one workgroup", async () => {
+  const [b, t, h] = [2, 67, 2];
+  for (const dh of [3, 8]) {
+    const n = b * t * 3 * h * dh;
+    await checkOp({
+      name: `splitHeads v, Dh ${dh}`,
+      inputs: [{ shape: [b, t, 3 * h * dh], data: randn(n, 81 + dh) }],
+      gpu: ([x]) => splitHeads(x, h).v,
+      ref: ([x]) => refSplit(x, b, t, h, dh, 2),
+    });
+    await checkOp({
+      name: `mergeHeads, Dh ${dh}`,
+      inputs: [{ shape: [b, h, t, dh], data: randn(b * h * t * dh, 91 + dh) }],
+      gpu: ([x]) => mergeHeads(x),
+      ref: ([x]) => refMerge(x, b, h, t, dh),
+    });
+  }
 });

@@ -156,9 +156,12 @@ function dispatchTiled(
   buffers: Tensor[],
 ): void {
   const loop = loopMode();
-  const bt = tileRowsFor(d.dp, loop);
-  wg ||= loop ? 64 : 128;
+  const pow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+  // Defaults shrink for short sequences (e.g. cross-attention over 2 condition tokens): no tile longer
+  // than the streamed rows, no workgroup much wider than the own rows (at least a SIMD group / warp).
+  const bt = tiles.tileRows || Math.min(tileRowsFor(d.dp, loop), pow2(Math.max(4, streamed)));
   const rq = rqFor(rqWanted || (loop ? 1 : 2), d.dp);
+  wg ||= Math.min(loop ? 64 : 128, Math.max(loop ? 32 : 8, pow2(Math.ceil(rows / rq))));
   const nrb = Math.ceil(rows / (wg * rq));
   const constants = { WG: wg, RQ: rq, BT: bt, ND4: d.dp / 4, LOOP: loop ? 1 : 0 };
   const steps = loop ? [0] : Array.from({ length: Math.ceil(streamed / bt) }, (_, i) => i * bt);
@@ -181,7 +184,7 @@ function dispatchTiled(
   }
 }
 
-function checkAttentionShapes(q: Tensor, k: Tensor, v: Tensor): Dims {
+function checkAttentionShapes(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Dims {
   const op = "attention";
   assertF32(op, q);
   assertF32(op, k);
@@ -202,7 +205,9 @@ function checkAttentionShapes(q: Tensor, k: Tensor, v: Tensor): Dims {
     throw new ShapeError(op, `head dim ${dh} is outside 1..${ATTENTION_MAX_HEAD_DIM} (${all})`);
   }
   if (tk < 1) throw new ShapeError(op, `needs at least one key, got ${all}`);
-  return { b, h, bh: b * h, tq, tk, dh, dp: Math.ceil(dh / 4) * 4, scale: Math.pow(dh, -0.5) };
+  const scale = opts.scale ?? Math.pow(dh, -0.5);
+  if (!Number.isFinite(scale)) throw new Error(`attention: scale must be finite, got ${scale}`);
+  return { b, h, bh: b * h, tq, tk, dh, dp: Math.ceil(dh / 4) * 4, scale };
 }
 
 /** x [..., cin] → [..., cout], cut or zero-padded. */
@@ -322,11 +327,7 @@ function backwardRaw(
  * op's inputs and output.
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
-  const d = checkAttentionShapes(q, k, v);
-  if (opts.scale !== undefined) {
-    if (!Number.isFinite(opts.scale)) throw new Error(`attention: scale must be finite, got ${opts.scale}`);
-    d.scale = opts.scale;
-  }
+  const d = checkAttentionShapes(q, k, v, opts);
   const padded = d.dp !== d.dh;
   const [qp, kp, vp] = padded
     ? [q, k, v].map((x) => padCols(x, d.dp, "attention (pad head dim)"))
@@ -363,8 +364,7 @@ export function attentionForward(
   v: Tensor,
   opts: AttentionOptions = {},
 ): { out: Tensor; lse: Tensor } {
-  const d = checkAttentionShapes(q, k, v);
-  if (opts.scale !== undefined) d.scale = opts.scale;
+  const d = checkAttentionShapes(q, k, v, opts);
   if (d.dp === d.dh) return forwardRaw(q, k, v, d);
   const [qp, kp, vp] = [q, k, v].map((x) => padCols(x, d.dp, "attention (pad head dim)"));
   const { out: outp, lse } = forwardRaw(qp, kp, vp, d);
@@ -375,25 +375,40 @@ export function attentionForward(
 
 // ---- head split / merge ---------------------------------------------------------------------------------
 
-const HWG = 256;
+const HWG = 64;
 
-function headParams(n: number, t: number, h: number, dh: number, s: number, slot: number): Uint8Array {
-  return new Params().u32(n).u32(t).u32(h).u32(dh).u32(s).u32(slot).u32(0).u32(0).bytes();
+/**
+ * Dispatches a head permute (`split_qkv`, `heads_merge`, `heads_split` in attention.wgsl): one invocation
+ * per (b, h, t) on a [T, H, B] grid, vec4 entry points when Dh % 4 == 0.
+ */
+function headDispatch(
+  entry: string,
+  buffers: Tensor[],
+  [b, t, h, dh]: number[],
+  s: number,
+  slot: number,
+  op: string,
+): void {
+  const v4 = dh % 4 === 0;
+  const maxZ = rt().adapter.limits.maxComputeWorkgroupsPerDimension;
+  for (let z0 = 0; z0 < b; z0 += maxZ) {
+    rt().dispatch({
+      kernel: K,
+      entry: v4 ? `${entry}4` : entry,
+      constants: { HWG },
+      params: new Params().u32(t).u32(h).u32(v4 ? dh / 4 : dh).u32(s).u32(slot).u32(z0).u32(0).u32(0).bytes(),
+      buffers: buffers.map((x) => x.binding()),
+      workgroups: [Math.ceil(t / HWG), h, Math.min(maxZ, b - z0)],
+      label: op,
+    });
+  }
 }
 
 /** src [B, H, T, Dh] → [B, T, S·H·Dh] with src in slot `slot` and zeros in the others. */
 function mergeRaw(src: Tensor, s: number, slot: number, op: string): Tensor {
   const [b, h, t, dh] = src.shape;
   const out = empty([b, t, s * h * dh]);
-  rt().dispatch({
-    kernel: K,
-    entry: "heads_merge",
-    constants: { HWG },
-    params: headParams(out.size, t, h, dh, s, slot),
-    buffers: [src.binding(), out.binding()],
-    workgroups: grid(out.size, HWG),
-    label: op,
-  });
+  headDispatch("heads_merge", [src, out], [b, t, h, dh], s, slot, op);
   return debugCheck(out, op);
 }
 
@@ -402,15 +417,7 @@ function splitRaw(src: Tensor, h: number, s: number, slot: number, op: string): 
   const [b, t, w] = src.shape;
   const dh = w / (s * h);
   const out = empty([b, h, t, dh]);
-  rt().dispatch({
-    kernel: K,
-    entry: "heads_split",
-    constants: { HWG },
-    params: headParams(out.size, t, h, dh, s, slot),
-    buffers: [src.binding(), out.binding()],
-    workgroups: grid(out.size, HWG),
-    label: op,
-  });
+  headDispatch("heads_split", [src, out], [b, t, h, dh], s, slot, op);
   return debugCheck(out, op);
 }
 
@@ -435,15 +442,7 @@ export function splitHeads(qkv: Tensor, heads: number): { q: Tensor; k: Tensor; 
   const q = empty(shape);
   const k = empty(shape);
   const v = empty(shape);
-  rt().dispatch({
-    kernel: K,
-    entry: "split_qkv",
-    constants: { HWG },
-    params: headParams(q.size, t, heads, dh, 3, 0),
-    buffers: [qkv.binding(), q.binding(), k.binding(), v.binding()],
-    workgroups: grid(q.size, HWG),
-    label: op,
-  });
+  headDispatch("split_qkv", [qkv, q, k, v], [b, t, heads, dh], 3, 0, op);
   const outs = [q, k, v].map((x, slot) =>
     record(debugCheck(x, op), op, [qkv], (g) => [mergeRaw(g, 3, slot, `${op} backward`)])
   );
