@@ -48,9 +48,9 @@ def read_safetensors(path):
     for k, v in header.items():
         if k == "__metadata__":
             continue
-        assert v["dtype"] == "F32", k
+        dt = {"F32": "<f4", "I32": "<i4"}[v["dtype"]]
         s, e = v["data_offsets"]
-        out[k] = torch.from_numpy(np.frombuffer(b[base + s:base + e], dtype="<f4").copy()).reshape(v["shape"])
+        out[k] = torch.from_numpy(np.frombuffer(b[base + s:base + e], dtype=dt).copy()).reshape(v["shape"])
     return out, header.get("__metadata__", {})
 
 
@@ -103,7 +103,7 @@ def verify(path):
     model = DiT(**cfg)
     weights = {k: v for k, v in sd.items() if not k.startswith("__")}
     model.load_state_dict(weights, strict=True)
-    x, t, y = sd["__inputs__.x"], sd["__inputs__.t"].view(torch.int32).long(), sd["__inputs__.y"].view(torch.int32).long()
+    x, t, y = sd["__inputs__.x"], sd["__inputs__.t"].long(), sd["__inputs__.y"].long()
     with torch.no_grad():
         out = model.double()(x.double(), t, y).float()
     want = sd["__outputs__.out"]

@@ -1,0 +1,119 @@
+/**
+ * GroupNorm (`torch.nn.functional.group_norm`) over x [N, C, ...spatial], with backward.
+ * Kernels: `kernels/groupnorm.wgsl` (one workgroup per (sample, group) row, deterministic tree sums).
+ * @module
+ */
+
+import { wgsl } from "../../gpu/runtime.ts";
+import { record } from "../autograd.ts";
+import { empty, fmtShape, full, ShapeError, type Tensor } from "../tensor.ts";
+import { assertF32, debugCheck, grid, Params, rt } from "./util.ts";
+
+const K = wgsl(new URL("../../../kernels/groupnorm.wgsl", import.meta.url));
+const WG = 256;
+
+function params(rows: number, cpg: number, s: number, c: number, eps: number, n: number): Uint8Array {
+  return new Params().u32(rows).u32(cpg).u32(s).u32(c).f32(eps).u32(n).u32(0).u32(0).bytes();
+}
+
+/**
+ * GroupNorm: the C channels of x [N, C, ...] are split into `groups` groups of consecutive channels; each
+ * (sample, group) is normalised by its mean and biased variance, `(x − mean) / √(var + eps)`, then scaled
+ * by `weight` [C] and shifted by `bias` [C] per channel (pass null for 1 and 0). Defaults are those of
+ * diffusers' VAE: 32 groups, eps 1e-6. Differentiable in x, weight and bias. The saved statistics belong
+ * to the enclosing tidy scope when recorded.
+ */
+export function groupNorm(
+  x: Tensor,
+  groups = 32,
+  weight: Tensor | null = null,
+  bias: Tensor | null = null,
+  eps = 1e-6,
+): Tensor {
+  assertF32("groupNorm", x);
+  if (x.ndim < 2) throw new ShapeError("groupNorm", `x must be [N, C, ...], got ${fmtShape(x.shape)}`);
+  const [n, c] = x.shape;
+  if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0) {
+    throw new ShapeError(
+      "groupNorm",
+      `${groups} groups do not divide the ${c} channels of x ${fmtShape(x.shape)}`,
+    );
+  }
+  for (const [nm, t] of [["weight", weight], ["bias", bias]] as const) {
+    if (!t) continue;
+    assertF32("groupNorm", t);
+    if (t.ndim !== 1 || t.shape[0] !== c) {
+      throw new ShapeError(
+        "groupNorm",
+        `${nm} ${fmtShape(t.shape)} does not fit x ${fmtShape(x.shape)} (want [${c}])`,
+      );
+    }
+  }
+  const s = c === 0 || n === 0 ? 0 : x.size / (n * c);
+  const cpg = c / groups;
+  const rows = n * groups;
+  const w = weight ?? full([c], 1, "groupNorm weight 1");
+  const b = bias ?? full([c], 0, "groupNorm bias 0");
+  const y = empty(x.shape);
+  const stats = empty([rows, 2], "f32", "groupNorm stats");
+  const p = params(rows, cpg, s, c, eps, n);
+  rt().dispatch({
+    kernel: K,
+    entry: "gn_forward",
+    constants: { WG },
+    params: p,
+    buffers: [x.binding(), w.binding(), b.binding(), y.binding(), stats.binding()],
+    workgroups: grid(rows, 1),
+    label: "groupNorm",
+  });
+  debugCheck(y, "groupNorm");
+  const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
+  const out = record(y, "groupNorm", inputs, (g) => {
+    const dx = x.requiresGrad ? empty(x.shape) : null;
+    if (dx) {
+      rt().dispatch({
+        kernel: K,
+        entry: "gn_backward",
+        constants: { WG },
+        params: p,
+        buffers: [x.binding(), w.binding(), stats.binding(), g.binding(), dx.binding()],
+        workgroups: grid(rows, 1),
+        label: "groupNorm backward",
+      });
+      debugCheck(dx, "groupNorm backward");
+    }
+    let dw: Tensor | null = null;
+    let db: Tensor | null = null;
+    if (weight?.requiresGrad || bias?.requiresGrad) {
+      dw = empty([c]);
+      db = empty([c]);
+      rt().dispatch({
+        kernel: K,
+        entry: "gn_backward_params",
+        constants: { WG },
+        params: p,
+        buffers: [x.binding(), stats.binding(), g.binding(), dw.binding(), db.binding()],
+        workgroups: grid(c, 1),
+        label: "groupNorm backward (weight, bias)",
+      });
+      if (!weight?.requiresGrad) {
+        dw.dispose();
+        dw = null;
+      }
+      if (!bias?.requiresGrad) {
+        db.dispose();
+        db = null;
+      }
+    }
+    const grads: (Tensor | null)[] = [dx];
+    if (weight) grads.push(dw);
+    if (bias) grads.push(db);
+    return grads;
+  });
+  if (!out.node) {
+    stats.dispose();
+    if (!weight) w.dispose();
+    if (!bias) b.dispose();
+  }
+  return out;
+}
