@@ -1,0 +1,222 @@
+/**
+ * Decoding latents to images with an AutoencoderKL, and the stage kind `decode`: turns a latents dataset
+ * artifact (e.g. samples of a DiT trained on `encode` outputs) into a pixel-space dataset artifact and a
+ * grid. Also the shared VAE lookup of `encode` and `decode`: a `train-vae` output (input `vae`) or a
+ * user-supplied diffusers safetensors (parameter `vae_path`).
+ * @module
+ */
+
+import { defineKind } from "../pipeline/stage.ts";
+import { registerKind } from "../pipeline/registry.ts";
+import { readDataArtifact, writeDataArtifact } from "../data/artifact.ts";
+import { saveGrid } from "../data/grid.ts";
+import { AutoencoderKL, type AutoencoderKLConfig, downsampleFactor } from "../models/autoencoder_kl.ts";
+import { type LoadedVaeFile, readVaeFile, VAE_FILE } from "../train/vae_trainer.ts";
+import { noGrad } from "../tensor/autograd.ts";
+import { scale as scaleOp } from "../tensor/ops/elementwise.ts";
+import { tensor, tidy } from "../tensor/tensor.ts";
+import { getRuntime } from "../gpu/runtime.ts";
+
+/** The diffusers file name of a VAE's weights (what `vae_path` may point at, or a folder holding it). */
+export const DIFFUSERS_VAE_FILE = "diffusion_pytorch_model.safetensors";
+
+/** A VAE located for a stage: the file, what it came from, and its loaded contents. */
+export interface ResolvedVae extends LoadedVaeFile {
+  path: string;
+  /** `input:<stage>` or `path:<file>`. */
+  source: string;
+}
+
+/**
+ * Finds and reads the VAE of a stage: `vaePath` (a safetensors file, or a folder holding `vae.safetensors`
+ * or `diffusion_pytorch_model.safetensors`) wins over the input artifact's `vae.safetensors`. Errors name
+ * the file that was expected and where.
+ */
+export async function resolveVae(
+  input: { dir: string; stage: string } | undefined,
+  vaePath: string | undefined,
+  o: { normNumGroups?: number } = {},
+): Promise<ResolvedVae> {
+  let path: string;
+  let source: string;
+  const help =
+    `(${VAE_FILE} written by a train-vae stage, or a diffusers AutoencoderKL safetensors such as ` +
+    `${DIFFUSERS_VAE_FILE} of stabilityai/sd-vae-ft-ema, given with the parameter vae_path)`;
+  if (vaePath) {
+    const st = await Deno.stat(vaePath).catch(() => null);
+    if (!st) throw new Error(`expected a VAE weight file at ${vaePath} ${help}, found nothing`);
+    if (st.isDirectory) {
+      const cands = [`${vaePath}/${VAE_FILE}`, `${vaePath}/${DIFFUSERS_VAE_FILE}`];
+      const found = [];
+      for (const c of cands) if (await Deno.stat(c).then((s) => s.isFile, () => false)) found.push(c);
+      if (!found.length) {
+        throw new Error(`expected a VAE weight file at ${cands.join(" or ")} ${help}, found neither`);
+      }
+      path = found[0];
+    } else path = vaePath;
+    source = `path:${path}`;
+  } else if (input) {
+    path = `${input.dir}/${VAE_FILE}`;
+    source = `input:${input.stage}`;
+    if (!(await Deno.stat(path).then((s) => s.isFile, () => false))) {
+      throw new Error(`expected a VAE weight file at ${path} (the output of ${input.stage}) ${help}`);
+    }
+  } else {
+    throw new Error(
+      `no VAE given: connect the input \`vae\` to a train-vae stage's output or set vae_path ${help}`,
+    );
+  }
+  const loaded = await readVaeFile(path);
+  if (loaded.inferred && o.normNumGroups !== undefined) loaded.cfg.normNumGroups = o.normNumGroups;
+  return { ...loaded, path, source };
+}
+
+/** Loads a VAE model from a directory (holding `vae.safetensors`) or a safetensors file. */
+export async function loadVae(
+  pathOrDir: string,
+): Promise<{ model: AutoencoderKL; cfg: AutoencoderKLConfig }> {
+  const r = await resolveVae(undefined, pathOrDir);
+  await getRuntime();
+  return { model: AutoencoderKL.fromHost(r.cfg, r.state), cfg: r.cfg };
+}
+
+/** Options of {@link decodeLatents}. */
+export interface DecodeOptions {
+  /** Latents per GPU batch (default 32). */
+  batchSize?: number;
+  /** Clamp the images to [-1, 1] (default true). */
+  clamp?: boolean;
+  signal?: AbortSignal;
+  onBatch?: (done: number, total: number) => void;
+}
+
+/**
+ * Decodes scaled latents [N, L, h, w] (x = z · scale, as the `encode` stage writes them) to images
+ * [N, out, h·f, w·f] in [-1, 1]: `decode(x / scale)` in batches. `vae` is a model or a path (a `train-vae`
+ * output directory or a safetensors file; loaded and released here).
+ */
+export async function decodeLatents(
+  vae: AutoencoderKL | string,
+  latents: Float32Array,
+  shape: readonly [number, number, number, number],
+  scale: number,
+  o: DecodeOptions = {},
+): Promise<{ images: Float32Array; shape: [number, number, number, number] }> {
+  const owned = typeof vae === "string" ? (await loadVae(vae)).model : null;
+  const model = owned ?? (vae as AutoencoderKL);
+  try {
+    const cfg = model.cfg;
+    const [N, L, h, w] = shape;
+    if (L !== cfg.latentChannels) {
+      throw new Error(`the latents have ${L} channels but the VAE ${cfg.name} expects ${cfg.latentChannels}`);
+    }
+    if (latents.length !== N * L * h * w) {
+      throw new Error(`${latents.length} latent values do not match the shape [${shape}]`);
+    }
+    if (!(scale > 0)) throw new Error(`the latent scale factor must be positive, got ${scale}`);
+    const f = downsampleFactor(cfg);
+    const C = cfg.outChannels, H = h * f, W = w * f;
+    const per = L * h * w, outPer = C * H * W;
+    const images = new Float32Array(N * outPer);
+    const bs = o.batchSize ?? 32;
+    for (let lo = 0; lo < N; lo += bs) {
+      o.signal?.throwIfAborted();
+      const n = Math.min(bs, N - lo);
+      const img = noGrad(() =>
+        tidy(() =>
+          model.decode(scaleOp(tensor(latents.subarray(lo * per, (lo + n) * per), [n, L, h, w]), 1 / scale))
+        )
+      );
+      const d = await img.data();
+      img.dispose();
+      if (o.clamp ?? true) { for (let i = 0; i < d.length; i++) d[i] = Math.min(1, Math.max(-1, d[i])); }
+      images.set(d, lo * outPer);
+      o.onBatch?.(lo + n, N);
+    }
+    return { images, shape: [N, C, H, W] };
+  } finally {
+    owned?.dispose();
+  }
+}
+
+/** The `decode` kind. */
+export const decodeKind = defineKind({
+  name: "decode",
+  module: import.meta.url,
+  description: "decode a latents dataset (e.g. DiT samples) to images with a VAE",
+  gpu: true,
+  params: {
+    vae_path: {
+      type: "path",
+      optional: true,
+      doc: "a VAE safetensors (or a folder holding one) instead of the input `vae`",
+    },
+    scale_factor: {
+      type: "string",
+      default: "auto",
+      pattern: "^(auto|[0-9]*\\.?[0-9]+([eE][-+]?[0-9]+)?)$",
+      doc: "auto: the VAE file's scaling factor; or a number (quoted)",
+    },
+    norm_num_groups: {
+      type: "int",
+      optional: true,
+      min: 1,
+      doc: "GroupNorm groups of a diffusers file without ditflow metadata (default 32)",
+    },
+    batch_size: { type: "int", default: 32, min: 1 },
+  },
+  inputs: {
+    samples: { doc: "a latents dataset artifact (sample, encode)" },
+    vae: { doc: "a train-vae output", optional: true },
+  },
+  outputs: { images: { doc: "data.safetensors (pixels in [-1, 1]) and grid.png" } },
+  headline: ["images", "seconds"],
+  async run(ctx) {
+    const p = ctx.params;
+    const data = await readDataArtifact(ctx.inputs.samples.dir);
+    if (data.space !== "latents") {
+      throw new Error(`${ctx.inputs.samples.stage} holds ${data.space}, not latents: nothing to decode`);
+    }
+    const vae = await resolveVae(ctx.inputs.vae, p.vae_path, { normNumGroups: p.norm_num_groups });
+    const scale = p.scale_factor === "auto" ? vae.cfg.scalingFactor : Number(p.scale_factor);
+    const runtime = await getRuntime();
+    ctx.setAdapter(runtime.adapter);
+    ctx.log(
+      `decoding ${data.count} latents of [${data.shape}] with ${vae.cfg.name} (${vae.source}), scale ${scale}`,
+    );
+    const model = AutoencoderKL.fromHost(vae.cfg, vae.state);
+    const t0 = performance.now();
+    let out;
+    try {
+      out = await decodeLatents(model, data.x, [data.count, ...data.shape], scale, {
+        batchSize: p.batch_size,
+        signal: ctx.signal,
+        onBatch: (done, total) => ctx.progress({ step: done, total }),
+      });
+    } finally {
+      model.dispose();
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const [N, C, H, W] = out.shape;
+    await writeDataArtifact(ctx.outputs.images, {
+      x: out.images,
+      y: data.y,
+      shape: [C, H, W],
+      count: N,
+      numClasses: data.numClasses,
+      classNames: data.classNames,
+      space: "pixels",
+      info: { ...data.info, decoded_from: ctx.inputs.samples.stage, vae: vae.source, scale_factor: scale },
+    });
+    if (C === 1 || C === 3) {
+      const n = Math.min(N, 100);
+      await saveGrid(
+        { data: out.images.subarray(0, n * C * H * W), shape: [n, C, H, W] },
+        Math.min(10, n),
+        `${ctx.outputs.images}/grid.png`,
+      );
+    }
+    ctx.metrics({ images: N, seconds, images_per_s: N / seconds, scale_factor: scale });
+  },
+});
+registerKind(decodeKind);

@@ -1,0 +1,192 @@
+/**
+ * Stage kind `train-vae`: trains an AutoencoderKL (the SD VAE architecture, by default ditflow's small
+ * config: 32×32 → 8×8×4) on a pixel-space dataset artifact with reconstruction + kl_weight · KL (see
+ * `lib/train/vae_trainer.ts`), resuming exactly from its checkpoint directory. Writes `vae.safetensors`
+ * (diffusers key names; config, scaling factor and how it was chosen in the metadata), a reconstruction
+ * grid (originals above, reconstructions below), `loss.csv` and `loss.png`; metrics: PSNR on held-out
+ * images (the last `holdout` images of the dataset, or the optional `eval` input), final loss, img/s.
+ * @module
+ */
+
+import { defineKind } from "../pipeline/stage.ts";
+import { registerKind } from "../pipeline/registry.ts";
+import { readDataArtifact } from "../data/artifact.ts";
+import { saveGrid } from "../data/grid.ts";
+import { writeLossCurve } from "../report/plots.ts";
+import { getRuntime } from "../gpu/runtime.ts";
+import {
+  latentScaleFactor,
+  psnr,
+  reconstruct,
+  trainVae,
+  VAE_FILE,
+  VAE_TRAIN_DEFAULTS,
+  vaeConfigFromParams,
+  writeVaeFile,
+} from "../train/vae_trainer.ts";
+
+/** Images of the scale-factor estimate (at most). */
+const SCALE_IMAGES = 2048;
+
+/** The `train-vae` kind. */
+export const trainVaeKind = defineKind({
+  name: "train-vae",
+  module: import.meta.url,
+  description: "train an AutoencoderKL (SD VAE architecture) with reconstruction + KL loss",
+  gpu: true,
+  params: {
+    block_out_channels: {
+      type: "list",
+      items: { type: "int", min: 1 },
+      minItems: 1,
+      optional: true,
+      doc: "channels per level (default [32, 64, 64]: 4× downsampling)",
+    },
+    layers_per_block: { type: "int", optional: true, min: 1, doc: "ResNets per level (default 2)" },
+    norm_num_groups: { type: "int", optional: true, min: 1, doc: "GroupNorm groups (default 16)" },
+    latent_channels: { type: "int", optional: true, min: 1, doc: "default 4" },
+    steps: { type: "int", default: 2000, min: 1 },
+    batch_size: { type: "int", default: 32, min: 1 },
+    lr: { type: "number", default: VAE_TRAIN_DEFAULTS.lr, min: 0 },
+    weight_decay: { type: "number", default: 0, min: 0 },
+    kl_weight: { type: "number", default: VAE_TRAIN_DEFAULTS.klWeight, min: 0, doc: "LDM: 1e-6" },
+    rec_loss: { type: "enum", values: ["mse", "l1"], default: "mse", doc: "reconstruction loss" },
+    scale_factor: {
+      type: "string",
+      default: "auto",
+      pattern: "^(auto|[0-9]*\\.?[0-9]+([eE][-+]?[0-9]+)?)$",
+      doc: "auto: 1/std of the training latents' posterior means; or a number (quoted)",
+    },
+    holdout: {
+      type: "int",
+      default: 256,
+      min: 0,
+      doc: "the last N images are held out for PSNR (at most a quarter of the data); unused with `eval`",
+    },
+    ckpt_every: { type: "int", default: 200, min: 0, doc: "checkpoint every N steps (resume point)" },
+    log_every: { type: "int", default: 50, min: 1 },
+  },
+  inputs: {
+    data: { doc: "a pixel-space dataset artifact (mnist, ...)" },
+    eval: { doc: "held-out images for PSNR (pixel dataset)", optional: true },
+  },
+  outputs: {
+    vae: { doc: "vae.safetensors (diffusers names), recon.png, loss.csv, loss.png" },
+  },
+  headline: ["psnr", "final_loss", "img_per_s"],
+  async run(ctx) {
+    const p = ctx.params;
+    const data = await readDataArtifact(ctx.inputs.data.dir);
+    if (data.space !== "pixels") {
+      throw new Error(`${ctx.inputs.data.stage} holds ${data.space}; train-vae needs a pixel-space dataset`);
+    }
+    const [C, H, W] = data.shape;
+    const per = C * H * W;
+    const cfg = vaeConfigFromParams(p, C);
+    // Held-out images: the eval input, or the dataset's last images (the rest is trained on).
+    let trainCount = data.count;
+    let evalX: Float32Array;
+    let evalCount: number;
+    if (ctx.inputs.eval) {
+      const ev = await readDataArtifact(ctx.inputs.eval.dir);
+      if (ev.shape.join() !== data.shape.join() || ev.space !== "pixels") {
+        throw new Error(
+          `eval images [${ev.shape}] (${ev.space}) do not match the training images [${data.shape}]`,
+        );
+      }
+      evalCount = Math.min(ev.count, 256);
+      evalX = ev.x.subarray(0, evalCount * per);
+    } else {
+      evalCount = Math.min(p.holdout, Math.floor(data.count / 4));
+      trainCount = data.count - evalCount;
+      evalX = data.x.subarray(trainCount * per, data.count * per);
+    }
+    const trainX = data.x.subarray(0, trainCount * per);
+    const runtime = await getRuntime();
+    ctx.setAdapter(runtime.adapter);
+    ctx.log(`adapter: ${runtime.adapter.description}`);
+    ctx.log(`${trainCount} training images of [${data.shape}], ${evalCount} held out`);
+    const res = await trainVae(
+      { x: trainX, shape: data.shape, count: trainCount },
+      {
+        config: cfg,
+        steps: p.steps,
+        batchSize: p.batch_size,
+        lr: p.lr,
+        weightDecay: p.weight_decay,
+        betas: VAE_TRAIN_DEFAULTS.betas,
+        klWeight: p.kl_weight,
+        recLoss: p.rec_loss,
+        seed: ctx.seed,
+        ckptEvery: p.ckpt_every,
+        ckptDir: ctx.checkpointDir,
+        logEvery: p.log_every,
+      },
+      {
+        log: (m) => ctx.log(m),
+        signal: ctx.signal,
+        onStep: (s) => ctx.progress({ step: s.step, total: s.total, loss: s.loss, "img/s": s.imgPerSec }),
+      },
+    );
+    const model = res.model;
+    const out = ctx.outputs.vae;
+    try {
+      let scaleFactor: number;
+      let latentStd: number | null = null;
+      if (p.scale_factor === "auto") {
+        const n = Math.min(trainCount, SCALE_IMAGES);
+        const s = await latentScaleFactor(model, trainX, data.shape, n, p.batch_size);
+        scaleFactor = s.scaleFactor;
+        latentStd = s.std;
+        ctx.log(
+          `scale factor 1/std = ${scaleFactor.toPrecision(6)} (std ${s.std.toPrecision(6)} over ${n} images)`,
+        );
+      } else scaleFactor = Number(p.scale_factor);
+      const finalCfg = { ...cfg, scalingFactor: scaleFactor };
+      await writeVaeFile(`${out}/${VAE_FILE}`, await model.stateDict(), finalCfg, {
+        scale_factor_source: p.scale_factor === "auto" ? "auto: 1/std of training posterior means" : "param",
+        ...(latentStd !== null ? { latent_std: String(latentStd) } : {}),
+        steps: String(p.steps),
+        kl_weight: String(p.kl_weight),
+        rec_loss: p.rec_loss,
+        data_info: JSON.stringify(data.info),
+      });
+      let evalPsnr: number | null = null;
+      if (evalCount > 0) {
+        const rec = await reconstruct(model, evalX, data.shape, evalCount, p.batch_size);
+        evalPsnr = psnr(evalX, rec, per);
+        if (C === 1 || C === 3) {
+          const n = Math.min(evalCount, 8);
+          const grid = new Float32Array(2 * n * per);
+          grid.set(evalX.subarray(0, n * per));
+          grid.set(rec.subarray(0, n * per), n * per);
+          await saveGrid({ data: grid, shape: [2 * n, C, H, W] }, n, `${out}/recon.png`);
+        }
+      }
+      const csv = ["step,loss,rec,kl", ...res.losses.map((l) => `${l.step},${l.loss},${l.rec},${l.kl}`)];
+      await Deno.writeTextFile(`${out}/loss.csv`, csv.join("\n") + "\n");
+      await writeLossCurve(`${out}/loss.png`, [{
+        label: cfg.name,
+        points: res.losses.map((l) => [l.step, l.loss]),
+      }], {
+        title: `${cfg.name} VAE training loss (${p.rec_loss} + ${p.kl_weight}·KL)`,
+      });
+      const tail = res.losses.slice(-Math.max(1, Math.floor(res.losses.length / 10)));
+      ctx.metrics({
+        psnr: evalPsnr,
+        final_loss: tail.reduce((a, l) => a + l.loss, 0) / tail.length,
+        final_rec: tail.reduce((a, l) => a + l.rec, 0) / tail.length,
+        img_per_s: res.imgPerSec,
+        train_seconds: res.seconds,
+        params: res.params,
+        scale_factor: scaleFactor,
+        scale_factor_source: p.scale_factor === "auto" ? "auto" : "param",
+        eval_images: evalCount,
+        resumed_from: res.resumedFrom,
+      });
+    } finally {
+      model.dispose();
+    }
+  },
+});
+registerKind(trainVaeKind);
