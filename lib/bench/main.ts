@@ -12,6 +12,7 @@ import { writeBenchReport } from "./report.ts";
 const BENCHES: Record<string, () => Promise<(opts: BenchOptions) => Promise<BenchResult[]>>> = {
   // Each entry: name → lazy import of its module's bench function.
   attention: async () => (await import("./attention.ts")).benchAttention,
+  encode: async () => (await import("./encode.ts")).benchEncode,
   matmul: async () => (await import("./matmul.ts")).benchMatmul,
   ops: async () => (await import("./ops.ts")).benchOps,
   pipeline: async () => (await import("./pipeline.ts")).benchPipeline,
