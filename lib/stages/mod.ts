@@ -9,3 +9,8 @@ import "./mnist.ts";
 import "./train.ts";
 import "./sample.ts";
 import "./report.ts";
+import "./train_vae.ts";
+import "./encode.ts";
+import "./decode.ts";
+import "./train_classifier.ts";
+import "./fid.ts";
