@@ -16,7 +16,12 @@
 //   group), so the only lever is many FMAs per loaded vec4: each invocation keeps TM rows × TN vec4
 //   columns (up to 16 × 16 floats) of C in registers and walks k in steps of 4. Written without loops over
 //   the register tile (helper functions with constant indices) so that llvmpipe's NIR keeps the tile in
-//   registers; TM and TN select how much of the unrolled code is live.
+//   registers; TM and TN select how much of the unrolled code is live. llvmpipe runs 8 consecutive
+//   invocations along x as one SIMD group (along y each row is its own, mostly idle, group) and pays per
+//   lane for every load, so the cost per flop is set by the tile one invocation owns (TM + 4·TN vec4 loads
+//   per 16·TM·TN FMAs); LC spreads the WX invocations of x as LC along the columns × WX / LC along the
+//   rows, so that a 16 × 16 tile per invocation also fits narrow outputs (N = 96: LC = 2 covers 32 columns
+//   × 64 rows) without idle lanes.
 //   Needs the contiguous dimension of every operand to be a multiple of 4 (A: K or M, B: N or K, C: N);
 //   only the TA && !TB layout allows K % 4 != 0, and there the last k block reads rows k >= K as zero.
 // - mm_reg1: the same with scalar loads, for any shapes (odd sizes); slower.
@@ -47,9 +52,11 @@ override TB: bool = false;   // B is stored [N, K]
 
 // ---- mm_reg4 / mm_reg1: register-blocked, no workgroup memory ------------------------------------------
 override TM: u32 = 16u;      // rows per invocation: 4, 8, 12 or 16
-override TN: u32 = 4u;       // vec4 columns per invocation: 1..4 (strided by WX)
-override WX: u32 = 8u;       // workgroup size x (column direction)
+override TN: u32 = 4u;       // vec4 columns per invocation: 1..4 (strided by LC)
+override WX: u32 = 8u;       // workgroup size x
 override WY: u32 = 1u;       // workgroup size y (row direction)
+override LC: u32 = 0u;       // invocations of x along the columns (a divisor of WX; 0: all WX), the other
+                             // WX / LC of x take consecutive row blocks of TM rows (mm_reg4 only)
 
 alias Row = array<vec4f, 4>;   // one row of the register tile: TN vec4s of C
 alias BBlock = array<Row, 4>;  // B values for 4 consecutive k: [u][j] = B[k0 + u, column vec4 j]
@@ -139,8 +146,9 @@ fn regLoadB(bBase: u32, col: u32, kb: u32) -> Row {
 fn regStoreRow(cBase: u32, m: u32, c0: u32, acc: Row) {
   if (m >= rp.M) { return; }
   let N4 = rp.N / 4u;
+  let lc = select(WX, LC, LC != 0u);
   for (var j = 0u; j < TN; j++) {
-    let cv = c0 + j * WX;
+    let cv = c0 + j * lc;
     if (cv < N4) {
       var v = acc[j];
       if (rp.hasBias != 0u) { v += rbias[cv]; }
@@ -164,13 +172,15 @@ fn mm_reg4(@builtin(local_invocation_id) l: vec3u, @builtin(workgroup_id) w: vec
   let aBase = bz * rp.strideA;
   let bBase = bz * rp.strideB;
   let cBase = zz * rp.strideC;
-  let m0 = (w.y * WY + l.y) * TM;
-  let c0 = w.x * WX * TN + l.x;
-  // Column vec4s j = c0 + j * WX, clamped for the loads (results past N are not stored).
+  let lc = select(WX, LC, LC != 0u);
+  let rl = WX / lc;
+  let m0 = ((w.y * WY + l.y) * rl + l.x / lc) * TM;
+  let c0 = w.x * lc * TN + l.x % lc;
+  // Column vec4s j = c0 + j * lc, clamped for the loads (results past N are not stored).
   let col0 = min(c0, N4 - 1u);
-  let col1 = min(c0 + WX, N4 - 1u);
-  let col2 = min(c0 + 2u * WX, N4 - 1u);
-  let col3 = min(c0 + 3u * WX, N4 - 1u);
+  let col1 = min(c0 + lc, N4 - 1u);
+  let col2 = min(c0 + 2u * lc, N4 - 1u);
+  let col3 = min(c0 + 3u * lc, N4 - 1u);
   var acc0: Row;
   var acc1: Row;
   var acc2: Row;

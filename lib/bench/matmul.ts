@@ -1,11 +1,12 @@
 /**
- * Matmul benchmark: GFLOP/s (2·M·N·K / time) of square matmuls and of the DiT-S/2 linear layers at batch
- * 32 (8192 tokens), forward (x·Wᵀ) and the two backward products (dY·W and dYᵀ·X).
+ * Matmul benchmark: GFLOP/s (2·M·N·K / time) of square matmuls, of the DiT-S/2 linear layers at batch
+ * 32 (8192 tokens) and of the small DiT of the MNIST job (hidden 96, 2048 tokens; adaLN on 32 rows), each
+ * forward (x·Wᵀ) and the two backward products (dY·W and dYᵀ·X).
  *
  * Timing: GPU timestamps around the one compute pass of each matmul where the adapter has them
  * (`Runtime.startTiming`/`stopTiming`), else wall clock from submit to `queue.onSubmittedWorkDone`. One
  * warm-up run (pipeline compile, buffer allocation) is excluded; the result is the median of the timed
- * runs (10 on GPUs; on CPU adapters 5, 3 or 2 as one run grows to seconds, and no warm-up for a multi-second
+ * runs (10 on GPUs; on CPU adapters 9, 5, 3 or 2 as one run grows to seconds, and no warm-up for a multi-second
  * problem whose pipeline an earlier case already compiled and ran).
  *
  * On CPU adapters (llvmpipe) the machine may be shared, so each result also carries `gflops_cpu`: the
@@ -34,20 +35,34 @@ function square(n: number): Case {
   return { name: `matmul ${n}x${n}x${n}`, M: n, N: n, K: n, transA: false, transB: false };
 }
 
-/** DiT-S/2 linears at batch 32 (T = 256 tokens): rows = 8192, (in, out) of qkv, fc1, fc2. */
-function ditCases(): Case[] {
-  const rows = 8192;
-  const layers: [string, number, number][] = [["qkv", 384, 1152], ["fc1", 384, 1536], ["fc2", 1536, 384]];
+/** The three products of a Linear layer on `rows` rows: forward x·Wᵀ, dx = dy·W and dW = dyᵀ·x. */
+function linearCases(prefix: string, rows: number, layers: [string, number, number][]): Case[] {
   const out: Case[] = [];
   for (const [layer, inF, outF] of layers) {
     // forward y = x·Wᵀ: x [rows, in], W [out, in]
-    out.push({ name: `dit ${layer} fwd x·Wᵀ`, M: rows, N: outF, K: inF, transA: false, transB: true });
+    out.push({ name: `${prefix} ${layer} fwd x·Wᵀ`, M: rows, N: outF, K: inF, transA: false, transB: true });
     // dx = dy·W: dy [rows, out], W [out, in]
-    out.push({ name: `dit ${layer} dx dy·W`, M: rows, N: inF, K: outF, transA: false, transB: false });
+    out.push({ name: `${prefix} ${layer} dx dy·W`, M: rows, N: inF, K: outF, transA: false, transB: false });
     // dW = dyᵀ·x: dy [rows, out] read transposed, x [rows, in]
-    out.push({ name: `dit ${layer} dW dyᵀ·x`, M: outF, N: inF, K: rows, transA: true, transB: false });
+    out.push({ name: `${prefix} ${layer} dW dyᵀ·x`, M: outF, N: inF, K: rows, transA: true, transB: false });
   }
   return out;
+}
+
+/** DiT-S/2 linears at batch 32 (T = 256 tokens): rows = 8192, (in, out) of qkv, fc1, fc2. */
+function ditCases(): Case[] {
+  return linearCases("dit", 8192, [["qkv", 384, 1152], ["fc1", 384, 1536], ["fc2", 1536, 384]]);
+}
+
+/**
+ * The small DiT of the default MNIST job (hidden 96, 64 tokens of 32×32×1 with patch 4) at batch 32:
+ * rows = 2048 for qkv, fc1 and fc2, and the adaLN modulation (one row per image: rows = 32, 96 → 6·96).
+ */
+function smallDitCases(): Case[] {
+  return [
+    ...linearCases("small-dit", 2048, [["qkv", 96, 288], ["fc1", 96, 384], ["fc2", 384, 96]]),
+    ...linearCases("small-dit", 32, [["adaLN", 96, 576]]),
+  ];
 }
 
 function randomTensor(shape: number[], seed: number): Tensor {
@@ -100,7 +115,9 @@ async function timeRuns(
 
 function describePlan(p: MatmulPlan): string {
   const c = p.constants;
-  const tile = p.kernel === "tile4" ? `${c.BM}x${c.BN}x${c.BK}` : `${c.TM}x${4 * c.TN}`;
+  const tile = p.kernel === "tile4"
+    ? `${c.BM}x${c.BN}x${c.BK}`
+    : `${c.TM}x${4 * c.TN}` + (c.LC ? ` lanes ${c.LC}x${c.WX / c.LC}` : "");
   return `${p.kernel} ${tile}` + (p.splits > 1 ? ` split-K ${p.splits}` : "");
 }
 
@@ -111,14 +128,18 @@ export async function benchMatmul(opts: BenchOptions): Promise<BenchResult[]> {
   const timing = runtime.hasTimestamps ? "gpu-timestamps" : "wall-clock";
   const cpuAdapter = isCpuAdapter();
   const sizes = opts.quick ? [512, 1024] : [512, 1024, 2048, 4096];
-  const cases = [...sizes.map(square), ...(opts.quick ? ditCases().slice(0, 3) : ditCases())];
+  const cases = [
+    ...sizes.map(square),
+    ...(opts.quick ? ditCases().slice(0, 3) : ditCases()),
+    ...(opts.quick ? smallDitCases().slice(0, 3) : smallDitCases()),
+  ];
   const results: BenchResult[] = [];
   const warmed = new Set<string>();
   for (const c of cases) {
     const flops = 2 * c.M * c.N * c.K;
     // Enough runs for a stable median, fewer where one run takes seconds (CPU adapters). A problem whose
     // pipeline an earlier case already compiled and ran needs no warm-up when one run takes seconds.
-    const reps = opts.quick ? 2 : !cpuAdapter ? 10 : flops > 5e10 ? 2 : flops > 5e9 ? 3 : 5;
+    const reps = opts.quick ? 2 : !cpuAdapter ? 10 : flops > 5e10 ? 2 : flops > 5e9 ? 3 : flops > 5e8 ? 5 : 9;
     const a = randomTensor(c.transA ? [c.K, c.M] : [c.M, c.K], 1);
     const b = randomTensor(c.transB ? [c.N, c.K] : [c.K, c.N], 2);
     const plan = planMatmul(c.M, c.N, c.K, c.transA, c.transB);

@@ -300,6 +300,75 @@ Deno.test("linear with and without bias on 2-D and 3-D x: forward and gradients 
   }
 });
 
+// Mid-size problems (from 4 MFLOP) on CPU adapters get 16-row register tiles with the 8 lanes of a
+// workgroup spread over rows and columns (LC) and 3- or 4-quad column tiles (TN), picked per shape; these
+// sizes leave partial row and column blocks. The asserts keep the coverage honest on CPU adapters; on GPUs
+// the same sizes check the default kernels. The layouts are those of a Linear layer (NT forward, NN and TN
+// gradients; TN = 3 is in the linear test below): each variant compiles for seconds on llvmpipe.
+const lanePlans: [number, number, number, [boolean, boolean][], { TN: number; LC: number }][] = [
+  [100, 76, 276, [[false, true], [false, false], [true, false]], { TN: 4, LC: 2 }],
+  [196, 44, 276, [[false, true]], { TN: 4, LC: 1 }],
+];
+
+Deno.test("matmul register tiles spread over rows (LC 2, 1), partial blocks: vs float64, bit-identical", async () => {
+  for (const [M, N, K, layouts, want] of lanePlans) {
+    for (const [tA, tB] of layouts) {
+      const what = `matmul ${M}x${N}x${K} ${tname(tA, tB)}`;
+      const c = planMatmul(M, N, K, tA, tB).constants;
+      if (isCpuAdapter()) {
+        assert(
+          c.TM === 16 && c.TN === want.TN && (c.LC ?? 8) === want.LC,
+          `${what}: plan ${JSON.stringify(c)}`,
+        );
+      }
+      const as = tA ? [K, M] : [M, K];
+      const bs = tB ? [N, K] : [K, N];
+      const ad = f32(randn(M * K, M + N + K));
+      const bd = f32(randn(K * N, K + 3));
+      const got = await mmForward(ad, as, bd, bs, tA, tB);
+      assertClose(got, mmRef(ad, as, bd, bs, tA, tB), 1e-5, what);
+      const again = new Uint32Array((await mmForward(ad, as, bd, bs, tA, tB)).buffer);
+      const first = new Uint32Array(got.buffer);
+      assert(again.every((v, j) => v === first[j]), `${what}: a second run differs`);
+    }
+  }
+});
+
+Deno.test("linear on 100 rows (LC 2 and TN 3 register tiles): forward and gradients vs float64", async () => {
+  // y = x·Wᵀ + b: 100x76x276 (NT); dx = dy·W: 100x276x76 (NN); dW = dyᵀ·x: 76x276x100 (TN, TN = 3).
+  const [rows, inF, outF] = [100, 276, 76];
+  if (isCpuAdapter()) {
+    const plans = [planMatmul(rows, outF, inF, false, true), planMatmul(outF, inF, rows, true, false)];
+    assert(plans[0].constants.LC === 2 && plans[1].constants.TN === 3, JSON.stringify(plans));
+  }
+  const xd = f32(randn(rows * inF, 61));
+  const wd = f32(randn(outF * inF, 62));
+  const bd = f32(randn(outF, 63));
+  const gd = f32(randn(rows * outF, 64));
+  const res = tidy(() => {
+    const x = tensor(Float32Array.from(xd), [rows, inF]);
+    const w = tensor(Float32Array.from(wd), [outF, inF]);
+    const b = tensor(Float32Array.from(bd), [outF]);
+    for (const t of [x, w, b]) t.requiresGrad = true;
+    const y = linear(x, w, b);
+    backward(y, tensor(Float32Array.from(gd), y.shape));
+    return [y, x, w, b];
+  });
+  const [y, x, w, b] = res;
+  assertClose(await y.data(), linearRef(xd, wd, bd, inF, outF), 1e-5, "linear output");
+  const db = new Float64Array(outF);
+  for (let r = 0; r < rows; r++) for (let o = 0; o < outF; o++) db[o] += gd[r * outF + o];
+  assertClose(
+    await x.grad!.data(),
+    mmRef(gd, [rows, outF], wd, [outF, inF], false, false),
+    1e-5,
+    "linear dx",
+  );
+  assertClose(await w.grad!.data(), mmRef(gd, [rows, outF], xd, [rows, inF], true, false), 1e-5, "linear dW");
+  assertClose(await b.grad!.data(), db, 1e-5, "linear db");
+  for (const t of res) t.dispose();
+});
+
 interface GoldenCase {
   name: string;
   kind: "matmul" | "linear";

@@ -89,10 +89,14 @@ const ceil = (a: number, b: number) => Math.ceil(a / b);
 /**
  * The launch plan of a matmul of op(A) [M, K] · op(B) [K, N] (per batch) on the current adapter.
  *
- * Tile table: CPU adapters run `reg4` with 8 lanes along the columns, each lane TM rows × TN vec4 columns,
- * so that every loaded vec4 feeds up to 16 vec4 FMAs: 16 × 4 vec4 from 1 GFLOP on, 16 × 2 from 16 MFLOP,
- * else 8 × 2 (measured on llvmpipe at 1024³ in CPU time: 16×4 ~15 GFLOP/s, 16×2 ~13, 8×4 ~12, a naive
- * vec4 kernel ~1–2.3); K ≥ 4096 is split into chunks of 2048 for cache locality. GPUs run `tile4` with
+ * Tile table: CPU adapters run `reg4`, each lane TM rows × TN vec4 columns, so that every loaded vec4 feeds
+ * up to 16 vec4 FMAs (measured on llvmpipe at 1024³ in CPU time: 16×4 ~15 GFLOP/s, 16×2 ~13, 8×4 ~12, a
+ * naive vec4 kernel ~1–2.3). From 4 MFLOP on the tile is 16 × TN (TN 4, 3 or 2) with the 8 lanes of a
+ * workgroup spread LC along the columns × 8 / LC along the rows, picked per shape by `cpuTile` (the
+ * small-DiT linears, N = 96..384 on 2048 rows: 16 × 16 with LC = 2, ~1.6x the 16 × 8 tile of 8 lanes along
+ * the columns; the large shapes keep 16 × 16 with LC = 8); smaller problems run 8 × 2 (few pipeline
+ * variants: every tile variant compiles for seconds on llvmpipe, 3-4 s for 16 × 16, once per machine with
+ * Mesa's disk cache). K ≥ 4096 is split into chunks of 2048 for cache locality. GPUs run `tile4` with
  * 128×128 tiles when that gives enough workgroups (≥ 256) to fill the device; with fewer than 128 tiles and
  * K ≥ 2048 (weight gradients) K is split to reach ~256 workgroups, else the tiles shrink to 64 wide; BK 16.
  * Shapes that need scalar loads run `reg1` (8 × 2 vec4 columns from 16 MFLOP on, else 4 × 1). Split-K
@@ -135,13 +139,7 @@ export function planMatmul(M: number, N: number, K: number, tA = false, tB = fal
   const wx = cpu ? 8 : 16;
   const wy = cpu ? 1 : 4;
   const quads = ceil(N, 4);
-  // Fixed tiles per size class, so that few pipeline variants get compiled: the largest register tiles
-  // compile slowly on llvmpipe (3-9 s for 16×16, once per variant, then cached by Mesa on disk) and pay off
-  // from ~1 GFLOP on. reg1 (scalar loads, odd shapes) keeps small tiles.
   const flops = 2 * M * N * K * batch;
-  let [tm, tn] = flops >= 2 ** 30 ? [16, 4] : flops >= 2 ** 24 ? [16, 2] : [8, 2];
-  if (kind === "reg1") [tm, tn] = flops >= 2 ** 24 ? [8, 2] : [4, 1];
-  if (!cpu) [tm, tn] = [4, 1];
   // A long K (the weight gradients, K = all rows) runs in chunks of 2048 k, each into its own partial
   // output, so that the operand panels stay in the CPU's L2 (measured on llvmpipe: 1152x384 with K = 8192
   // at ~10-15 GFLOP/s of CPU time, with K = 2048 ~13-20), when the partials take at most 64 MiB.
@@ -151,6 +149,21 @@ export function planMatmul(M: number, N: number, K: number, tA = false, tB = fal
     const n = ceil(K, 2048);
     if (n * M * N * batch * 4 <= 64 * 2 ** 20) [splits, kChunk] = [n, 2048];
   }
+  if (kind === "reg4" && cpu && flops >= 2 ** 22) {
+    const t = cpuTile(M, quads, ceil(kChunk, 4), batch * splits);
+    return {
+      kernel: kind,
+      entry: "mm_reg4",
+      constants: { ...flags, TM: t.tm, TN: t.tn, WX: wx, WY: wy, ...(t.lc === wx ? {} : { LC: t.lc }) },
+      workgroups: [ceil(quads, t.lc * t.tn), ceil(M, (t.tm * wx) / t.lc)],
+      splits,
+      kChunk,
+    };
+  }
+  // Small problems (and reg1, GPUs) keep small fixed tiles: few pipeline variants, fast to compile.
+  let [tm, tn] = [8, 2];
+  if (kind === "reg1") [tm, tn] = flops >= 2 ** 24 ? [8, 2] : [4, 1];
+  if (!cpu) [tm, tn] = [4, 1];
   return {
     kernel: kind,
     entry: kind === "reg4" ? "mm_reg4" : "mm_reg1",
@@ -159,6 +172,37 @@ export function planMatmul(M: number, N: number, K: number, tA = false, tB = fal
     splits,
     kChunk,
   };
+}
+
+/** Threads llvmpipe runs workgroups on (one per CPU core). */
+const cpuThreads = () => Math.max(1, navigator.hardwareConcurrency || 1);
+
+/**
+ * The register tile of `mm_reg4` on a CPU adapter for `quads` vec4 columns × M rows, `kb` k blocks of 4,
+ * `z` batches (× splits): 16 rows × TN vec4 columns per invocation, the 8 invocations of a workgroup
+ * spread as LC along the columns × 8 / LC along the rows. Picked by a cost model of llvmpipe: every
+ * lane pays ~5 ns per vec4 it loads (TM + 4·TN per k block) and ~0.5 ns per vec4 FMA (TM·TN·4), so the
+ * 16 × 16 tile (TN = 4) has the fewest loads per flop, and LC places the lanes so that few of them
+ * compute padding (N = 96: LC = 2, 32 columns × 64 rows per workgroup); workgroups are dealt to the
+ * cores in rounds, so a last partial round counts in full. Ties keep LC = 8 (the large-shape tile).
+ */
+function cpuTile(M: number, quads: number, kb: number, z: number): { tm: number; tn: number; lc: number } {
+  const threads = cpuThreads();
+  const maxWg = rt().adapter.limits.maxComputeWorkgroupsPerDimension;
+  let best = { tm: 16, tn: 4, lc: 8 };
+  let bestCost = Infinity;
+  const tm = 16;
+  for (const tn of [4, 3, 2]) {
+    for (const lc of [8, 4, 2, 1]) {
+      const [wgx, wgy] = [ceil(quads, lc * tn), ceil(M, (tm * 8) / lc)];
+      if ((wgx > maxWg || wgy > maxWg) && bestCost < Infinity) continue;
+      const wgs = wgx * wgy * z;
+      const perLane = kb * ((tm + 4 * tn) * 5 + tm * tn * 4 * 0.5) + tm * tn * 2;
+      const cost = ceil(wgs, threads) * 8 * perLane;
+      if (cost < bestCost * 0.999) [best, bestCost] = [{ tm, tn, lc }, cost];
+    }
+  }
+  return best;
 }
 
 let dummy: { device: GPUDevice; buf: GPUBuffer } | null = null;
