@@ -83,7 +83,7 @@ fn binary_same(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroup
 
 // --- unary ops -----------------------------------------------------------------------------------
 // OP: 0 affine (alpha*x + beta), 1 silu, 2 gelu (tanh form), 3 exp, 4 square, 5 sqrt, 6 tanh,
-//     7 abs, 8 log, 9 sigmoid
+//     7 abs, 8 log, 9 sigmoid, 10 clamp to [alpha, beta]
 
 const GELU_K: f32 = 0.7978845608028654; // sqrt(2/pi)
 const GELU_C: f32 = 0.044715;
@@ -117,12 +117,13 @@ fn unary_f(x: f32, alpha: f32, beta: f32) -> f32 {
     case 6u: { return tanh_stable(x); }
     case 7u: { return abs(x); }
     case 8u: { return log(x); }
+    case 10u: { return clamp(x, alpha, beta); }
     default: { return sigmoid(x); }
   }
 }
 
 // d unary_f / dx
-fn unary_df(x: f32, alpha: f32) -> f32 {
+fn unary_df(x: f32, alpha: f32, beta: f32) -> f32 {
   switch OP {
     case 0u: { return alpha; }
     case 1u: {
@@ -144,6 +145,8 @@ fn unary_df(x: f32, alpha: f32) -> f32 {
     }
     case 7u: { return sign(x); }
     case 8u: { return 1.0 / x; }
+    // clamp: 1 strictly inside the range, 0 where the value is clamped (as torch.clamp)
+    case 10u: { return select(0.0, 1.0, x > alpha && x < beta); }
     default: {
       let s = sigmoid(x);
       return s * (1.0 - s);
@@ -172,5 +175,5 @@ fn unary(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
 fn unary_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = lin(gid, nwg);
   if (i >= ubp.n) { return; }
-  ubout[i] = ubg[i] * unary_df(ubx[i], ubp.alpha);
+  ubout[i] = ubg[i] * unary_df(ubx[i], ubp.alpha, ubp.beta);
 }

@@ -9,7 +9,18 @@
  */
 
 import type { Schedule } from "./schedule.ts";
-import { add, affine, broadcastTo, exp, mul, scale, square, sub } from "../tensor/ops/elementwise.ts";
+import {
+  add,
+  affine,
+  broadcastTo,
+  clamp,
+  div,
+  exp,
+  mul,
+  scale,
+  square,
+  sub,
+} from "../tensor/ops/elementwise.ts";
 import { mean } from "../tensor/ops/reduce.ts";
 import { discretizedGaussianLogLikelihood, normalKl } from "../tensor/ops/loss.ts";
 import { chunk, concat, narrow } from "../tensor/ops/layout.ts";
@@ -64,6 +75,7 @@ export function pMeanVariance(
   t: ArrayLike<number>,
   eps: Tensor,
   v: Tensor | null,
+  clipDenoised = false,
 ): PMeanVar {
   let logVariance: Tensor;
   if (v) {
@@ -163,6 +175,8 @@ export interface SampleOptions {
   cfgMode?: CfgMode;
   /** The null-class label for the unconditional half. */
   nullClass?: number;
+  /** Clamp the predicted x0 to [-1, 1] at every step (guided-diffusion's clip_denoised; pixel space). */
+  clipDenoised?: boolean;
   /** Called after each step with (step, total). */
   onStep?: (step: number, total: number) => void;
 }
@@ -224,7 +238,7 @@ export function pSample(
   const t = new Array(N).fill(i);
   const tEmb = tensor(timestepEmbedding(new Array(N).fill(s.timestepMap[i])), [N, 256]);
   const { eps, v } = splitOutput(model, guidedOutput(model, x, tEmb, y, opts));
-  const p = pMeanVariance(s, x, t, eps, v);
+  const p = pMeanVariance(s, x, t, eps, v, opts.clipDenoised ?? false);
   if (i === 0) return p.mean;
   const sigma = exp(affine(p.logVariance, 0.5, 0)); // σ = exp(½ log σ²)
   return add(p.mean, mul(sigma, noise.normal([...x.shape])));

@@ -110,6 +110,12 @@ export const sampleKind = defineKind({
       default: "cycle",
       doc: "0,1,2,… or uniform at random",
     },
+    clip_denoised: {
+      type: "enum",
+      values: ["auto", "true", "false"],
+      default: "auto",
+      doc: "clamp predicted x0 to [-1,1] (auto: on for pixel-space models, off for latents as DiT)",
+    },
   },
   inputs: { model: { doc: "a train stage's model output" } },
   outputs: { samples: { doc: "data.safetensors (x in data space, y) and grid.png" } },
@@ -121,6 +127,8 @@ export const sampleKind = defineKind({
     }`;
     const { cfg, state, metadata } = await readModelFile(file);
     const objective = metadata.objective === "sit" ? "sit" : "ddpm";
+    const space = metadata.data_space === "latents" ? "latents" : "pixels";
+    const clipDenoised = p.clip_denoised === "auto" ? space === "pixels" : p.clip_denoised === "true";
     const sampler = p.sampler === "auto" ? (objective === "sit" ? "heun" : "ddpm") : p.sampler;
     ctx.setAdapter((await getRuntime()).adapter);
     const model = DiT.fromHost(cfg, state);
@@ -147,6 +155,7 @@ export const sampleKind = defineKind({
         objective,
         cfgScale: p.cfg_scale,
         cfgMode: p.cfg_mode,
+        clipDenoised,
         onStep: (k, total) => ctx.progress({ step: b * total + k, total: nb * total }),
       });
       all.set(out, lo * per);
@@ -154,7 +163,6 @@ export const sampleKind = defineKind({
     }
     const seconds = (performance.now() - t0) / 1000;
     model.dispose();
-    const space = metadata.data_space === "latents" ? "latents" : "pixels";
     await writeDataArtifact(ctx.outputs.samples, {
       x: all,
       y: labels,

@@ -91,6 +91,7 @@ const unaries: [
   ["tanh", E.tanh, Math.tanh],
   ["sigmoid", E.sigmoid, (x) => 1 / (1 + Math.exp(-x))],
   ["affine", (x) => E.affine(x, -1.5, 0.25), (x) => -1.5 * x + 0.25],
+  ["clamp", (x) => E.clamp(x, -0.7, 1.1), (x) => Math.min(Math.max(x, -0.7), 1.1)],
 ];
 
 for (const [name, op, f, range] of unaries) {

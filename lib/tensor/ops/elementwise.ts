@@ -197,6 +197,7 @@ const UNARY_OP = {
   abs: 7,
   log: 8,
   sigmoid: 9,
+  clamp: 10,
 } as const;
 type UnaryName = keyof typeof UNARY_OP;
 
@@ -215,13 +216,13 @@ function unaryRaw(name: UnaryName, x: Tensor, alpha = 1, beta = 0): Tensor {
   return debugCheck(out, name);
 }
 
-function unaryBackwardRaw(name: UnaryName, x: Tensor, g: Tensor, alpha = 1): Tensor {
+function unaryBackwardRaw(name: UnaryName, x: Tensor, g: Tensor, alpha = 1, beta = 0): Tensor {
   const out = empty(x.shape);
   rt().dispatch({
     kernel: K,
     entry: "unary_backward",
     constants: { OP: UNARY_OP[name] },
-    params: new Params().u32(x.size).f32(alpha).f32(0).u32(0).bytes(),
+    params: new Params().u32(x.size).f32(alpha).f32(beta).u32(0).bytes(),
     buffers: [x.binding(), g.binding(), out.binding()],
     workgroups: grid(x.size),
     label: `${name} backward`,
@@ -288,6 +289,13 @@ export function tanh(x: Tensor): Tensor {
 /** |x|. */
 export function abs(x: Tensor): Tensor {
   return unary("abs", x);
+}
+
+/** min(max(x, lo), hi); the gradient is 1 strictly inside (lo, hi) and 0 where clamped, as torch.clamp. */
+export function clamp(x: Tensor, lo: number, hi: number): Tensor {
+  if (!(lo <= hi)) throw new ShapeError("clamp", `empty range [${lo}, ${hi}]`);
+  const out = unaryRaw("clamp", x, lo, hi);
+  return record(out, "clamp", [x], (g) => [unaryBackwardRaw("clamp", x, g, lo, hi)]);
 }
 
 /** sigmoid(x). */
