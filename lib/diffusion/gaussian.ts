@@ -99,10 +99,12 @@ export function pMeanVariance(
     );
     logVariance = broadcastTo(coef(lv, t), eps.shape);
   }
-  const predXstart = sub(
+  let predXstart = sub(
     mul(coef(s.sqrtRecipAlphasCumprod, t), xt),
     mul(coef(s.sqrtRecipm1AlphasCumprod, t), eps),
   );
+  // guided-diffusion's clip_denoised: pixel-space models clamp x0 to [-1, 1]; DiT (latents) does not.
+  if (clipDenoised) predXstart = clamp(predXstart, -1, 1);
   const meanT = qPosteriorMean(s, predXstart, xt, t);
   return { mean: meanT, logVariance, predXstart, eps };
 }
@@ -260,12 +262,17 @@ export function ddimSample(
   const N = x.shape[0];
   const t = new Array(N).fill(i);
   const tEmb = tensor(timestepEmbedding(new Array(N).fill(s.timestepMap[i])), [N, 256]);
-  const { eps } = splitOutput(model, guidedOutput(model, x, tEmb, y, opts));
-  const predX0 = sub(
+  const { eps: epsModel } = splitOutput(model, guidedOutput(model, x, tEmb, y, opts));
+  let predX0 = sub(
     mul(coef(s.sqrtRecipAlphasCumprod, t), x),
-    mul(coef(s.sqrtRecipm1AlphasCumprod, t), eps),
+    mul(coef(s.sqrtRecipm1AlphasCumprod, t), epsModel),
   );
-  // ε re-derived from x0 as the reference does (identical here since x0 is not clipped).
+  let eps = epsModel;
+  if (opts.clipDenoised) {
+    // ε re-derived from the clipped x0, as the reference does.
+    predX0 = clamp(predX0, -1, 1);
+    eps = div(sub(mul(coef(s.sqrtRecipAlphasCumprod, t), x), predX0), coef(s.sqrtRecipm1AlphasCumprod, t));
+  }
   const ab = s.alphasCumprod[i];
   const abPrev = s.alphasCumprodPrev[i];
   const sigma = eta * Math.sqrt((1 - abPrev) / (1 - ab)) * Math.sqrt(1 - ab / abPrev);
