@@ -176,6 +176,7 @@ export const sampleKind = defineKind({
         steps: p.steps,
         cfg_scale: p.cfg_scale,
         cfg_mode: p.cfg_mode,
+        clip_denoised: clipDenoised,
         weights: p.weights,
         model: cfg.name,
       },
@@ -195,6 +196,7 @@ export const sampleKind = defineKind({
       sampler,
       steps: p.steps,
       cfg_scale: p.cfg_scale,
+      clip_denoised: clipDenoised,
     });
   },
 });
