@@ -246,6 +246,9 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Run
   store.ensureDirs();
   store.sweepStaleTmp();
   const stages = opts.only ? withUpstream(plan, opts.only) : plan.stages;
+  // Fingerprint every stage's code now, when the run starts, right after the kinds' modules were loaded:
+  // a source file edited while earlier stages run must not be credited to the code this process runs.
+  for (const s of stages) codeOf(s);
   const keys = new Map<string, string>();
   const reports = new Map<string, StageRunReport>();
   const runOne = async (s: PlannedStage): Promise<"ok" | "failed" | "aborted"> => {
