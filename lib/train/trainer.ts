@@ -18,6 +18,8 @@ import { sitLoss } from "../diffusion/sit.ts";
 import { Generator, type GeneratorState } from "../tensor/rng.ts";
 import { AdamW, EMA } from "../tensor/optim.ts";
 import { backward } from "../tensor/backward.ts";
+import { noGrad } from "../tensor/autograd.ts";
+import { concat, reshape } from "../tensor/ops/layout.ts";
 import { tensor, tidy } from "../tensor/tensor.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { readSafetensors, type TensorInput, writeSafetensors } from "../io/safetensors.ts";
@@ -292,17 +294,17 @@ export async function train(
         ? trainingLosses(denoiser, schedule, x0, tDraw, y, noise)
         : { ...sitLoss(denoiser, x0, tDraw, y, noise), vb: null };
       backward(res.loss);
-      return res;
+      // One readback per step: [loss, mse per sample..., vb per sample...].
+      return noGrad(() => concat([reshape(res.loss, [1]), res.mse, ...(res.vb ? [res.vb] : [])], 0));
     });
     opt.step();
     opt.zeroGrad();
     ema.update([...model.params.values()]);
-    const loss = await terms.loss.item();
-    const mse = (await terms.mse.data()).reduce((a, b) => a + b, 0) / N;
-    const vb = terms.vb ? (await terms.vb.data()).reduce((a, b) => a + b, 0) / N : null;
-    terms.loss.dispose();
-    terms.mse.dispose();
-    terms.vb?.dispose();
+    const stats = await terms.data();
+    terms.dispose();
+    const loss = stats[0];
+    const mse = stats.subarray(1, 1 + N).reduce((a, b) => a + b, 0) / N;
+    const vb = stats.length > 1 + N ? stats.subarray(1 + N).reduce((a, b) => a + b, 0) / N : null;
     if (!Number.isFinite(loss)) {
       model.dispose();
       ema.dispose();

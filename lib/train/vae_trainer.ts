@@ -30,6 +30,7 @@ import { Generator, type GeneratorState } from "../tensor/rng.ts";
 import { AdamW } from "../tensor/optim.ts";
 import { backward } from "../tensor/backward.ts";
 import { noGrad } from "../tensor/autograd.ts";
+import { concat, reshape } from "../tensor/ops/layout.ts";
 import { abs, add, scale, sub } from "../tensor/ops/elementwise.ts";
 import { mse } from "../tensor/ops/loss.ts";
 import { mean, sum } from "../tensor/ops/reduce.ts";
@@ -275,16 +276,13 @@ export async function trainVae(
       const kl = scale(sum(posterior.kl()), 1 / N);
       const loss = add(scale(rec, per), scale(kl, opts.klWeight));
       backward(loss);
-      return { loss, rec, kl };
+      // One readback per step: [loss, rec, kl].
+      return noGrad(() => concat([reshape(loss, [1]), reshape(rec, [1]), reshape(kl, [1])], 0));
     });
     opt.step();
     opt.zeroGrad();
-    const loss = await terms.loss.item();
-    const rec = await terms.rec.item();
-    const kl = await terms.kl.item();
-    terms.loss.dispose();
-    terms.rec.dispose();
-    terms.kl.dispose();
+    const [loss, rec, kl] = await terms.data();
+    terms.dispose();
     if (!Number.isFinite(loss)) {
       model.dispose();
       opt.dispose();
