@@ -13,7 +13,7 @@ import { CliExit, err, intOption, loadOrExit, many, openStore, out, parse } from
 import { EXIT, registerCommand } from "./commands.ts";
 
 const RUN_USAGE =
-  "run FILE [--set k=v]... [--dry-run] [--force STAGE]... [--only STAGE]... [--jobs N] [--gpus N] [--keep-going] [--json] [--cache DIR] [--executor local|subprocess]";
+  "run FILE [--set k=v]... [--set profile=NAME] [--dry-run] [--force STAGE]... [--only STAGE]... [--jobs N] [--gpus N] [--keep-going] [--json] [--cache DIR] [--executor local|subprocess]";
 
 function stageSets(plan: Plan, only: string[], force: string[]) {
   const diags: Diagnostic[] = [];
@@ -30,6 +30,7 @@ function planJson(plan: Plan, reports: StagePlanReport[]) {
   return {
     pipeline: plan.name,
     file: plan.file,
+    profile: plan.profile ?? null,
     stages: reports.map((r) => ({
       name: r.name,
       base: r.base,
@@ -46,7 +47,10 @@ function planJson(plan: Plan, reports: StagePlanReport[]) {
 
 function statusText(plan: Plan, reports: StagePlanReport[]): string {
   const toRun = reports.filter((r) => r.action === "run").length;
-  const lines = [`pipeline ${plan.name} (${plan.file}): ${toRun} to run, ${reports.length - toRun} cached`];
+  const prof = plan.profile ? `, profile ${plan.profile}` : "";
+  const lines = [
+    `pipeline ${plan.name} (${plan.file}${prof}): ${toRun} to run, ${reports.length - toRun} cached`,
+  ];
   const w = Math.min(48, Math.max(...reports.map((r) => r.name.length)));
   for (const r of reports) {
     const head = `  ${r.action === "run" ? "run   " : "cached"}  ${r.name.padEnd(w)}`;
@@ -152,7 +156,8 @@ registerCommand({
   },
 });
 
-const STATUS_USAGE = "status FILE [--set k=v]... [--only STAGE]... [--force STAGE]... [--json] [--cache DIR]";
+const STATUS_USAGE =
+  "status FILE [--set k=v]... [--set profile=NAME] [--only STAGE]... [--force STAGE]... [--json] [--cache DIR]";
 
 registerCommand({
   name: "status",
@@ -175,7 +180,7 @@ registerCommand({
   },
 });
 
-const DAG_USAGE = "dag FILE [--set k=v]... [--format ascii|mermaid]";
+const DAG_USAGE = "dag FILE [--set k=v]... [--set profile=NAME] [--format ascii|mermaid]";
 
 /** Renders the plan as mermaid `flowchart TD`. */
 export function dagMermaid(plan: Plan): string {

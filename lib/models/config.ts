@@ -55,6 +55,24 @@ export const DIT_SIZES: Readonly<Record<string, { depth: number; hiddenSize: num
   XL: { depth: 28, hiddenSize: 1152, numHeads: 16 },
 };
 
+/**
+ * Model families: the paper's sizes, and `mini`, a scaled-down family for CPU-only machines (software
+ * WebGPU) that keeps the paper's ratios of per-token compute between sizes: transformer GFLOPs per token
+ * relative to S are 1 : 4 : 14.2 : 21.3 in the paper (S, B, L, XL) and 1 : 4 : 14.2 : 22.5 here.
+ * Widths are 1/8 of the paper's, depths 1/6 (rounded), heads of 24 or 32 channels.
+ */
+export const DIT_FAMILIES: Readonly<
+  Record<string, Readonly<Record<string, { depth: number; hiddenSize: number; numHeads: number }>>>
+> = {
+  paper: DIT_SIZES,
+  mini: {
+    S: { depth: 2, hiddenSize: 48, numHeads: 2 },
+    B: { depth: 2, hiddenSize: 96, numHeads: 4 },
+    L: { depth: 4, hiddenSize: 128, numHeads: 4 },
+    XL: { depth: 5, hiddenSize: 144, numHeads: 6 },
+  },
+};
+
 /** The paper's patch sizes. */
 export const DIT_PATCHES: readonly number[] = [2, 4, 8];
 
@@ -85,13 +103,23 @@ export const DIT_DEFAULTS = {
   block: "adaLN-Zero" as ConditioningBlock,
 };
 
-/** Builds the config of a named model (`DiT-XL/2`, also `XL/2`), with optional overrides. */
-export function ditConfig(name: string, overrides: Partial<DiTConfig> = {}): DiTConfig {
+/**
+ * Builds the config of a named model (`DiT-XL/2`, also `XL/2`), with optional overrides. `family` picks
+ * the sizes (`paper`, the default, or `mini`; see {@link DIT_FAMILIES}); a non-paper family's name is
+ * suffixed, e.g. `DiT-XL/2-mini`, so its checkpoints never pass for the paper's models.
+ */
+export function ditConfig(name: string, overrides: Partial<DiTConfig> = {}, family = "paper"): DiTConfig {
   const m = /^(?:DiT-)?(S|B|L|XL)\/(\d+)$/.exec(name.trim());
-  if (!m || !DIT_SIZES[m[1]]) throw new UnknownModelError(name);
-  const size = DIT_SIZES[m[1]];
+  const sizes = DIT_FAMILIES[family];
+  if (!sizes) {
+    throw new Error(
+      `unknown model family "${family}"; valid families: ${Object.keys(DIT_FAMILIES).join(", ")}`,
+    );
+  }
+  if (!m || !sizes[m[1]]) throw new UnknownModelError(name);
+  const size = sizes[m[1]];
   const cfg: DiTConfig = {
-    name: `DiT-${m[1]}/${m[2]}`,
+    name: `DiT-${m[1]}/${m[2]}${family === "paper" ? "" : `-${family}`}`,
     ...DIT_DEFAULTS,
     patchSize: Number(m[2]),
     ...size,

@@ -18,6 +18,8 @@ export interface Scope {
   matrix?: Point;
   /** The stage whose values are interpolated, for messages. */
   stage?: string;
+  /** The selected profile's name, for `${{ profile }}` (default `default`). */
+  profile?: string;
 }
 
 const EXPR_RE = /\$\{\{\s*([^}]*?)\s*\}\}/g;
@@ -82,10 +84,13 @@ function lookup(expr: string, pos: Pos, scope: Scope, diags: Diagnostic[]): YNod
     }
     return { type: "scalar", pos, value: scope.matrix[parts[1]] };
   }
+  if (parts[0] === "profile" && parts.length === 1) {
+    return { type: "scalar", pos, value: scope.profile ?? "default" };
+  }
   diags.push({
     pos,
     message: `cannot interpolate \`\${{ ${expr} }}\``,
-    hint: "use `${{ vars.NAME }}` or `${{ matrix.AXIS }}`",
+    hint: "use `${{ vars.NAME }}`, `${{ matrix.AXIS }}` or `${{ profile }}`",
   });
   return undefined;
 }
@@ -110,7 +115,7 @@ export function interpolate(node: YNode, scope: Scope, diags: Diagnostic[]): YNo
     const found = lookup(whole[1], node.pos, scope, diags);
     if (!found) return { ...node, poisoned: true };
     return found.type === "scalar"
-      ? { type: "scalar", pos: node.pos, value: found.value }
+      ? { type: "scalar", pos: node.pos, value: found.value, template: v }
       : { ...found, pos: node.pos };
   }
   let bad = false;
@@ -130,7 +135,7 @@ export function interpolate(node: YNode, scope: Scope, diags: Diagnostic[]): YNo
     }
     return formatValue(found.value);
   });
-  return bad ? { ...node, poisoned: true } : { type: "scalar", pos: node.pos, value: out };
+  return bad ? { ...node, poisoned: true } : { type: "scalar", pos: node.pos, value: out, template: v };
 }
 
 /** One `--set key=value` from the command line. */

@@ -1,13 +1,14 @@
 /**
  * Loading a pipeline: read the file, parse YAML with positions, check the structure, import the
- * `plugins:` modules, apply `--set` overrides, expand and validate into a {@link Plan}. Nothing touches
+ * `plugins:` modules, apply the selected profile (`--set profile=NAME`) and the other `--set` overrides,
+ * expand and validate into a {@link Plan}. Nothing touches
  * the cache here; every problem is returned as a diagnostic.
  * @module
  */
 
 import { type Diagnostic, filePos } from "./diagnostics.ts";
 import { COMMAND_LINE, parseOverrides } from "./expand.ts";
-import { readPipelineDef } from "./pipeline_file.ts";
+import { applyProfile, readPipelineDef } from "./pipeline_file.ts";
 import { buildPlan, type Plan } from "./plan.ts";
 import { loadKindModule } from "./registry.ts";
 import { parseYamlSource } from "./yaml_source.ts";
@@ -78,8 +79,11 @@ export async function loadPipeline(file: string, opts: LoadOptions = {}): Promis
       });
     }
   }
-  const { overrides, source } = parseOverrides(opts.sets ?? [], diagnostics);
-  if (source) sources.set(COMMAND_LINE, source);
-  const plan = buildPlan(def, overrides, diagnostics);
+  const parsed = parseOverrides(opts.sets ?? [], diagnostics);
+  if (parsed.source) sources.set(COMMAND_LINE, parsed.source);
+  // `--set profile=NAME` (or the `default` profile) rewrites vars and stages before anything expands.
+  const { def: effective, overrides, ok } = applyProfile(def, parsed.overrides, diagnostics);
+  if (!ok) return { diagnostics, sources };
+  const plan = buildPlan(effective, overrides, diagnostics);
   return { plan: diagnostics.length === 0 ? plan : undefined, diagnostics, sources };
 }

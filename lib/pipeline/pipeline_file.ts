@@ -6,6 +6,7 @@
  */
 
 import { closest, type Diagnostic, filePos, type Pos, suggestion } from "./diagnostics.ts";
+import type { Override } from "./expand.ts";
 import { describeNode, type YMap, type YNode, type YScalar } from "./yaml_source.ts";
 
 /** One reference to an upstream output as written, e.g. `train[model=DiT-S/2].checkpoint`. */
@@ -41,6 +42,23 @@ export interface StageDef {
   broken?: boolean;
 }
 
+/** A stage entry of a profile: a whole stage definition, or `null` (removes the stage). */
+export interface ProfileStage {
+  name: string;
+  namePos: Pos;
+  /** The replacement (or added) stage, or null when the profile removes the stage. */
+  def: StageDef | null;
+}
+
+/** One entry of `profiles:`: variables merged over the top-level ones, and whole-stage replacements. */
+export interface ProfileDef {
+  name: string;
+  namePos: Pos;
+  description?: string;
+  vars: { name: string; pos: Pos; value: YNode }[];
+  stages: ProfileStage[];
+}
+
 /** A pipeline file after the structural check. */
 export interface PipelineDef {
   file: string;
@@ -54,9 +72,22 @@ export interface PipelineDef {
   /** `defaults.with.<kind>`: parameter defaults per kind. */
   defaultsWith: { kind: string; pos: Pos; map: YMap }[];
   stages: StageDef[];
+  /** The declared `profiles:` (empty when there are none). */
+  profiles: ProfileDef[];
+  /** Position of the `profiles:` key, when the file has one. */
+  profilesPos?: Pos;
+  /** The selected profile (set by {@link applyProfile}); undefined when none applies. */
+  profile?: string;
+  /** Stages removed by the selected profile (name → where the removal is written). */
+  removed?: Map<string, Pos>;
 }
 
-const TOP_KEYS = ["name", "description", "plugins", "vars", "defaults", "stages"];
+const TOP_KEYS = ["name", "description", "plugins", "vars", "defaults", "profiles", "stages"];
+const PROFILE_KEYS = ["description", "vars", "stages"];
+/** The `--set` key that selects a profile, and the name of the profile that applies without one. */
+export const PROFILE_KEY = "profile";
+/** The profile that applies when none is selected (when the pipeline declares it). */
+export const DEFAULT_PROFILE = "default";
 const STAGE_KEYS = ["uses", "with", "inputs", "matrix", "seed", "description"];
 const DEFAULT_KEYS = ["seed", "with"];
 /** Stage and variable names: letters, digits, `_` and `-`, starting with a letter or `_`. */
@@ -91,7 +122,16 @@ function unknownKey(
 
 /** Checks the structure of a parsed pipeline file. */
 export function readPipelineDef(root: YNode | undefined, file: string, baseDir: string, diags: Diagnostic[]) {
-  const def: PipelineDef = { file, baseDir, name: "", plugins: [], vars: [], defaultsWith: [], stages: [] };
+  const def: PipelineDef = {
+    file,
+    baseDir,
+    name: "",
+    plugins: [],
+    vars: [],
+    defaultsWith: [],
+    stages: [],
+    profiles: [],
+  };
   if (!root) {
     diags.push({ pos: filePos(file), message: "the pipeline file is empty" });
     return def;
@@ -126,15 +166,13 @@ export function readPipelineDef(root: YNode | undefined, file: string, baseDir: 
         }
         break;
       }
-      case "vars": {
-        const m = expectMap(e.value, "`vars`", diags);
-        for (const v of m?.entries ?? []) {
-          if (!NAME_RE.test(v.key)) {
-            diags.push({ pos: v.keyPos, message: `invalid variable name \`${v.key}\`` });
-          } else def.vars.push({ name: v.key, pos: v.keyPos, value: v.value });
-        }
+      case "vars":
+        def.vars.push(...readVars(e.value, "`vars`", diags));
         break;
-      }
+      case "profiles":
+        def.profilesPos = { ...e.keyPos, len: e.key.length };
+        def.profiles = readProfiles(e.value, diags);
+        break;
       case "defaults": {
         const m = expectMap(e.value, "`defaults`", diags);
         for (const d of m?.entries ?? []) {
@@ -167,6 +205,174 @@ export function readPipelineDef(root: YNode | undefined, file: string, baseDir: 
   if (!sawName) diags.push({ pos: top.pos, message: "missing `name:` (the pipeline's name)" });
   if (!sawStages) diags.push({ pos: top.pos, message: "missing `stages:`" });
   return def;
+}
+
+function readVars(node: YNode, what: string, diags: Diagnostic[]): PipelineDef["vars"] {
+  const out: PipelineDef["vars"] = [];
+  if (node.type === "scalar" && node.value === null) return out;
+  const m = expectMap(node, what, diags);
+  for (const v of m?.entries ?? []) {
+    if (!NAME_RE.test(v.key)) {
+      diags.push({ pos: v.keyPos, message: `invalid variable name \`${v.key}\`` });
+    } else out.push({ name: v.key, pos: v.keyPos, value: v.value });
+  }
+  return out;
+}
+
+function readProfiles(node: YNode, diags: Diagnostic[]): ProfileDef[] {
+  const out: ProfileDef[] = [];
+  if (node.type === "scalar" && node.value === null) return out;
+  const m = expectMap(node, "`profiles`", diags);
+  for (const p of m?.entries ?? []) {
+    const namePos = { ...p.keyPos, len: p.key.length };
+    if (!NAME_RE.test(p.key)) {
+      diags.push({
+        pos: namePos,
+        message: `invalid profile name \`${p.key}\`: use letters, digits, \`_\` and \`-\``,
+      });
+      continue;
+    }
+    const prof: ProfileDef = { name: p.key, namePos, vars: [], stages: [] };
+    out.push(prof);
+    if (p.value.type === "scalar" && p.value.value === null) continue; // `default:` alone: no changes
+    if (p.value.type !== "map") {
+      diags.push({
+        pos: p.value.pos,
+        message: `profile \`${p.key}\` must be a mapping (with \`vars:\` and/or \`stages:\`), not ${
+          describeNode(p.value)
+        }`,
+        hint: `e.g. \`${p.key}: { vars: { steps: 1000 } }\``,
+      });
+      continue;
+    }
+    for (const e of p.value.entries) {
+      switch (e.key) {
+        case "description":
+          prof.description = expectString(e.value, "`description`", diags);
+          break;
+        case "vars":
+          prof.vars = readVars(e.value, `\`profiles.${p.key}.vars\``, diags);
+          break;
+        case "stages": {
+          if (e.value.type === "scalar" && e.value.value === null) break;
+          const sm = expectMap(e.value, `\`profiles.${p.key}.stages\``, diags);
+          for (const s of sm?.entries ?? []) {
+            const sPos = { ...s.keyPos, len: s.key.length };
+            if (s.value.type === "scalar" && s.value.value === null) {
+              if (!NAME_RE.test(s.key)) {
+                diags.push({ pos: sPos, message: `invalid stage name \`${s.key}\`` });
+              } else prof.stages.push({ name: s.key, namePos: sPos, def: null });
+              continue;
+            }
+            if (s.value.type !== "map") {
+              diags.push({
+                pos: s.value.pos,
+                message:
+                  `stage \`${s.key}\` of profile \`${p.key}\` must be a whole stage definition (a mapping ` +
+                  `with \`uses:\`) or null to remove the stage, not ${describeNode(s.value)}`,
+              });
+              continue;
+            }
+            const st = readStage(s.key, s.keyPos, s.value, diags);
+            if (st) prof.stages.push({ name: s.key, namePos: sPos, def: st });
+          }
+          break;
+        }
+        default:
+          unknownKey(e.key, e.keyPos, PROFILE_KEYS, `profile \`${p.key}\``, diags);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Applies the profile selected with `--set profile=NAME` (else the one named `default`, when declared):
+ * its `vars` replace or add top-level variables (in place, so later variables see them), its `stages`
+ * replace, add, or (`null`) remove whole stage definitions. Returns the effective definition and the
+ * overrides left for the plan (the `profile` selection removed), and `ok: false` when the selection
+ * itself is invalid (then nothing else should be checked: the errors would only cascade). Problems go to
+ * `diags`.
+ */
+export function applyProfile(
+  def: PipelineDef,
+  overrides: Override[],
+  diags: Diagnostic[],
+): { def: PipelineDef; overrides: Override[]; ok: boolean } {
+  const isSel = (o: Override) => o.path.length === 1 && o.path[0] === PROFILE_KEY;
+  const sels = overrides.filter(isSel);
+  const rest = overrides.filter((o) => !isSel(o));
+  const declared = def.profiles.map((p) => p.name);
+  let name: string | undefined;
+  const sel = sels.at(-1);
+  if (sel) {
+    const v = sel.value;
+    const where = v.pos;
+    if (v.type !== "scalar" || v.value === null || v.value === "" || typeof v.value === "boolean") {
+      diags.push({
+        pos: where,
+        message: `\`--set ${sel.text}\`: a profile is selected by name, not ${describeNode(v)}`,
+        hint: declared.length
+          ? `declared profiles: ${declared.map((n) => `\`${n}\``).join(", ")}`
+          : undefined,
+      });
+      return { def, overrides: rest, ok: false };
+    }
+    name = String(v.value);
+    if (!def.profilesPos) {
+      diags.push({
+        pos: where,
+        message: `\`--set ${sel.text}\`: pipeline \`${
+          def.name || def.file
+        }\` (${def.file}) declares no \`profiles:\``,
+        hint: "profiles are declared in the pipeline file under a top-level `profiles:` key " +
+          "(`profiles: { NAME: { vars: {...}, stages: {...} } }`); or drop `--set profile=...`",
+      });
+      return { def, overrides: rest, ok: false };
+    }
+    if (!declared.includes(name) && name !== DEFAULT_PROFILE) {
+      const at = `${def.profilesPos.file}:${def.profilesPos.line}:${def.profilesPos.col}`;
+      const close = closest(name, declared);
+      diags.push({
+        pos: where,
+        message: `unknown profile \`${name}\` (\`profiles:\` at ${at} declares ${
+          declared.length ? declared.map((n) => `\`${n}\``).join(", ") : "none"
+        })`,
+        hint: close ? `did you mean \`${close}\`?` : suggestion(name, declared, "declared profiles"),
+      });
+      return { def, overrides: rest, ok: false };
+    }
+  } else if (declared.includes(DEFAULT_PROFILE)) name = DEFAULT_PROFILE;
+  const prof = def.profiles.find((p) => p.name === name);
+  const out: PipelineDef = { ...def, profile: name, vars: [...def.vars], stages: [...def.stages] };
+  if (!prof) return { def: out, overrides: rest, ok: true };
+  for (const v of prof.vars) {
+    const i = out.vars.findIndex((x) => x.name === v.name);
+    if (i >= 0) out.vars[i] = v;
+    else out.vars.push(v);
+  }
+  const removed = new Map<string, Pos>();
+  for (const s of prof.stages) {
+    const i = out.stages.findIndex((x) => x.name === s.name);
+    if (s.def === null) {
+      if (i < 0) {
+        diags.push({
+          pos: s.namePos,
+          message: `profile \`${prof.name}\` removes stage \`${s.name}\`, which the pipeline does not define`,
+          hint: suggestion(s.name, def.stages.map((x) => x.name), "stages"),
+        });
+        continue;
+      }
+      out.stages.splice(i, 1);
+      removed.set(s.name, s.namePos);
+    } else if (i >= 0) out.stages[i] = s.def;
+    else out.stages.push(s.def);
+  }
+  out.removed = removed;
+  if (out.stages.length === 0 && def.stages.length > 0) {
+    diags.push({ pos: prof.namePos, message: `profile \`${prof.name}\` removes every stage` });
+  }
+  return { def: out, overrides: rest, ok: true };
 }
 
 function readStage(name: string, namePos: Pos, node: YNode, diags: Diagnostic[]): StageDef | undefined {

@@ -26,7 +26,7 @@ import {
   setPath,
   varyingAxes,
 } from "./expand.ts";
-import type { PipelineDef, StageDef } from "./pipeline_file.ts";
+import { DEFAULT_PROFILE, type PipelineDef, PROFILE_KEY, type StageDef } from "./pipeline_file.ts";
 import { getKind, listKinds } from "./registry.ts";
 import { checkFields } from "./schema.ts";
 import type { AnyStageKind, InputSpec } from "./stage.ts";
@@ -79,6 +79,8 @@ export interface Plan {
   /** Stage names of the file → the names of their points. */
   groups: Map<string, string[]>;
   vars: Record<string, unknown>;
+  /** The selected profile (`--set profile=NAME`, else `default` when declared); undefined when none. */
+  profile?: string;
 }
 
 interface ParsedRef {
@@ -147,26 +149,30 @@ interface DefState {
 export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagnostic[]): Plan {
   // Variables, in order (a variable may use earlier ones), then `--set var=...` overrides.
   const vars = new Map<string, YNode>();
-  for (const v of def.vars) vars.set(v.name, interpolate(v.value, { vars }, diags));
+  const profile = def.profile ?? DEFAULT_PROFILE;
+  for (const v of def.vars) vars.set(v.name, interpolate(v.value, { vars, profile }, diags));
   const stageNames = def.stages.map((s) => s.name);
   const stageOverrides = new Map<string, Override[]>();
   for (const o of overrides) {
     const [head, ...rest] = o.path;
     if (head === "vars" && rest.length > 0) {
-      applyVar(vars, rest, o, diags);
+      applyVar(vars, rest, o, diags, def);
     } else if (stageNames.includes(head) && rest.length > 0) {
       const list = stageOverrides.get(head) ?? [];
       list.push({ ...o, path: rest });
       stageOverrides.set(head, list);
     } else if (vars.has(head)) {
-      applyVar(vars, o.path, o, diags);
+      applyVar(vars, o.path, o, diags, def);
     } else {
       const cands = [...vars.keys(), ...stageNames.map((s) => `${s}.${rest.join(".") || "PARAM"}`)];
+      if (def.profilesPos) cands.push(PROFILE_KEY);
       diags.push({
         pos: o.pos,
         message: `\`--set ${o.text}\`: \`${o.path.join(".")}\` is neither a variable nor \`stage.parameter\``,
-        hint: suggestion(o.path.join("."), cands, "variables and stages") ??
-          suggestion(head, [...vars.keys(), ...stageNames], "variables and stages"),
+        hint: def.removed?.has(head)
+          ? `profile \`${def.profile}\` removes stage \`${head}\``
+          : suggestion(o.path.join("."), cands, "variables and stages") ??
+            suggestion(head, [...vars.keys(), ...stageNames], "variables and stages"),
       });
     }
   }
@@ -194,7 +200,7 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
     }
     kindDefaults.set(d.kind, d.map);
   }
-  const defaultSeed = def.defaultSeed ? interpolate(def.defaultSeed, { vars }, diags) : undefined;
+  const defaultSeed = def.defaultSeed ? interpolate(def.defaultSeed, { vars, profile }, diags) : undefined;
 
   // Kinds, inputs and references of every stage definition.
   const states = new Map<string, DefState>();
@@ -235,7 +241,7 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
       for (const r of inp.refs) {
         const text = interpolate(
           { type: "scalar", pos: r.pos, value: r.text },
-          { vars, stage: s.name },
+          { vars, stage: s.name, profile },
           diags,
         );
         const pr = parseRef(String((text as { value: unknown }).value), r.pos, diags);
@@ -245,10 +251,14 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
         }
         const up = states.get(pr.stage) ?? (def.stages.some((x) => x.name === pr.stage) ? undefined : null);
         if (up === null) {
+          const gone = def.removed?.get(pr.stage);
           diags.push({
             pos: { ...r.pos, len: pr.stage.length },
             message: `input \`${inp.name}\` of stage \`${s.name}\` references unknown stage \`${pr.stage}\``,
-            hint: suggestion(pr.stage, stageNames, "stages"),
+            hint: gone
+              ? `profile \`${def.profile}\` removes stage \`${pr.stage}\` (${gone.file}:${gone.line}:${gone.col}); ` +
+                `replace or remove \`${s.name}\` in that profile too`
+              : suggestion(pr.stage, stageNames, "stages"),
           });
           s.broken = true;
           continue;
@@ -302,7 +312,7 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
     let ok = true;
     let own: Point[] = [{}];
     if (s.matrix) {
-      const pts = matrixPoints(s.matrix, { vars, stage: s.name }, s.name, diags);
+      const pts = matrixPoints(s.matrix, { vars, stage: s.name, profile }, s.name, diags);
       if (!pts) ok = false;
       else own = pts;
     }
@@ -381,7 +391,7 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
     const ovs = stageOverrides.get(s.name) ?? [];
     const names: string[] = [];
     for (const p of st.points) {
-      const scope: Scope = { vars, matrix: p.point, stage: s.name };
+      const scope: Scope = { vars, matrix: p.point, stage: s.name, profile };
       let withMap: YMap = { type: "map", pos: s.with?.pos ?? s.namePos, entries: [] };
       const kd = kindDefaults.get(kind.name);
       if (kd) withMap.entries.push(...kd.entries.filter((e) => e.key in kind.params));
@@ -449,7 +459,10 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
   const plainVars: Record<string, unknown> = {};
   for (const [k, v] of vars) plainVars[k] = v.type === "scalar" ? v.value : describeNode(v);
   return {
-    name: def.name,
+    // A non-default profile keeps its own refs (status, gc roots), so runs of two profiles never evict
+    // each other's artifacts; cache keys do not depend on the profile at all.
+    name: def.profile && def.profile !== DEFAULT_PROFILE ? `${def.name}@${def.profile}` : def.name,
+    profile: def.profile,
     file: def.file,
     baseDir: def.baseDir,
     stages,
@@ -459,14 +472,25 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
   };
 }
 
-function applyVar(vars: Map<string, YNode>, path: string[], o: Override, diags: Diagnostic[]): void {
+function applyVar(
+  vars: Map<string, YNode>,
+  path: string[],
+  o: Override,
+  diags: Diagnostic[],
+  def: PipelineDef,
+): void {
   const [name, ...rest] = path;
   const cur = vars.get(name);
   if (!cur) {
+    const inProfiles = def.profiles.filter((p) => p.vars.some((v) => v.name === name)).map((p) => p.name);
     diags.push({
       pos: o.pos,
       message: `\`--set ${o.text}\`: unknown variable \`${name}\``,
-      hint: suggestion(name, vars.keys(), "defined variables"),
+      hint: inProfiles.length
+        ? `\`${name}\` is defined by profile ${
+          inProfiles.map((p) => `\`${p}\``).join(", ")
+        }; select it with \`--set profile=${inProfiles[0]}\``
+        : suggestion(name, vars.keys(), "defined variables"),
     });
     return;
   }

@@ -122,8 +122,14 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
     const metrics: Record<string, unknown> = {};
     let adapter: unknown = null;
     const inputs: Record<string, InputArtifact | InputArtifact[] | undefined> = {};
+    // Each input carries its upstream stage's recorded metrics (from the store's meta.json).
+    const withMetrics = (a: InputArtifact): InputArtifact => ({
+      ...a,
+      metrics: a.metrics ?? store.readMeta(a.key)?.metrics ?? {},
+    });
     for (const [name, inp] of Object.entries(job.inputs)) {
-      inputs[name] = inp.many ? inp.artifacts : inp.artifacts[0];
+      const arts = inp.artifacts.map(withMetrics);
+      inputs[name] = inp.many ? arts : arts[0];
     }
     const signal = opts.signal ?? new AbortController().signal;
     const ctx: StageContext = {

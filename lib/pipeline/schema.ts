@@ -64,6 +64,15 @@ export interface ObjectSpec extends SpecBase<Record<string, unknown>> {
  */
 export interface PathSpec extends SpecBase<string> {
   type: "path";
+  /** What the path must be: a file, or a non-empty folder. Default: either, empty or not. */
+  expect?: "file" | "dir";
+  /** A noun for messages, e.g. `image folder` (`image folder /x does not exist; ...`). */
+  what?: string;
+  /**
+   * What the path should hold, completing "set <the variable or parameter> to ...", e.g. `a folder of
+   * .jpg/.png images`. When the value came from `${{ vars.NAME }}` the message names `vars.NAME`.
+   */
+  help?: string;
 }
 
 /** The type of one parameter. */
@@ -122,7 +131,11 @@ export function describeSpec(spec: ParamSpec): string {
     case "object":
       return "a mapping";
     case "path":
-      return "a path to an existing file or directory";
+      return spec.expect === "dir"
+        ? "a path to an existing folder"
+        : spec.expect === "file"
+        ? "a path to an existing file"
+        : "a path to an existing file or directory";
   }
 }
 
@@ -210,17 +223,67 @@ export function checkValue(spec: ParamSpec, node: YNode, path: string, ctx: Chec
     }
     case "path": {
       if (node.type !== "scalar" || typeof node.value !== "string") return fail(ctx, node, path, spec);
-      const abs = node.value.startsWith("/") ? node.value : `${ctx.baseDir}/${node.value}`;
-      try {
-        Deno.statSync(abs);
-      } catch {
-        ctx.diags.push({ pos: node.pos, message: `parameter \`${path}\`: file not found: ${node.value}` });
+      const problem = checkPath(spec, node.value, ctx.baseDir);
+      if (problem) {
+        const advice = spec.help ? `; set ${settingOf(node, path)} to ${spec.help}` : "";
+        const what = spec.what ?? `parameter \`${path}\`:`;
+        const abs = problem.abs;
+        const message = problem.issue === "unset"
+          ? `${spec.what ?? "path"} not set (parameter \`${path}\` is empty)${advice}`
+          : problem.issue === "missing"
+          ? spec.what ? `${what} ${abs} does not exist${advice}` : `${what} file not found: ${node.value}`
+          : problem.issue === "not-dir"
+          ? `${what} ${abs} is a file, not a folder${advice}`
+          : problem.issue === "not-file"
+          ? `${what} ${abs} is a folder, not a file${advice}`
+          : `${what} ${abs} is empty${advice}`;
+        ctx.diags.push({ pos: node.pos, message });
         return undefined;
       }
+      const abs = resolvePath(node.value, ctx.baseDir);
       ctx.onPath?.(abs);
       return abs;
     }
   }
+}
+
+/** A `path` value made absolute against the pipeline file's folder. */
+export function resolvePath(value: string, baseDir: string): string {
+  return value.startsWith("/") ? value : `${baseDir}/${value}`;
+}
+
+/** What is wrong with a `path` value, if anything (used at plan time and by stages at run time). */
+export function checkPath(
+  spec: PathSpec,
+  value: string,
+  baseDir: string,
+): { issue: "unset" | "missing" | "not-dir" | "not-file" | "empty"; abs: string } | undefined {
+  if (value === "") return { issue: "unset", abs: baseDir };
+  const abs = resolvePath(value, baseDir);
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.statSync(abs);
+  } catch {
+    return { issue: "missing", abs };
+  }
+  if (spec.expect === "dir") {
+    if (!st.isDirectory) return { issue: "not-dir", abs };
+    try {
+      for (const e of Deno.readDirSync(abs)) if (!e.name.startsWith(".")) return undefined;
+    } catch {
+      return undefined; // unreadable: the stage says why
+    }
+    return { issue: "empty", abs };
+  }
+  if (spec.expect === "file" && !st.isFile) return { issue: "not-file", abs };
+  return undefined;
+}
+
+/** Names what the user should set: `vars.NAME` when the value came from `${{ vars.NAME }}`. */
+function settingOf(node: YNode, path: string): string {
+  const t = node.type === "scalar" ? node.template : undefined;
+  const m = t ? /\$\{\{\s*vars\.([A-Za-z_][A-Za-z0-9_-]*)/.exec(t) : null;
+  return m ? `vars.${m[1]}` : `\`${path}\``;
 }
 
 function plainJson(node: YNode, path: string, ctx: CheckContext): unknown {
@@ -263,6 +326,8 @@ export function checkFields(
     }
     seen.add(e.key);
     if (e.value.type === "scalar" && e.value.value === null && spec.optional) continue;
+    // An optional path set to "" (e.g. from a variable left empty) is not set.
+    if (spec.type === "path" && spec.optional && e.value.type === "scalar" && e.value.value === "") continue;
     const v = checkValue(spec, e.value, path, ctx);
     if (v !== undefined) out[e.key] = v;
   }

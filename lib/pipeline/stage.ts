@@ -69,6 +69,12 @@ export interface InputArtifact {
   digest: string;
   /** The matrix point of the upstream stage (axis → value), empty outside a matrix. */
   point: Record<string, Scalar>;
+  /**
+   * The metrics the upstream stage recorded (`metrics` of its meta.json: `final_loss`, `fid`, ...). Filled
+   * by `runStage` from the store for every input a stage receives; absent only in a job description that
+   * has not been through `runStage` (the engine and cluster executors ship jobs without it).
+   */
+  metrics?: Record<string, unknown>;
 }
 
 /** A progress update: the current step, optionally the total, and any scalars (loss, ...) to show. */

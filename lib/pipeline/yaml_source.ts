@@ -30,6 +30,8 @@ export interface YScalar {
   source?: string;
   /** Set when interpolation failed (already reported): later checks skip the value silently. */
   poisoned?: boolean;
+  /** The text as written before interpolation (e.g. `${{ vars.image_dir }}`), when it was interpolated. */
+  template?: string;
 }
 
 /** A located YAML sequence. */

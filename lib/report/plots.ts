@@ -59,6 +59,24 @@ function niceTicks(lo: number, hi: number, n = 5): number[] {
   return out;
 }
 
+/**
+ * Ticks of a log axis spanning log10 values [lo, hi], as log10 values: 1-2-5 per decade; over less than
+ * about a decade (fewer than three of those), round numbers spaced linearly between the ends (40, 50, 60,
+ * ... rather than 10^1.6, 10^1.7).
+ */
+function logTicks(lo: number, hi: number): number[] {
+  const t: number[] = [];
+  for (let e = Math.floor(lo); e <= Math.ceil(hi); e++) {
+    for (const k of [1, 2, 5]) {
+      const v = Math.log10(k) + e;
+      if (v >= lo - 1e-9 && v <= hi + 1e-9) t.push(v);
+    }
+  }
+  if (t.length >= 3) return t;
+  const lin = niceTicks(10 ** lo, 10 ** hi).filter((v) => v > 0).map(Math.log10);
+  return lin.length >= 2 ? lin : t.length ? t : [lo];
+}
+
 function fmtTick(v: number): string {
   if (v === 0) return "0";
   const a = Math.abs(v);
@@ -104,19 +122,7 @@ export function chartSvg(series: Series[], o: ChartOptions = {}): string {
     parts.push(`<text x="${W / 2}" y="24" font-size="16" text-anchor="middle">${esc(o.title)}</text>`);
   }
   // ticks and grid
-  const ticks = (lo: number, hi: number, log: boolean) =>
-    log
-      ? (() => {
-        const t: number[] = [];
-        for (let e = Math.floor(lo); e <= Math.ceil(hi); e++) {
-          for (const k of [1, 2, 5]) {
-            const v = Math.log10(k) + e;
-            if (v >= lo - 1e-9 && v <= hi + 1e-9) t.push(v);
-          }
-        }
-        return t.length >= 2 ? t : niceTicks(lo, hi);
-      })()
-      : niceTicks(lo, hi);
+  const ticks = (lo: number, hi: number, log: boolean) => (log ? logTicks(lo, hi) : niceTicks(lo, hi));
   for (const v of ticks(x0, x1, !!o.logX)) {
     const x = px(v);
     parts.push(`<line x1="${x}" y1="${m.t}" x2="${x}" y2="${H - m.b}" stroke="#e5e5e5"/>`);

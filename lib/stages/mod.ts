@@ -14,3 +14,5 @@ import "./encode.ts";
 import "./decode.ts";
 import "./train_classifier.ts";
 import "./fid.ts";
+import "./images.ts";
+import "./compare.ts";

@@ -1,7 +1,9 @@
 /**
  * Stage kind `train`: trains a DiT on a dataset artifact (pixels or latents) and writes its weights
  * (EMA and raw) as safetensors with the official key names, the loss log (CSV) and the loss curve.
- * Resumes exactly from its checkpoint directory after a crash or Ctrl-C.
+ * Resumes exactly from its checkpoint directory after a crash or Ctrl-C. With `steps: 0` it writes the
+ * initialised model (EMA = raw = the init weights) in the same format, with an empty loss log: the
+ * "untrained" baseline a comparison can be made against.
  * @module
  */
 
@@ -70,7 +72,12 @@ export const trainKind = defineKind({
     },
     learn_sigma: { type: "bool", default: true },
     objective: { type: "enum", values: ["ddpm", "sit"], default: "ddpm" },
-    steps: { type: "int", default: 1000, min: 1 },
+    steps: {
+      type: "int",
+      default: 1000,
+      min: 0,
+      doc: "training steps; 0 writes the initialised model (the untrained baseline)",
+    },
     batch_size: { type: "int", default: 32, min: 1 },
     lr: { type: "number", default: TRAIN_DEFAULTS.lr, min: 0 },
     weight_decay: { type: "number", default: 0, min: 0 },
@@ -136,7 +143,8 @@ export const trainKind = defineKind({
     });
     const tail = res.losses.slice(-Math.max(1, Math.floor(res.losses.length / 10)));
     ctx.metrics({
-      final_loss: tail.reduce((a, l) => a + l.loss, 0) / tail.length,
+      // Mean of the last tenth of the logged losses; null when nothing was trained (steps: 0).
+      final_loss: tail.length ? tail.reduce((a, l) => a + l.loss, 0) / tail.length : null,
       img_per_s: res.imgPerSec,
       train_seconds: res.seconds,
       params: res.params,

@@ -276,6 +276,7 @@ export async function train(
     learnSigma: cfg.learnSigma,
     forward: model.forward.bind(model),
   };
+  if (opts.steps === 0) log("steps: 0: the initialised model is the result (EMA = the init weights)");
   const N = opts.batchSize;
   const shape = [N, ...data.shape];
   const t0 = performance.now();
@@ -344,7 +345,8 @@ export async function train(
       }, cfg);
     }
   }
-  const seconds = (performance.now() - t0) / 1000;
+  // Time spent training in this process (0 when no step ran: `steps: 0`, or resumed at the end).
+  const seconds = stepsDone > 0 ? (performance.now() - t0) / 1000 : 0;
   const emaHost = await ema.toHost(model.specs.map((s) => s.name), model.specs.map((s) => s.shape));
   ema.dispose();
   opt.dispose();
