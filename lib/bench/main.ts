@@ -13,6 +13,7 @@ const BENCHES: Record<string, () => Promise<(opts: BenchOptions) => Promise<Benc
   // Each entry: name → lazy import of its module's bench function.
   attention: async () => (await import("./attention.ts")).benchAttention,
   encode: async () => (await import("./encode.ts")).benchEncode,
+  inception: async () => (await import("./inception.ts")).benchInception,
   matmul: async () => (await import("./matmul.ts")).benchMatmul,
   ops: async () => (await import("./ops.ts")).benchOps,
   pipeline: async () => (await import("./pipeline.ts")).benchPipeline,

@@ -1,24 +1,48 @@
 /**
- * Stage kinds `fid-ref` and `fid`: Fréchet distance and k-NN precision/recall in the feature space of a
- * domain classifier (the LeNet of `train-classifier`, extractor "lenet-mnist"; see shared/spec/fid.md:
- * a Fréchet LeNet Distance, comparable only at the same N and with the same extractor).
+ * Stage kinds `fid-ref` and `fid`: Fréchet distance and k-NN precision/recall in the feature space of one
+ * feature extractor (shared/spec/fid.md: scores are comparable only at the same N and with the same
+ * extractor), chosen by the `extractor` parameter:
  *
- * - `fid-ref` (data, classifier): the classifier's penultimate features of the real images, their mean and
- *   covariance in float64 (`stats.safetensors`: mu F64 [d], sigma F64 [d, d], n) and the features
- *   themselves (`features.safetensors`, for precision/recall). Its own cached stage: computed once per
- *   dataset and extractor.
- * - `fid` (samples, ref, classifier): the same statistics of the generated images, FID in float64
+ * - `classifier` (default): the penultimate features of a domain classifier, the LeNet of `train-classifier`
+ *   given as the `classifier` input (extractor "lenet-mnist": a Fréchet LeNet Distance);
+ * - `inception`: pool3 (2048-d) of the FID Inception-v3 (lib/models/inception.ts), as pytorch-fid computes
+ *   it: images (1 channel replicated to 3) rounded to uint8 as PNG files hold them (`quantize`, default on),
+ *   bilinear resize to 299×299, 2x − 1. The weights come from the `weights` parameter: pytorch-fid's
+ *   `pt_inception-2015-12-05-6726825d.pth` converted by tools/convert_inception_checkpoint.py (which names
+ *   the extractor "inception-v3-fid" in the file's metadata when the file is the published one; the name
+ *   is taken from there). Being a `path` parameter, the file's content digest is part of the cache key.
+ *   `fid` then also reports the Inception Score of the samples (10 splits, softmax of the 1008 unbiased
+ *   logits, lib/metrics/inception_score.ts).
+ *
+ * - `fid-ref` (data[, classifier]): the features of the real images, their mean and covariance in float64
+ *   (`stats.safetensors`: mu F64 [d], sigma F64 [d, d], n) and the features themselves
+ *   (`features.safetensors`, for precision/recall). Its own cached stage: computed once per dataset and
+ *   extractor.
+ * - `fid` (samples, ref[, classifier]): the same statistics of the generated images, FID in float64
  *   (`lib/metrics/frechet.ts`), improved precision/recall with k = 3 (`lib/metrics/prdc.ts`), and
- *   `samples.npz` in the ADM evaluator's format (`arr_0`: NHWC uint8).
+ *   `samples.npz` in the ADM evaluator's format (`arr_0`: NHWC uint8). It refuses a reference computed with
+ *   another extractor (other classifier, other weights, other resize or quantisation).
  * Every metric carries `feature_extractor`.
  * @module
  */
 
-import { defineKind } from "../pipeline/stage.ts";
+import { defineKind, type InputArtifact } from "../pipeline/stage.ts";
 import { registerKind } from "../pipeline/registry.ts";
+import { digestPath } from "../pipeline/hash.ts";
 import { type DataArtifact, readDataArtifact } from "../data/artifact.ts";
 import { type LeNet, lenetFeatures, readLeNet } from "../models/lenet.ts";
+import {
+  DEFAULT_INCEPTION_WEIGHTS,
+  FID_WEIGHTS_URL,
+  INCEPTION_FID_CLASSES,
+  INCEPTION_INPUT_SIZE,
+  INCEPTION_MIN_SIZE,
+  inceptionFeatures,
+  type InceptionV3,
+  loadInception,
+} from "../models/inception.ts";
 import { frechetDistance, type GaussianStats, meanCov } from "../metrics/frechet.ts";
+import { inceptionScore } from "../metrics/inception_score.ts";
 import { precisionRecall } from "../metrics/prdc.ts";
 import { samplesToNhwcU8, writeNpz } from "../metrics/npz.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
@@ -90,34 +114,161 @@ export async function readStats(
   return { stats: { mu, sigma, dim: mu.length, count: n }, metadata: md };
 }
 
+/** The parameters `fid-ref` and `fid` share (the extractor's choice and settings). */
+const EXTRACTOR_PARAMS = {
+  extractor: {
+    type: "enum",
+    values: ["classifier", "inception"],
+    default: "classifier",
+    doc: "classifier: the LeNet of the `classifier` input; inception: the FID Inception-v3 of `weights`",
+  },
+  weights: {
+    type: "path",
+    optional: true,
+    doc: `extractor inception: the converted FID weights, e.g. ${DEFAULT_INCEPTION_WEIGHTS} ` +
+      `(from ${FID_WEIGHTS_URL} via tools/convert_inception_checkpoint.py)`,
+  },
+  size: {
+    type: "int",
+    default: INCEPTION_INPUT_SIZE,
+    min: INCEPTION_MIN_SIZE,
+    doc: "extractor inception: resize side (299 is the FID standard; others are named in feature_extractor)",
+  },
+  quantize: {
+    type: "bool",
+    default: true,
+    doc: "extractor inception: round images to uint8 first, as PNG files and the ADM .npz hold them",
+  },
+  batch_size: {
+    type: "int",
+    default: 0,
+    min: 0,
+    doc: "extractor inception: images per forward pass (0: as many as the adapter's buffers allow, ≤ 16)",
+  },
+} as const;
+
+type ExtractorParams = {
+  extractor: "classifier" | "inception";
+  weights?: string;
+  size: number;
+  quantize: boolean;
+  batch_size: number;
+};
+
+/** A loaded feature extractor of either kind, with what identifies its feature space. */
+interface Extractor {
+  kind: "classifier" | "inception";
+  /** The `feature_extractor` name reported beside every metric. */
+  name: string;
+  /** Content digest of the classifier artifact or the weight file. */
+  digest: string;
+  /** Settings that change the features (stored with the reference and compared by `fid`). */
+  settings: Record<string, string>;
+  lenet?: LeNet;
+  inception?: InceptionV3;
+}
+
+async function openExtractor(
+  what: string,
+  p: ExtractorParams,
+  classifier: InputArtifact | undefined,
+): Promise<Extractor> {
+  if (p.extractor === "classifier") {
+    if (!classifier) {
+      throw new Error(
+        `${what}: extractor classifier needs the \`classifier\` input (a train-classifier output)`,
+      );
+    }
+    const ex = await loadExtractor(classifier.dir);
+    return { kind: "classifier", name: ex.name, digest: classifier.digest, settings: {}, lenet: ex.net };
+  }
+  if (!p.weights) {
+    throw new Error(
+      `${what}: extractor inception needs \`weights:\`, the FID Inception weights converted to safetensors ` +
+        `(e.g. ${DEFAULT_INCEPTION_WEIGHTS}, relative to the pipeline file): download ` +
+        `pt_inception-2015-12-05-6726825d.pth from ${FID_WEIGHTS_URL} and run ` +
+        `/usr/bin/python3 tools/convert_inception_checkpoint.py <pth> ${DEFAULT_INCEPTION_WEIGHTS}`,
+    );
+  }
+  const loaded = await loadInception(p.weights);
+  const digest = (await digestPath(p.weights)).digest;
+  const name = loaded.name + (p.size === INCEPTION_INPUT_SIZE ? "" : `@${p.size}px`);
+  return {
+    kind: "inception",
+    name,
+    digest,
+    settings: { inception_size: String(p.size), inception_quantize: String(p.quantize) },
+    inception: loaded.net,
+  };
+}
+
+function closeExtractor(ex: Extractor): void {
+  ex.lenet?.dispose();
+  ex.inception?.dispose();
+}
+
+/** Features (and, for inception with `logits`, the unbiased 1008 logits) of a pixel dataset. */
+async function extract(
+  what: string,
+  ex: Extractor,
+  p: ExtractorParams,
+  d: DataArtifact,
+  opts: { logits?: boolean; onBatch?: (done: number, total: number) => void } = {},
+): Promise<{ features: Float32Array; stats: GaussianStats; dim: number; logits?: Float32Array }> {
+  if (ex.lenet) {
+    checkPixels(what, d, ex.lenet);
+    return await datasetStats(ex.lenet, d.x, d.count);
+  }
+  if (d.space !== "pixels") throw new Error(`${what}: expected a pixel dataset, got ${d.space}`);
+  const [C, H, W] = d.shape;
+  if (C !== 1 && C !== 3) {
+    throw new Error(`${what}: the Inception takes 1- or 3-channel images, not [${d.shape}]`);
+  }
+  if (d.count < 2) throw new Error(`FID statistics need at least 2 images, got ${d.count}`);
+  const f = await inceptionFeatures(ex.inception!, { data: d.x, shape: [d.count, C, H, W] }, {
+    size: p.size,
+    inputRange: "[-1,1]",
+    quantize: p.quantize,
+    batch: p.batch_size || undefined,
+    logits: opts.logits ? "unbiased" : undefined,
+    onBatch: opts.onBatch,
+  });
+  const dim = f.pool3.length / d.count;
+  return { features: f.pool3, stats: meanCov(f.pool3, d.count, dim), dim, logits: f.logits };
+}
+
 /** The `fid-ref` kind. */
 export const fidRefKind = defineKind({
   name: "fid-ref",
   module: import.meta.url,
-  description:
-    "reference statistics (float64 mean/covariance) of real images in a classifier's feature space",
+  description: "reference statistics (float64 mean/covariance) of real images in a feature extractor's space",
   gpu: true,
-  params: {},
+  params: EXTRACTOR_PARAMS,
   inputs: {
     data: { doc: "a pixel dataset artifact (the real images)" },
-    classifier: { doc: "a train-classifier output (the feature extractor)" },
+    classifier: { doc: "a train-classifier output (extractor classifier)", optional: true },
   },
   outputs: { ref: { doc: `${STATS_FILE} (mu, sigma F64, n) and ${FEATURES_FILE} (the real features)` } },
   headline: ["n", "dim"],
   async run(ctx) {
+    const p = ctx.params;
     const runtime = await getRuntime();
     ctx.setAdapter(runtime.adapter);
     const data = await readDataArtifact(ctx.inputs.data.dir);
-    const ex = await loadExtractor(ctx.inputs.classifier.dir);
+    const ex = await openExtractor("fid-ref", p, ctx.inputs.classifier);
     try {
-      checkPixels("fid-ref", data, ex.net);
       const t0 = performance.now();
-      const { features, stats, dim } = await datasetStats(ex.net, data.x, data.count);
-      const meta = {
+      const { features, stats, dim } = await extract("fid-ref", ex, p, data, {
+        onBatch: (done, total) => ctx.progress({ step: done, total }),
+      });
+      const meta: Record<string, string> = {
         feature_extractor: ex.name,
-        classifier_digest: ctx.inputs.classifier.digest,
+        extractor: ex.kind,
+        extractor_digest: ex.digest,
+        ...ex.settings,
         data_info: JSON.stringify(data.info),
       };
+      if (ex.kind === "classifier") meta.classifier_digest = ex.digest;
       await writeStats(`${ctx.outputs.ref}/${STATS_FILE}`, stats, meta);
       await writeSafetensors(`${ctx.outputs.ref}/${FEATURES_FILE}`, {
         features: { dtype: "F32", shape: [data.count, dim], data: features },
@@ -127,20 +278,47 @@ export const fidRefKind = defineKind({
       );
       ctx.metrics({ n: data.count, dim, feature_extractor: ex.name });
     } finally {
-      ex.net.dispose();
+      closeExtractor(ex);
     }
   },
 });
 registerKind(fidRefKind);
+
+/** Throws unless the reference statistics were computed in the same feature space as `ex`. */
+function checkSameSpace(md: Record<string, string>, ex: Extractor): void {
+  const refKind = md.extractor ?? "classifier";
+  const refDigest = md.extractor_digest ?? md.classifier_digest;
+  const problems: string[] = [];
+  if (refKind !== ex.kind) problems.push(`extractor ${refKind} vs ${ex.kind}`);
+  else if (refDigest && refDigest !== ex.digest) {
+    problems.push(
+      `${ex.kind === "classifier" ? "classifier" : "weights"} digest ${refDigest} vs ${ex.digest}`,
+    );
+  }
+  for (const [k, v] of Object.entries(ex.settings)) {
+    if (md[k] !== undefined && md[k] !== v) problems.push(`${k} ${md[k]} vs ${v}`);
+  }
+  if (problems.length) {
+    throw new Error(
+      `fid: the reference statistics were computed in another feature space (${problems.join("; ")}; ` +
+        `reference: ${
+          md.feature_extractor ?? "?"
+        }, this stage: ${ex.name}): FIDs are comparable only in the ` +
+        `same feature space`,
+    );
+  }
+}
 
 /** The `fid` kind. */
 export const fidKind = defineKind({
   name: "fid",
   module: import.meta.url,
   description:
-    "FID and k-NN precision/recall of samples against fid-ref statistics; samples.npz (ADM format)",
+    "FID and k-NN precision/recall of samples against fid-ref statistics (+ Inception Score with the " +
+    "inception extractor); samples.npz (ADM format)",
   gpu: true,
   params: {
+    ...EXTRACTOR_PARAMS,
     k: { type: "int", default: 3, min: 1, doc: "neighbours of the precision/recall manifolds (ADM: 3)" },
     pr_samples: {
       type: "int",
@@ -148,11 +326,20 @@ export const fidKind = defineKind({
       min: 0,
       doc: "use at most this many real and generated samples for precision/recall (0: all; cost is O(N²))",
     },
+    is_splits: {
+      type: "int",
+      default: 10,
+      min: 1,
+      doc: "extractor inception: splits of the Inception Score (the standard: 10)",
+    },
   },
   inputs: {
     samples: { doc: "a pixel dataset artifact (generated images in [-1, 1])" },
-    ref: { doc: "a fid-ref output computed with the same classifier" },
-    classifier: { doc: "the train-classifier output the reference used" },
+    ref: { doc: "a fid-ref output computed with the same extractor" },
+    classifier: {
+      doc: "the train-classifier output the reference used (extractor classifier)",
+      optional: true,
+    },
   },
   outputs: { fid: { doc: "samples.npz (arr_0: NHWC uint8) and the metrics" } },
   headline: ["fid", "precision", "recall"],
@@ -162,22 +349,23 @@ export const fidKind = defineKind({
     ctx.setAdapter(runtime.adapter);
     const samples = await readDataArtifact(ctx.inputs.samples.dir);
     const { stats: ref, metadata } = await readStats(`${ctx.inputs.ref.dir}/${STATS_FILE}`);
-    if (metadata.classifier_digest && metadata.classifier_digest !== ctx.inputs.classifier.digest) {
-      throw new Error(
-        `fid: the reference statistics were computed with another classifier (digest ${metadata.classifier_digest}, ` +
-          `this one ${ctx.inputs.classifier.digest}): FIDs are comparable only in the same feature space`,
-      );
-    }
-    const realFeat = (await readSafetensors(`${ctx.inputs.ref.dir}/${FEATURES_FILE}`)).getF32("features");
-    const ex = await loadExtractor(ctx.inputs.classifier.dir);
-    let fake: Awaited<ReturnType<typeof datasetStats>>;
+    const ex = await openExtractor("fid", p, ctx.inputs.classifier);
+    let fake: Awaited<ReturnType<typeof extract>>;
     try {
-      checkPixels("fid", samples, ex.net);
-      fake = await datasetStats(ex.net, samples.x, samples.count);
+      checkSameSpace(metadata, ex);
+      const isInception = ex.kind === "inception";
+      if (isInception && samples.count < p.is_splits) {
+        throw new Error(`fid: ${samples.count} samples cannot fill ${p.is_splits} Inception Score splits`);
+      }
+      fake = await extract("fid", ex, p, samples, {
+        logits: isInception,
+        onBatch: (done, total) => ctx.progress({ step: done, total }),
+      });
     } finally {
-      ex.net.dispose();
+      closeExtractor(ex);
     }
     if (fake.dim !== ref.dim) throw new Error(`fid: feature dimensions differ (${fake.dim} vs ${ref.dim})`);
+    const realFeat = (await readSafetensors(`${ctx.inputs.ref.dir}/${FEATURES_FILE}`)).getF32("features");
     const [C, H, W] = samples.shape;
     await writeNpz(`${ctx.outputs.fid}/samples.npz`, {
       arr_0: {
@@ -190,7 +378,7 @@ export const fidKind = defineKind({
     const nReal = realFeat.length / ref.dim;
     const cap = (n: number) => (p.pr_samples > 0 ? Math.min(n, p.pr_samples) : n);
     const pr = precisionRecall(realFeat, cap(nReal), fake.features, cap(samples.count), ref.dim, p.k);
-    const name = metadata.feature_extractor ?? "lenet-mnist";
+    const name = ex.name;
     ctx.log(
       `FID(${name}) ${fr.fid.toFixed(4)} at n = ${samples.count} vs ${ref.count} real; ` +
         `precision ${pr.precision.toFixed(4)}, recall ${pr.recall.toFixed(4)} (k = ${pr.k})`,
@@ -200,7 +388,7 @@ export const fidKind = defineKind({
         `warning: ${samples.count} samples ≤ ${ref.dim} feature dims: the covariance is rank-deficient`,
       );
     }
-    ctx.metrics({
+    const metrics: Record<string, unknown> = {
       fid: fr.fid,
       precision: pr.precision,
       recall: pr.recall,
@@ -212,7 +400,22 @@ export const fidKind = defineKind({
       feature_dim: ref.dim,
       fid_eps_used: fr.details.epsUsed,
       feature_extractor: name,
-    });
+    };
+    if (fake.logits) {
+      const is = inceptionScore(fake.logits, samples.count, INCEPTION_FID_CLASSES, p.is_splits);
+      ctx.log(
+        `Inception Score(${name}) ${is.mean.toFixed(4)} ± ${is.std.toFixed(4)} (${is.splits} splits of ` +
+          `${samples.count} samples; softmax of the 1008 unbiased logits)`,
+      );
+      Object.assign(metrics, {
+        inception_score: is.mean,
+        inception_score_std: is.std,
+        is_splits: is.splits,
+        inception_size: p.size,
+        uint8_inputs: p.quantize,
+      });
+    }
+    ctx.metrics(metrics);
   },
 });
 registerKind(fidKind);

@@ -10,7 +10,7 @@
 import { defineKind } from "../pipeline/stage.ts";
 import { registerKind } from "../pipeline/registry.ts";
 import { readDataArtifact } from "../data/artifact.ts";
-import { CONDITIONING_BLOCKS, type DiTConfig, ditConfig, gflops } from "../models/config.ts";
+import { CONDITIONING_BLOCKS, DIT_FAMILIES, type DiTConfig, ditConfig, gflops } from "../models/config.ts";
 import { writeStateDict } from "../models/checkpoint.ts";
 import { train, TRAIN_DEFAULTS } from "../train/trainer.ts";
 import { getRuntime } from "../gpu/runtime.ts";
@@ -20,6 +20,7 @@ import { writeLossCurve } from "../report/plots.ts";
 export function modelConfigFromParams(
   p: {
     model: string;
+    family?: string;
     depth?: number;
     hidden_size?: number;
     num_heads?: number;
@@ -42,7 +43,7 @@ export function modelConfigFromParams(
   if (p.hidden_size !== undefined) overrides.hiddenSize = p.hidden_size;
   if (p.num_heads !== undefined) overrides.numHeads = p.num_heads;
   if (p.patch_size !== undefined) overrides.patchSize = p.patch_size;
-  const cfg = ditConfig(p.model, overrides);
+  const cfg = ditConfig(p.model, overrides, p.family ?? "paper");
   const custom = p.depth !== undefined || p.hidden_size !== undefined || p.num_heads !== undefined ||
     p.patch_size !== undefined;
   return custom ? { ...cfg, name: `${cfg.name}*` } : cfg;
@@ -59,6 +60,12 @@ export const trainKind = defineKind({
       type: "string",
       default: "DiT-S/2",
       doc: "DiT-S/2 … DiT-XL/8; depth/hidden_size/num_heads/patch_size override it",
+    },
+    family: {
+      type: "enum",
+      values: Object.keys(DIT_FAMILIES),
+      default: "paper",
+      doc: "model sizes: the paper's, or `mini` (scaled down for CPU-only machines, same ratios)",
     },
     depth: { type: "int", optional: true, min: 1 },
     hidden_size: { type: "int", optional: true, min: 4 },
