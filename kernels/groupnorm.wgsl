@@ -2,11 +2,21 @@
 // consecutive channels; each (n, g) row of L = (C / G)·S contiguous elements (S = spatial size) is
 // normalised with its mean and biased variance, then scaled and shifted per channel.
 //
-// Row kernels: one workgroup of WG invocations per row, row = wid.x + wid.y · nwg.x. Invocation `lid` sums
-// elements lid, lid + WG, ... in order, then a fixed-shape tree reduction combines the lanes:
-// deterministic. Statistics are two-pass (mean, then the mean of squared deviations).
-// `stats` holds (mean, rstd) per row, interleaved: stats[2 r] = mean, stats[2 r + 1] = rstd.
+// Row kernels: one small workgroup of WG invocations per row, row = wid.x + wid.y · nwg.x. The row is
+// walked channel by channel (so the channel, its weight and its bias are uniform: no per-element
+// division), and within a channel invocation `lid` takes elements lid, lid + WG, ... in order; the WG
+// partial sums then go through workgroup memory and every invocation adds them up in lane order:
+// deterministic, one barrier per reduction. Statistics are two-pass (mean, then the mean of squared
+// deviations). `stats` holds (mean, rstd) per row, interleaved: stats[2 r] = mean, stats[2 r + 1] = rstd.
 // Parameter gradients: one workgroup per channel c sums over n (in order) and the spatial positions.
+//
+// Each kernel has a `…4` twin for S % 4 == 0 that binds the data as vec4s (a channel is then S / 4 whole
+// vec4s): four elements per load and store, and each invocation keeps four partial sums that it adds up
+// as (x + y) + (z + w) before the lane reduction.
+//
+// Why WG is small (lib/tensor/ops/groupnorm.ts uses 8): on llvmpipe a workgroup with a barrier runs its
+// SIMD groups as coroutines and a workgroup costs more than linearly in its size; one 8-lane SIMD group
+// per row was the fastest of 8…256 for every shape tried (8×–10× faster than the former 256-wide tree).
 
 struct Params {
   rows: u32, // N · G
@@ -19,7 +29,7 @@ struct Params {
   _b: u32,
 }
 
-override WG: u32 = 256u;
+override WG: u32 = 8u;
 
 var<workgroup> red_a: array<f32, WG>;
 var<workgroup> red_b: array<f32, WG>;
@@ -28,34 +38,36 @@ fn row_id(wid: vec3u, nwg: vec3u) -> u32 {
   return wid.x + wid.y * nwg.x;
 }
 
-// Tree sum over the workgroup; every invocation gets the total.
-fn wg_sum(lid: u32, v: f32) -> f32 {
+// Workgroup sum of one value per invocation, added up in lane order; every invocation gets the total.
+// `red_a` and `red_b` alternate so that a second reduction needs no barrier between the two.
+fn sum_a(lid: u32, v: f32) -> f32 {
   red_a[lid] = v;
   workgroupBarrier();
-  for (var k = WG / 2u; k > 0u; k = k / 2u) {
-    if (lid < k) { red_a[lid] = red_a[lid] + red_a[lid + k]; }
-    workgroupBarrier();
-  }
-  let r = red_a[0];
-  workgroupBarrier();
-  return r;
+  var t = 0.0;
+  for (var k = 0u; k < WG; k++) { t += red_a[k]; }
+  return t;
 }
 
-// Two sums at once.
-fn wg_sum2(lid: u32, u: f32, v: f32) -> vec2f {
+fn sum_b(lid: u32, v: f32) -> f32 {
+  red_b[lid] = v;
+  workgroupBarrier();
+  var t = 0.0;
+  for (var k = 0u; k < WG; k++) { t += red_b[k]; }
+  return t;
+}
+
+// Two sums at once (one barrier).
+fn sum2(lid: u32, u: f32, v: f32) -> vec2f {
   red_a[lid] = u;
   red_b[lid] = v;
   workgroupBarrier();
-  for (var k = WG / 2u; k > 0u; k = k / 2u) {
-    if (lid < k) {
-      red_a[lid] = red_a[lid] + red_a[lid + k];
-      red_b[lid] = red_b[lid] + red_b[lid + k];
-    }
-    workgroupBarrier();
-  }
-  let r = vec2f(red_a[0], red_b[0]);
-  workgroupBarrier();
-  return r;
+  var t = vec2f(0.0);
+  for (var k = 0u; k < WG; k++) { t += vec2f(red_a[k], red_b[k]); }
+  return t;
+}
+
+fn hsum(v: vec4f) -> f32 {
+  return (v.x + v.y) + (v.z + v.w);
 }
 
 // --- forward: y = (x − mean) · rstd · weight[c] + bias[c] -------------------------------------------------
@@ -65,6 +77,8 @@ fn wg_sum2(lid: u32, u: f32, v: f32) -> vec2f {
 @group(0) @binding(3) var<storage, read> fb: array<f32>;
 @group(0) @binding(4) var<storage, read_write> fy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> fstats: array<f32>;
+@group(0) @binding(1) var<storage, read> fx4: array<vec4f>;
+@group(0) @binding(4) var<storage, read_write> fy4: array<vec4f>;
 
 @compute @workgroup_size(WG)
 fn gn_forward(
@@ -78,17 +92,53 @@ fn gn_forward(
   let base = row * L;
   var s = 0.0;
   for (var e = lid; e < L; e += WG) { s += fx[base + e]; }
-  let mean = wg_sum(lid, s) / f32(L);
+  let mean = sum_a(lid, s) / f32(L);
   var q = 0.0;
   for (var e = lid; e < L; e += WG) {
     let d = fx[base + e] - mean;
     q = fma(d, d, q);
   }
-  let rstd = inverseSqrt(wg_sum(lid, q) / f32(L) + fp.eps);
-  let g = row % (fp.rows / fp.n);
-  for (var e = lid; e < L; e += WG) {
-    let c = g * fp.cpg + e / fp.s;
-    fy[base + e] = (fx[base + e] - mean) * rstd * fw[c] + fb[c];
+  let rstd = inverseSqrt(sum_b(lid, q) / f32(L) + fp.eps);
+  let c0 = (row % (fp.rows / fp.n)) * fp.cpg;
+  for (var ch = 0u; ch < fp.cpg; ch++) {
+    let a = rstd * fw[c0 + ch];
+    let b = fb[c0 + ch];
+    let cb = base + ch * fp.s;
+    for (var e = lid; e < fp.s; e += WG) { fy[cb + e] = fma(fx[cb + e] - mean, a, b); }
+  }
+  if (lid == 0u) {
+    fstats[2u * row] = mean;
+    fstats[2u * row + 1u] = rstd;
+  }
+}
+
+@compute @workgroup_size(WG)
+fn gn_forward4(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let row = row_id(wid, nwg);
+  if (row >= fp.rows) { return; }
+  let S4 = fp.s / 4u;
+  let L4 = fp.cpg * S4;
+  let L = f32(4u * L4);
+  let base = row * L4;
+  var s = vec4f(0.0);
+  for (var e = lid; e < L4; e += WG) { s += fx4[base + e]; }
+  let mean = sum_a(lid, hsum(s)) / L;
+  var q = vec4f(0.0);
+  for (var e = lid; e < L4; e += WG) {
+    let d = fx4[base + e] - mean;
+    q = fma(d, d, q);
+  }
+  let rstd = inverseSqrt(sum_b(lid, hsum(q)) / L + fp.eps);
+  let c0 = (row % (fp.rows / fp.n)) * fp.cpg;
+  for (var ch = 0u; ch < fp.cpg; ch++) {
+    let a = vec4f(rstd * fw[c0 + ch]);
+    let b = vec4f(fb[c0 + ch]);
+    let cb = base + ch * S4;
+    for (var e = lid; e < S4; e += WG) { fy4[cb + e] = fma(fx4[cb + e] - mean, a, b); }
   }
   if (lid == 0u) {
     fstats[2u * row] = mean;
@@ -104,6 +154,9 @@ fn gn_forward(
 @group(0) @binding(3) var<storage, read> bstats: array<f32>;
 @group(0) @binding(4) var<storage, read> bdy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> bdx: array<f32>;
+@group(0) @binding(1) var<storage, read> bx4: array<vec4f>;
+@group(0) @binding(4) var<storage, read> bdy4: array<vec4f>;
+@group(0) @binding(5) var<storage, read_write> bdx4: array<vec4f>;
 
 @compute @workgroup_size(WG)
 fn gn_backward(
@@ -117,21 +170,63 @@ fn gn_backward(
   let base = row * L;
   let mean = bstats[2u * row];
   let rstd = bstats[2u * row + 1u];
-  let g = row % (bp.rows / bp.n);
+  let c0 = (row % (bp.rows / bp.n)) * bp.cpg;
   var s1 = 0.0;
   var s2 = 0.0;
-  for (var e = lid; e < L; e += WG) {
-    let c = g * bp.cpg + e / bp.s;
-    let gy = bdy[base + e] * bw[c];
-    s1 += gy;
-    s2 = fma(gy, (bx[base + e] - mean) * rstd, s2);
+  for (var ch = 0u; ch < bp.cpg; ch++) {
+    let wc = bw[c0 + ch];
+    let cb = base + ch * bp.s;
+    for (var e = lid; e < bp.s; e += WG) {
+      let gy = bdy[cb + e] * wc;
+      s1 += gy;
+      s2 = fma(gy, (bx[cb + e] - mean) * rstd, s2);
+    }
   }
-  let sums = wg_sum2(lid, s1, s2) / f32(L);
-  for (var e = lid; e < L; e += WG) {
-    let c = g * bp.cpg + e / bp.s;
-    let gy = bdy[base + e] * bw[c];
-    let xh = (bx[base + e] - mean) * rstd;
-    bdx[base + e] = rstd * (gy - sums.x - xh * sums.y);
+  let sums = sum2(lid, s1, s2) / f32(L);
+  for (var ch = 0u; ch < bp.cpg; ch++) {
+    let wc = bw[c0 + ch];
+    let cb = base + ch * bp.s;
+    for (var e = lid; e < bp.s; e += WG) {
+      let gy = bdy[cb + e] * wc;
+      let xh = (bx[cb + e] - mean) * rstd;
+      bdx[cb + e] = rstd * (gy - sums.x - xh * sums.y);
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn gn_backward4(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let row = row_id(wid, nwg);
+  if (row >= bp.rows) { return; }
+  let S4 = bp.s / 4u;
+  let base = row * bp.cpg * S4;
+  let mean = bstats[2u * row];
+  let rstd = bstats[2u * row + 1u];
+  let c0 = (row % (bp.rows / bp.n)) * bp.cpg;
+  var s1 = vec4f(0.0);
+  var s2 = vec4f(0.0);
+  for (var ch = 0u; ch < bp.cpg; ch++) {
+    let wc = bw[c0 + ch];
+    let cb = base + ch * S4;
+    for (var e = lid; e < S4; e += WG) {
+      let gy = bdy4[cb + e] * wc;
+      s1 += gy;
+      s2 = fma(gy, (bx4[cb + e] - mean) * rstd, s2);
+    }
+  }
+  let sums = sum2(lid, hsum(s1), hsum(s2)) / f32(bp.cpg * bp.s);
+  for (var ch = 0u; ch < bp.cpg; ch++) {
+    let wc = bw[c0 + ch];
+    let cb = base + ch * S4;
+    for (var e = lid; e < S4; e += WG) {
+      let gy = bdy4[cb + e] * wc;
+      let xh = (bx4[cb + e] - mean) * rstd;
+      bdx4[cb + e] = rstd * (gy - sums.x - xh * sums.y);
+    }
   }
 }
 
@@ -142,6 +237,8 @@ fn gn_backward(
 @group(0) @binding(3) var<storage, read> pdy: array<f32>;
 @group(0) @binding(4) var<storage, read_write> pdw: array<f32>;
 @group(0) @binding(5) var<storage, read_write> pdb: array<f32>;
+@group(0) @binding(1) var<storage, read> px4: array<vec4f>;
+@group(0) @binding(3) var<storage, read> pdy4: array<vec4f>;
 
 @compute @workgroup_size(WG)
 fn gn_backward_params(
@@ -166,7 +263,38 @@ fn gn_backward_params(
       sb += dy;
     }
   }
-  let sums = wg_sum2(lid, sw, sb);
+  let sums = sum2(lid, sw, sb);
+  if (lid == 0u) {
+    pdw[c] = sums.x;
+    pdb[c] = sums.y;
+  }
+}
+
+@compute @workgroup_size(WG)
+fn gn_backward_params4(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let c = row_id(wid, nwg);
+  if (c >= pp.c) { return; }
+  let G = pp.rows / pp.n;
+  let g = c / pp.cpg;
+  let S4 = pp.s / 4u;
+  var sw = vec4f(0.0);
+  var sb = vec4f(0.0);
+  for (var n = 0u; n < pp.n; n++) {
+    let row = n * G + g;
+    let mean = pstats[2u * row];
+    let rstd = pstats[2u * row + 1u];
+    let base = (n * pp.c + c) * S4;
+    for (var e = lid; e < S4; e += WG) {
+      let dy = pdy4[base + e];
+      sw = fma(dy, (px4[base + e] - mean) * rstd, sw);
+      sb += dy;
+    }
+  }
+  let sums = sum2(lid, hsum(sw), hsum(sb));
   if (lid == 0u) {
     pdw[c] = sums.x;
     pdb[c] = sums.y;

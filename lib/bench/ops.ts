@@ -1,7 +1,8 @@
 /**
  * Benchmarks of the normalisation / reduction ops at DiT-S/2 sizes (x [32, 256, 384], conditioning
  * [32, 384]): LayerNorm, adaLN modulation and the fused LayerNorm+modulate, forward and backward, the gated
- * residual, softmax and cross-entropy over 1001 classes, and the full sum of 16M elements. Throughput in
+ * residual, softmax and cross-entropy over 1001 classes, and the full sum of 16M elements; and the small
+ * VAE's 3×3 conv2d and GroupNorm (x [16, 8, 32, 32]), forward and backward. Throughput in
  * MB/s counts the bytes each op must move at least (its inputs read once and its outputs written once).
  *
  * `deno task bench ops [--quick]`.
@@ -10,6 +11,8 @@
 
 import { getRuntime, type Runtime } from "../gpu/runtime.ts";
 import { backward } from "../tensor/backward.ts";
+import { conv2d } from "../tensor/ops/conv.ts";
+import { groupNorm } from "../tensor/ops/groupnorm.ts";
 import { addGated, layerNorm, layerNormModulate, modulate } from "../tensor/ops/layernorm.ts";
 import { sum } from "../tensor/ops/reduce.ts";
 import { softmax } from "../tensor/ops/softmax.ts";
@@ -166,6 +169,26 @@ export async function benchOps(opts: BenchOptions): Promise<BenchResult[]> {
   const sm = x.view([n * t, d]);
   push(`softmax fwd [${n * t}, ${d}]`, await timeForward(r, () => void softmax(sm), iters), 2 * B);
   sm.dispose();
+
+  // The small VAE's convolution and GroupNorm (im2col + matmul + bias; 8 groups of one channel).
+  {
+    const [vn, vc, vh] = [opts.quick ? 2 : 16, 8, 32];
+    const vsize = vn * vc * vh * vh;
+    const xv = tensor(randomData(vsize, 7), [vn, vc, vh, vh]).keep();
+    const gv = tensor(randomData(vsize, 8), [vn, vc, vh, vh]).keep();
+    const wv = tensor(randomData(vc * vc * 9, 9).map((v) => v * 0.1), [vc, vc, 3, 3]).keep();
+    const bv = tensor(randomData(vc, 10), [vc]).keep();
+    const V = 4 * vsize;
+    const vtag = `[${vn}, ${vc}, ${vh}, ${vh}]`;
+    const conv = ([a, w, b]: Tensor[]) => conv2d(a, w, b, { padding: 1 });
+    push(`conv2d 3x3 fwd ${vtag}`, await timeForward(r, () => void conv([xv, wv, bv]), iters), 2 * V);
+    push(`conv2d 3x3 bwd ${vtag}`, await timeBackward(r, [xv, wv, bv], conv, gv, iters), 3 * V);
+    const gn = ([a, w, b]: Tensor[]) => groupNorm(a, 8, w, b);
+    const gw = tensor(randomData(vc, 11), [vc]).keep();
+    push(`groupNorm fwd ${vtag} g8`, await timeForward(r, () => void gn([xv, gw, bv]), iters), 2 * V);
+    push(`groupNorm bwd ${vtag} g8`, await timeBackward(r, [xv, gw, bv], gn, gv, iters), 3 * V);
+    for (const v of [xv, gv, wv, bv, gw]) v.dispose();
+  }
 
   const big = (opts.quick ? 1 : 16) << 20;
   const xs = tensor(randomData(big, 6), [big]).keep();

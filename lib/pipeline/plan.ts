@@ -9,7 +9,9 @@
  *   upstream's axes (one point per upstream point); axes with the same name are joined (must agree);
  * - an input declared `many` by its kind *fans in*: it gets every upstream point compatible with the
  *   stage's own point (all of them when the stage has no matrix);
- * - `stage[axis=value,...].out` selects upstream points; `stage[*].out` makes a fan-in explicit.
+ * - `stage[axis=value,...].out` selects upstream points, and the selected axes are consumed (the referencing
+ *   stage does not expand along them: `compare` can take `fid[steps=0]` and `fid[steps=600]`);
+ *   `stage[*].out` makes a fan-in explicit.
  * @module
  */
 
@@ -330,13 +332,17 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
         ok = false;
         continue;
       }
+      // Axes fixed by a selector (`fid[steps=0].fid`) are consumed: the referencing stage does not
+      // expand along them, so one stage can take two points of the same matrix as two inputs.
+      const fixed = ref.selector !== null && ref.selector !== "*" ? Object.keys(ref.selector) : [];
       const next: typeof pts = [];
       for (const p of pts) {
         for (const u of ups) {
-          if (!compatible(p.point, u.point)) continue;
+          const inherited = Object.fromEntries(Object.entries(u.point).filter(([a]) => !fixed.includes(a)));
+          if (!compatible(p.point, inherited)) continue;
           const binds = new Map(p.binds);
           binds.set(inputName, [u.name]);
-          next.push({ point: { ...u.point, ...p.point }, binds });
+          next.push({ point: { ...inherited, ...p.point }, binds });
         }
       }
       if (next.length === 0 && pts.length > 0) {

@@ -250,6 +250,28 @@ stages:
   assertEquals(Deno.readTextFileSync(`${sb.store.outputDir(key, "data")}/value.txt`), String(3 + 3 + 20));
 });
 
+Deno.test("matrix: selectors consume their axes, so one stage can take two points of one matrix", async () => {
+  using sb = new Sandbox();
+  const f = sb.write(
+    "p.yaml",
+    `
+name: pair
+stages:
+  g:
+    uses: gen
+    matrix: {v: [1, 2]}
+    with: {value: "\${{ matrix.v }}"}
+  both:
+    uses: add
+    inputs: {a: "g[v=1].data", b: "g[v=2].data"}
+`,
+  );
+  const p = await plan(f);
+  assertEquals(p.groups.get("both"), ["both"]);
+  assertEquals(p.byName.get("both")!.deps, ["g[v=1]", "g[v=2]"]);
+  assertEquals(p.byName.get("both")!.point, {});
+});
+
 Deno.test("--set var=value and stage.param=value, validated like the file", async () => {
   const p = await plan(`${FIXTURES}/demo.yaml`, [
     "size=64",
