@@ -115,7 +115,7 @@ export function interpolate(node: YNode, scope: Scope, diags: Diagnostic[]): YNo
     const found = lookup(whole[1], node.pos, scope, diags);
     if (!found) return { ...node, poisoned: true };
     return found.type === "scalar"
-      ? { type: "scalar", pos: node.pos, value: found.value, template: v }
+      ? { type: "scalar", pos: node.pos, value: found.value, template: v, origin: found.pos }
       : { ...found, pos: node.pos };
   }
   let bad = false;

@@ -8,6 +8,7 @@
 
 import { type Diagnostic, suggestion } from "./diagnostics.ts";
 import { describeNode, type YMap, type YNode } from "./yaml_source.ts";
+import { COMMAND_LINE } from "./expand.ts";
 
 interface SpecBase<T> {
   /** One line of documentation, shown by `ditflow info` and in error messages. */
@@ -223,7 +224,12 @@ export function checkValue(spec: ParamSpec, node: YNode, path: string, ctx: Chec
     }
     case "path": {
       if (node.type !== "scalar" || typeof node.value !== "string") return fail(ctx, node, path, spec);
-      const problem = checkPath(spec, node.value, ctx.baseDir);
+      // A path typed on the command line (`--set vars.image_dir=data/x`, directly or through a variable)
+      // is relative to the working directory, like any shell argument; one written in the file is
+      // relative to the pipeline file's folder.
+      const typed = node.pos.file === COMMAND_LINE || node.origin?.file === COMMAND_LINE;
+      const baseDir = typed ? Deno.cwd() : ctx.baseDir;
+      const problem = checkPath(spec, node.value, baseDir);
       if (problem) {
         const advice = spec.help ? `; set ${settingOf(node, path)} to ${spec.help}` : "";
         const what = spec.what ?? `parameter \`${path}\`:`;
@@ -240,7 +246,7 @@ export function checkValue(spec: ParamSpec, node: YNode, path: string, ctx: Chec
         ctx.diags.push({ pos: node.pos, message });
         return undefined;
       }
-      const abs = resolvePath(node.value, ctx.baseDir);
+      const abs = resolvePath(node.value, baseDir);
       ctx.onPath?.(abs);
       return abs;
     }

@@ -32,6 +32,8 @@ export interface YScalar {
   poisoned?: boolean;
   /** The text as written before interpolation (e.g. `${{ vars.image_dir }}`), when it was interpolated. */
   template?: string;
+  /** Where an interpolated value was written (a file, or the command line for `--set vars.x=...`). */
+  origin?: Pos;
 }
 
 /** A located YAML sequence. */

@@ -320,3 +320,30 @@ stages:
   assertEquals(b.byName.get("enc")!.params.source, `${sb.dir}/p.yaml`);
   assertEquals(b.byName.get("enc")!.paths, [`${sb.dir}/p.yaml`]);
 });
+
+Deno.test("path params: written in the file → relative to the file; typed with --set → relative to the cwd", async () => {
+  using sb = new Sandbox();
+  Deno.mkdirSync(`${sb.dir}/sub`);
+  Deno.writeTextFileSync(`${sb.dir}/sub/w.bin`, "weights");
+  const f = sb.write(
+    "sub/p.yaml",
+    `
+name: paths
+vars: { w: w.bin }
+stages:
+  a: { uses: tiny_encode, with: { dataset: x, source: "\${{ vars.w }}" } }
+`,
+  );
+  const fromFile = await plan(f);
+  assertEquals(fromFile.byName.get("a")!.params.source, `${sb.dir}/sub/w.bin`);
+  const cwd = Deno.cwd();
+  Deno.chdir(sb.dir);
+  try {
+    const typed = await plan(f, ["vars.w=sub/w.bin"]);
+    assertEquals(typed.byName.get("a")!.params.source, `${sb.dir}/sub/w.bin`);
+    const direct = await plan(f, ["a.source=sub/w.bin"]);
+    assertEquals(direct.byName.get("a")!.params.source, `${sb.dir}/sub/w.bin`);
+  } finally {
+    Deno.chdir(cwd);
+  }
+});
