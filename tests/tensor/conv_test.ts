@@ -154,6 +154,35 @@ Deno.test("conv2d is deterministic (bit-identical forward and gradients)", async
   }
 });
 
+Deno.test("conv2d over the binding limit runs in batch chunks: same output and dx, same dw/db up to order", async () => {
+  const run = async (chunkBytes?: number) => {
+    const res = tidy(() => {
+      const x = tensor(Float32Array.from(randn(5 * 3 * 8 * 8, 21)), [5, 3, 8, 8]).keep();
+      const w = tensor(Float32Array.from(randn(4 * 3 * 9, 22, 0.2)), [4, 3, 3, 3]).keep();
+      const b = tensor(Float32Array.from(randn(4, 23)), [4]).keep();
+      for (const t of [x, w, b]) t.requiresGrad = true;
+      // cols per image: 4 · 27 · 64 = 6912 bytes; a budget of 14,000 bytes makes chunks of 2, 2, 1.
+      const y = conv2d(x, w, b, { padding: 1, chunkBytes });
+      backward(y, tensor(Float32Array.from(randn(y.size, 24)), y.shape));
+      return { y, x, w, b };
+    });
+    const arrs = [
+      await res.y.data(),
+      await res.x.grad!.data(),
+      await res.w.grad!.data(),
+      await res.b.grad!.data(),
+    ];
+    for (const t of [res.y, res.x, res.w, res.b]) t.dispose();
+    return arrs;
+  };
+  const whole = await run();
+  const chunked = await run(14_000);
+  for (const k of [0, 1]) {
+    assert(whole[k].every((v, i) => Object.is(v, chunked[k][i])), `output ${k} differs when chunked`);
+  }
+  for (const k of [2, 3]) assertClose(chunked[k], whole[k], 1e-6, `gradient ${k} when chunked`);
+});
+
 /** The golden fixture written by tools/golden_conv.py (torch, float64). */
 interface GoldenCase {
   name: string;

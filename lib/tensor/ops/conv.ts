@@ -27,7 +27,7 @@
 import { wgsl } from "../../gpu/runtime.ts";
 import { record } from "../autograd.ts";
 import { empty, fmtShape, type Shape, ShapeError, type Tensor } from "../tensor.ts";
-import { reshape } from "./layout.ts";
+import { concat, narrow, reshape } from "./layout.ts";
 import { matmul } from "./matmul.ts";
 import { assertF32, debugCheck, grid, Params, rt } from "./util.ts";
 
@@ -52,6 +52,11 @@ export interface Conv2dOptions {
   stride?: number | readonly [number, number];
   /** Zero padding (default 0). */
   padding?: Padding;
+  /**
+   * Bytes one cols matrix (or output) may take before the batch is convolved in chunks (default: the
+   * adapter's maxStorageBufferBindingSize, 128 MiB on llvmpipe). Chunking is the same computation.
+   */
+  chunkBytes?: number;
 }
 
 /** The resolved geometry of one convolution. */
@@ -213,6 +218,22 @@ function channelBias(x: Tensor, b: Tensor, g: Geom): Tensor {
  */
 export function conv2d(x: Tensor, w: Tensor, b?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
   const g = geometry("conv2d", x, w, b, opts);
+  // A large batch's cols matrix (or output) can exceed the storage binding limit: convolve the batch in
+  // chunks that fit (each image's convolution is independent, so the result is bit-identical).
+  const perImage = 4 * g.ho * g.wo * Math.max(g.c * g.kh * g.kw, g.o);
+  const budget = opts.chunkBytes ?? rt().adapter.limits.maxStorageBufferBindingSize;
+  const chunk = Math.max(1, Math.floor(budget / perImage));
+  if (g.n > chunk) {
+    const parts: Tensor[] = [];
+    for (let i = 0; i < g.n; i += chunk) {
+      const xi = narrow(x, 0, i, Math.min(chunk, g.n - i));
+      parts.push(conv2d(xi, w, b, { ...opts, chunkBytes: Infinity }));
+      if (!xi.node) xi.dispose();
+    }
+    const out = concat(parts, 0);
+    if (!out.node) { for (const t of parts) t.dispose(); }
+    return out;
+  }
   const pointwise = g.kh === 1 && g.kw === 1 && g.sh === 1 && g.sw === 1 &&
     g.pt + g.pb + g.pl + g.pr === 0;
   const P = g.ho * g.wo;
