@@ -268,6 +268,7 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Run
           key: k,
           digest,
           point: plan.byName.get(r.stage)?.point ?? {},
+          metrics: meta.metrics ?? {},
         });
       }
       inputs[inp.name] = { many: inp.many, artifacts: arts };

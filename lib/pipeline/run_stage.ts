@@ -122,13 +122,9 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
     const metrics: Record<string, unknown> = {};
     let adapter: unknown = null;
     const inputs: Record<string, InputArtifact | InputArtifact[] | undefined> = {};
-    // Each input carries its upstream stage's recorded metrics (from the store's meta.json).
-    const withMetrics = (a: InputArtifact): InputArtifact => ({
-      ...a,
-      metrics: a.metrics ?? store.readMeta(a.key)?.metrics ?? {},
-    });
+    // Each input carries its upstream stage's recorded metrics (the engine copies them from meta.json).
     for (const [name, inp] of Object.entries(job.inputs)) {
-      const arts = inp.artifacts.map(withMetrics);
+      const arts = inp.artifacts;
       inputs[name] = inp.many ? arts : arts[0];
     }
     const signal = opts.signal ?? new AbortController().signal;

@@ -15,7 +15,7 @@ import { type LoadedVaeFile, readVaeFile, VAE_FILE } from "../train/vae_trainer.
 import { noGrad } from "../tensor/autograd.ts";
 import { scale as scaleOp } from "../tensor/ops/elementwise.ts";
 import { tensor, tidy } from "../tensor/tensor.ts";
-import { getRuntime, rt } from "../gpu/runtime.ts";
+import { getRuntime } from "../gpu/runtime.ts";
 
 /** The diffusers file name of a VAE's weights (what `vae_path` may point at, or a folder holding it). */
 export const DIFFUSERS_VAE_FILE = "diffusion_pytorch_model.safetensors";
@@ -91,21 +91,6 @@ export interface DecodeOptions {
 }
 
 /**
- * The largest decode batch whose 3×3 convolutions fit the adapter's storage binding limit (128 MiB on
- * llvmpipe): the im2col matrix of a conv at level l (side H/2^l) holds 9·C_in·(H/2^l)·(W/2^l) floats per
- * image, and C_in at level l is at most max(ch[l], ch[l + 1]) (the upsampler from the level below runs at
- * level l). At least 1.
- */
-export function maxDecodeBatch(channels: readonly number[], H: number, W: number): number {
-  let per = 0;
-  for (let l = 0; l < channels.length; l++) {
-    const c = Math.max(channels[l], channels[l + 1] ?? 0);
-    per = Math.max(per, 4 * 9 * c * Math.ceil(H / 2 ** l) * Math.ceil(W / 2 ** l));
-  }
-  return Math.max(1, Math.floor(rt().adapter.limits.maxStorageBufferBindingSize / per));
-}
-
-/**
  * Decodes scaled latents [N, L, h, w] (x = z · scale, as the `encode` stage writes them) to images
  * [N, out, h·f, w·f] in [-1, 1]: `decode(x / scale)` in batches. `vae` is a model or a path (a `train-vae`
  * output directory or a safetensors file; loaded and released here).
@@ -133,7 +118,7 @@ export async function decodeLatents(
     const C = cfg.outChannels, H = h * f, W = w * f;
     const per = L * h * w, outPer = C * H * W;
     const images = new Float32Array(N * outPer);
-    const bs = Math.min(o.batchSize ?? 32, maxDecodeBatch(cfg.blockOutChannels, H, W));
+    const bs = o.batchSize ?? 32;
     for (let lo = 0; lo < N; lo += bs) {
       o.signal?.throwIfAborted();
       const n = Math.min(bs, N - lo);
