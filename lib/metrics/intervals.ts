@@ -1,0 +1,121 @@
+/**
+ * Uncertainty of sample-quality metrics at small N (shared/spec/science.md):
+ *
+ * - {@link bootstrapFid}: FID recomputed on generated feature sets resampled with replacement (the real
+ *   statistics stay fixed), with the 2.5/97.5 percentiles as a 95% interval. Resampling duplicates rows,
+ *   which lowers the effective N, so the bootstrap distribution sits somewhat above the point estimate
+ *   (FID is biased upward at finite N): read the interval as the spread a re-draw of the samples gives,
+ *   and compare models at the same N.
+ * - {@link wilsonInterval}: the Wilson score interval of a proportion (class accuracy, …).
+ *
+ * Resampling draws come from a seeded Philox stream, so the same features and seed give the same interval.
+ * @module
+ */
+
+import { frechetDistance, type GaussianStats, meanCov } from "./frechet.ts";
+import { Generator } from "../tensor/rng.ts";
+
+/** A point estimate with a 95% interval. */
+export interface Interval {
+  value: number;
+  low: number;
+  high: number;
+}
+
+/** The q-quantile (0…1) of sorted values, linearly interpolated as numpy's default. */
+export function quantile(sorted: ArrayLike<number>, q: number): number {
+  const n = sorted.length;
+  if (n === 0) throw new Error("quantile of no values");
+  const pos = (n - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.min(n - 1, lo + 1);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+}
+
+/** Copies rows `idx` of an n×d matrix into a new one. */
+function gatherRows(f: Float32Array | Float64Array, idx: ArrayLike<number>, d: number): Float64Array {
+  const out = new Float64Array(idx.length * d);
+  for (let r = 0; r < idx.length; r++) {
+    const s = idx[r] * d;
+    for (let t = 0; t < d; t++) out[r * d + t] = f[s + t];
+  }
+  return out;
+}
+
+/**
+ * FID of `n` generated feature rows (dimension d) against fixed reference statistics, with a percentile
+ * bootstrap interval over `reps` resamples of the generated rows.
+ */
+export function bootstrapFid(
+  ref: GaussianStats,
+  features: Float32Array | Float64Array,
+  n: number,
+  d: number,
+  o: { reps?: number; seed?: number } = {},
+): Interval & { reps: number; std: number } {
+  const reps = o.reps ?? 200;
+  const all = meanCov(features, n, d);
+  const point = frechetDistance(ref.mu, ref.sigma, all.mu, all.sigma).fid;
+  if (reps < 1) return { value: point, low: point, high: point, reps: 0, std: 0 };
+  const gen = new Generator(BigInt(o.seed ?? 0) * 2n + 11n);
+  const vals = new Float64Array(reps);
+  for (let r = 0; r < reps; r++) {
+    const idx = gen.randintCpu(n, n);
+    const s = meanCov(gatherRows(features, idx, d), n, d);
+    vals[r] = frechetDistance(ref.mu, ref.sigma, s.mu, s.sigma).fid;
+  }
+  const mean = vals.reduce((a, b) => a + b, 0) / reps;
+  const std = Math.sqrt(vals.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, reps - 1));
+  vals.sort();
+  return { value: point, low: quantile(vals, 0.025), high: quantile(vals, 0.975), reps, std };
+}
+
+/** The Wilson score 95% interval of `k` successes in `n` trials. */
+export function wilsonInterval(k: number, n: number, z = 1.959963984540054): Interval {
+  if (n <= 0) throw new Error("a proportion of 0 trials has no interval");
+  const p = k / n;
+  const z2 = z * z;
+  const centre = (p + z2 / (2 * n)) / (1 + z2 / n);
+  const half = (z / (1 + z2 / n)) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
+  return { value: p, low: Math.max(0, centre - half), high: Math.min(1, centre + half) };
+}
+
+/** Arg-max class of each of the `n` rows of `logits` (k columns). */
+export function argmaxRows(logits: Float32Array, n: number, k: number): Uint32Array {
+  const out = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (logits[i * k + j] > logits[i * k + best]) best = j;
+    out[i] = best;
+  }
+  return out;
+}
+
+/**
+ * Class accuracy of conditional samples: the share whose arg-max class under a classifier trained on real
+ * data is the class they were generated for, with its Wilson interval and the per-class accuracies.
+ */
+export function classAccuracy(
+  logits: Float32Array,
+  labels: Uint32Array,
+  numClasses: number,
+): Interval & { n: number; perClass: number[] } {
+  const n = labels.length;
+  const pred = argmaxRows(logits, n, numClasses);
+  const hit = new Array(numClasses).fill(0);
+  const tot = new Array(numClasses).fill(0);
+  let right = 0;
+  for (let i = 0; i < n; i++) {
+    if (labels[i] >= numClasses) continue;
+    tot[labels[i]]++;
+    if (pred[i] === labels[i]) {
+      right++;
+      hit[labels[i]]++;
+    }
+  }
+  return {
+    ...wilsonInterval(right, n),
+    n,
+    perClass: tot.map((t, c) => (t ? hit[c] / t : NaN)),
+  };
+}
