@@ -50,7 +50,7 @@ import { frechetDistance, type GaussianStats, meanCov } from "../metrics/frechet
 import { inceptionScore } from "../metrics/inception_score.ts";
 import { precisionRecall } from "../metrics/prdc.ts";
 import { kernelInceptionDistance } from "../metrics/kid.ts";
-import { bootstrapFid, classAccuracy } from "../metrics/intervals.ts";
+import { bootstrapFid, classAccuracy, drawSpread } from "../metrics/intervals.ts";
 import { samplesToNhwcU8, writeNpz } from "../metrics/npz.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { getRuntime } from "../gpu/runtime.ts";
@@ -367,6 +367,13 @@ export const fidKind = defineKind({
       min: 0,
       doc: "resamples of the generated features for FID's 95% interval (0: none)",
     },
+    per_draw: {
+      type: "int",
+      default: 0,
+      min: 0,
+      doc: "score disjoint draws of this many samples; report the mean and spread (real-data floors at the " +
+        "generated N; 0: all samples as one set, with a bootstrap interval)",
+    },
     kid_subsets: { type: "int", default: 100, min: 0, doc: "random subsets of the KID estimate (0: no KID)" },
     kid_subset_size: {
       type: "int",
@@ -445,7 +452,43 @@ export const fidKind = defineKind({
       fid_eps_used: fr.details.epsUsed,
       feature_extractor: name,
     };
-    if (p.bootstrap > 0) {
+    if (p.per_draw > 0) {
+      // Disjoint draws of `per_draw`: FID, precision and recall at that N, as the mean over the draws with
+      // the draws' spread as the interval (real-data floors at the generated N).
+      const dr = drawSpread(ref, fake.features, samples.count, ref.dim, p.per_draw);
+      const d = ref.dim, per = p.per_draw;
+      const prs = dr.draws.map((_, i) =>
+        precisionRecall(
+          realFeat,
+          cap(nReal),
+          fake.features.subarray(i * per * d, (i + 1) * per * d),
+          per,
+          d,
+          p.k,
+        )
+      );
+      const avg = (f: (x: (typeof prs)[number]) => number) => prs.reduce((a, x) => a + f(x), 0) / prs.length;
+      ctx.log(
+        `${dr.draws.length} disjoint draws of ${per}: FID ${dr.value.toFixed(4)} ± ${dr.std.toFixed(4)} ` +
+          `(draws ${dr.draws.map((v) => v.toFixed(2)).join(", ")}); precision ${
+            avg((x) => x.precision).toFixed(4)
+          }, ` +
+          `recall ${avg((x) => x.recall).toFixed(4)}`,
+      );
+      Object.assign(metrics, {
+        fid: dr.value,
+        fid_low: dr.low,
+        fid_high: dr.high,
+        fid_draw_std: dr.std,
+        fid_draws: dr.draws.length,
+        fid_all: fr.fid,
+        precision: avg((x) => x.precision),
+        recall: avg((x) => x.recall),
+        n: per,
+        n_total: samples.count,
+        pr_n: per,
+      });
+    } else if (p.bootstrap > 0) {
       const b = bootstrapFid(ref, fake.features, samples.count, ref.dim, {
         reps: p.bootstrap,
         seed: ctx.seed,
@@ -466,7 +509,7 @@ export const fidKind = defineKind({
     if (p.kid_subsets > 0) {
       const k = kernelInceptionDistance(fake.features, samples.count, realFeat, nReal, ref.dim, {
         subsets: p.kid_subsets,
-        subsetSize: p.kid_subset_size,
+        subsetSize: p.per_draw > 0 ? Math.min(p.per_draw, p.kid_subset_size) : p.kid_subset_size,
         seed: ctx.seed,
       });
       ctx.log(

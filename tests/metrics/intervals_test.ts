@@ -6,8 +6,14 @@
  */
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { kernelInceptionDistance, polynomialGram, unbiasedMmd2 } from "../../lib/metrics/kid.ts";
-import { bootstrapFid, classAccuracy, quantile, wilsonInterval } from "../../lib/metrics/intervals.ts";
-import { meanCov } from "../../lib/metrics/frechet.ts";
+import {
+  bootstrapFid,
+  classAccuracy,
+  drawSpread,
+  quantile,
+  wilsonInterval,
+} from "../../lib/metrics/intervals.ts";
+import { frechetDistance, meanCov } from "../../lib/metrics/frechet.ts";
 import { Generator } from "../../lib/tensor/rng.ts";
 
 const golden = JSON.parse(
@@ -106,22 +112,38 @@ Deno.test("class accuracy: arg-max against the conditioned labels, per class, wi
   assert(acc.low < 0.75 && acc.high > 0.75);
 });
 
-Deno.test("bootstrap FID: deterministic, brackets the point estimate's sampling spread", () => {
-  const d = 4;
+Deno.test("bootstrap FID: deterministic; the bias-corrected interval covers the mean FID of independent draws", () => {
+  const d = 6, n = 200;
   const g = new Generator(3);
-  const real = Float64Array.from(g.normalCpu(2000 * d));
-  const ref = meanCov(real, 2000, d);
-  const fake = Float64Array.from(g.normalCpu(300 * d)).map((v) => v * 1.2 + 0.3);
-  const a = bootstrapFid(ref, fake, 300, d, { reps: 100, seed: 2 });
-  const b = bootstrapFid(ref, fake, 300, d, { reps: 100, seed: 2 });
-  assertEquals(a, b);
+  const ref = meanCov(Float64Array.from(g.normalCpu(4000 * d)), 4000, d);
+  const draw = () => Float64Array.from(g.normalCpu(n * d)).map((v) => v * 1.2 + 0.3);
+  const first = draw();
+  const a = bootstrapFid(ref, first, n, d, { reps: 100, seed: 2 });
+  assertEquals(a, bootstrapFid(ref, first, n, d, { reps: 100, seed: 2 }));
   assert(a.low < a.value && a.value < a.high, `interval [${a.low}, ${a.high}] around ${a.value}`);
-  // Independent draws of the same generator fall mostly inside the interval.
-  let inside = 0;
-  for (let r = 0; r < 20; r++) {
-    const f = Float64Array.from(g.normalCpu(300 * d)).map((v) => v * 1.2 + 0.3);
-    const fid = bootstrapFid(ref, f, 300, d, { reps: 0 }).value;
-    if (fid >= a.low - (a.high - a.low) * 0.25 && fid <= a.high + (a.high - a.low) * 0.25) inside++;
+  assert(a.bias > 0, `resampling with replacement biases FID upward (bias ${a.bias})`);
+  const draws = [first, ...Array.from({ length: 19 }, draw)];
+  const fids = draws.map((f) => bootstrapFid(ref, f, n, d, { reps: 0 }).value);
+  const truth = fids.reduce((x, y) => x + y, 0) / fids.length;
+  let covered = 0;
+  for (const f of draws) {
+    const b = bootstrapFid(ref, f, n, d, { reps: 60, seed: 1 });
+    if (b.low <= truth && truth <= b.high) covered++;
   }
-  assert(inside >= 16, `${inside}/20 independent draws near the interval`);
+  assert(covered >= 15, `${covered}/20 intervals cover the mean FID over draws (${truth})`);
+});
+
+Deno.test("FID of disjoint draws: mean, spread and the draws themselves", () => {
+  const d = 3;
+  const g = new Generator(4);
+  const ref = meanCov(Float64Array.from(g.normalCpu(500 * d)), 500, d);
+  const f = Float64Array.from(g.normalCpu(350 * d));
+  const r = drawSpread(ref, f, 350, d, 100);
+  assertEquals(r.draws.length, 3);
+  const s1 = meanCov(f.subarray(100 * d, 200 * d), 100, d);
+  assertEquals(r.draws[1], frechetDistance(ref.mu, ref.sigma, s1.mu, s1.sigma).fid);
+  assert(Math.abs(r.value - (r.draws[0] + r.draws[1] + r.draws[2]) / 3) < 1e-12);
+  assert(
+    r.low <= r.value && r.value <= r.high && r.low >= Math.min(...r.draws) && r.high <= Math.max(...r.draws),
+  );
 });
