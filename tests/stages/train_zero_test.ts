@@ -12,7 +12,7 @@ import { defineKind } from "../../lib/pipeline/stage.ts";
 import { registerKind } from "../../lib/pipeline/registry.ts";
 import { readModelFile } from "../../lib/models/checkpoint.ts";
 import { DiT } from "../../lib/models/dit.ts";
-import { initRngFor } from "../../lib/train/trainer.ts";
+import { initRngFor } from "../../lib/train/init_rng.ts";
 
 await gpu();
 

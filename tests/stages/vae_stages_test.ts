@@ -12,14 +12,11 @@ import { readDataArtifact, writeDataArtifact } from "../../lib/data/artifact.ts"
 import { defineKind } from "../../lib/pipeline/stage.ts";
 import { registerKind } from "../../lib/pipeline/registry.ts";
 import { AutoencoderKL, type AutoencoderKLConfig } from "../../lib/models/autoencoder_kl.ts";
-import {
-  psnr,
-  readVaeFile,
-  reconstruct,
-  trainVae,
-  type VaeTrainOptions,
-} from "../../lib/train/vae_trainer.ts";
-import { initRngFor } from "../../lib/train/trainer.ts";
+import { trainVae, type VaeTrainOptions } from "../../lib/train/vae_trainer.ts";
+import { readVaeFile } from "../../lib/models/vae_file.ts";
+import { reconstruct } from "../../lib/models/vae_inference.ts";
+import { psnr } from "../../lib/metrics/psnr.ts";
+import { initRngFor } from "../../lib/train/init_rng.ts";
 import { decodeLatents, resolveVae } from "../../lib/stages/decode.ts";
 import { flipImages } from "../../lib/stages/encode.ts";
 
@@ -65,15 +62,15 @@ function opts(o: Partial<VaeTrainOptions> = {}): VaeTrainOptions {
   return {
     config: TINY,
     steps: 4,
-    batchSize: 4,
+    batch_size: 4,
     lr: 2e-3,
-    weightDecay: 0,
+    weight_decay: 0,
     betas: [0.5, 0.9],
-    klWeight: 1e-6,
-    recLoss: "mse",
+    kl_weight: 1e-6,
+    rec_loss: "mse",
     seed: 5,
-    ckptEvery: 0,
-    logEvery: 1000,
+    ckpt_every: 0,
+    log_every: 1000,
     ...o,
   };
 }
@@ -92,19 +89,19 @@ Deno.test("train-vae: a run stopped at step k and resumed is bit-identical to an
     shape: [1, 16, 16] as [number, number, number],
     count: 16,
   };
-  const full = await trainVae(data, opts({ steps: 2, batchSize: 2, recLoss: "l1" }));
+  const full = await trainVae(data, opts({ steps: 2, batch_size: 2, rec_loss: "l1" }));
   const wFull = await weights(full.model);
   full.model.dispose();
   const dir = await Deno.makeTempDir();
   try {
     const part = await trainVae(
       data,
-      opts({ steps: 1, batchSize: 2, recLoss: "l1", ckptDir: dir, ckptEvery: 1 }),
+      opts({ steps: 1, batch_size: 2, rec_loss: "l1", ckptDir: dir, ckpt_every: 1 }),
     );
     part.model.dispose();
     const resumed = await trainVae(
       data,
-      opts({ steps: 2, batchSize: 2, recLoss: "l1", ckptDir: dir, ckptEvery: 1 }),
+      opts({ steps: 2, batch_size: 2, rec_loss: "l1", ckptDir: dir, ckpt_every: 1 }),
     );
     assertEquals(resumed.resumedFrom, 1);
     assertEquals(resumed.losses.map((l) => l.loss), full.losses.map((l) => l.loss));
