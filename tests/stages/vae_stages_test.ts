@@ -19,6 +19,7 @@ import { psnr } from "../../lib/metrics/psnr.ts";
 import { initRngFor } from "../../lib/train/init_rng.ts";
 import { decodeLatents, resolveVae } from "../../lib/stages/decode.ts";
 import { flipImages } from "../../lib/stages/encode.ts";
+import { assertSameBits } from "../helpers/bits.ts";
 
 await gpu();
 
@@ -75,10 +76,6 @@ function opts(o: Partial<VaeTrainOptions> = {}): VaeTrainOptions {
   };
 }
 
-function bits(a: Float32Array): Uint32Array {
-  return new Uint32Array(a.buffer, a.byteOffset, a.length);
-}
-
 async function weights(model: AutoencoderKL): Promise<Float32Array[]> {
   return [...(await model.stateDict()).values()].map((h) => h.data);
 }
@@ -107,10 +104,7 @@ Deno.test("train-vae: a run stopped at step k and resumed is bit-identical to an
     assertEquals(resumed.losses.map((l) => l.loss), full.losses.map((l) => l.loss));
     const w = await weights(resumed.model);
     resumed.model.dispose();
-    assertEquals(w.length, wFull.length);
-    for (let i = 0; i < w.length; i++) {
-      assert(bits(w[i]).every((v, j) => v === bits(wFull[i])[j]), `parameter ${i} differs after resume`);
-    }
+    assertSameBits(w, wFull, "resumed and uninterrupted weights");
     // A checkpoint of another config is refused with a clear message.
     await assertRejects(
       () => trainVae(data, opts({ steps: 2, ckptDir: dir, config: { ...TINY, latentChannels: 2 } })),
@@ -229,7 +223,7 @@ stages:
     [64, 4, 8, 8],
     vae.cfg.scalingFactor,
   );
-  assertEquals(bits(direct.images).every((v, i) => v === bits(dec.x)[i]), true);
+  assertSameBits(direct.images, dec.x.subarray(0, 64 * PER), "decodeLatents and the decode stage");
   const untrainedRt = psnr(digits.images, await reconstruct(untrained, digits.images, [1, 16, 16], 64), PER);
   untrained.dispose();
   assert(

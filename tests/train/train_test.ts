@@ -6,6 +6,7 @@ import { DivergedError } from "../../lib/train/loop.ts";
 import { initRngFor } from "../../lib/train/init_rng.ts";
 import { DiT } from "../../lib/models/dit.ts";
 import { sampleModel } from "../../lib/stages/sample.ts";
+import { assertDeterministic, assertSameBits, sameBits } from "../helpers/bits.ts";
 
 await gpu();
 
@@ -62,17 +63,6 @@ async function weights(model: DiT): Promise<Float32Array[]> {
   return [...sd.values()].map((h) => h.data);
 }
 
-function identical(a: Float32Array[], b: Float32Array[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) {
-    const x = new Uint32Array(a[i].buffer, a[i].byteOffset, a[i].length);
-    const y = new Uint32Array(b[i].buffer, b[i].byteOffset, b[i].length);
-    if (x.length !== y.length) return false;
-    for (let j = 0; j < x.length; j++) if (x[j] !== y[j]) return false;
-  }
-  return true;
-}
-
 Deno.test("a run stopped at step k and resumed is bit-identical to an uninterrupted run", async () => {
   const data = fixedLatents(4);
   const full = await train(data, opts({ steps: 6 }));
@@ -87,11 +77,8 @@ Deno.test("a run stopped at step k and resumed is bit-identical to an uninterrup
     part.model.dispose();
     const resumed = await train(data, opts({ steps: 6, ckptDir: dir, ckpt_every: 3 }));
     assertEquals(resumed.resumedFrom, 3);
-    assert(
-      identical(await weights(resumed.model), wFull),
-      "resumed weights differ from the uninterrupted run",
-    );
-    assert(identical([...resumed.ema.values()].map((h) => h.data), emaFull), "resumed EMA differs");
+    assertSameBits(await weights(resumed.model), wFull, "resumed and uninterrupted weights");
+    assertSameBits([...resumed.ema.values()].map((h) => h.data), emaFull, "resumed and uninterrupted EMA");
     assertEquals(resumed.losses.length, 6);
     resumed.model.dispose();
   } finally {
@@ -101,12 +88,14 @@ Deno.test("a run stopped at step k and resumed is bit-identical to an uninterrup
 
 Deno.test("the same seed gives bit-identical training; another seed does not", async () => {
   const data = fixedLatents(4);
-  const a = await train(data, opts({ steps: 3 }));
-  const b = await train(data, opts({ steps: 3 }));
-  const c = await train(data, opts({ steps: 3, seed: 4 }));
-  assert(identical(await weights(a.model), await weights(b.model)), "same seed, different weights");
-  assert(!identical(await weights(a.model), await weights(c.model)), "different seeds, same weights");
-  for (const r of [a, b, c]) r.model.dispose();
+  const run = async (seed: number) => {
+    const r = await train(data, opts({ steps: 3, seed }));
+    const w = await weights(r.model);
+    r.model.dispose();
+    return w;
+  };
+  const a = await assertDeterministic(() => run(3), "weights");
+  assert(!sameBits(a, await run(4)), "different seeds, same weights");
 });
 
 Deno.test("a tiny DiT learns one class's latents: the loss falls below 0.05 and samples land near them", async () => {
