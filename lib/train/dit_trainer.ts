@@ -184,6 +184,11 @@ export async function trainDiT(
   const nParams = paramCount(cfg);
   const N = o.batch_size;
   const shape = [N, ...data.shape];
+  const levers = [
+    ...(o.lr_warmup > 0 ? [`lr warm-up over ${o.lr_warmup} steps`] : []),
+    ...(o.ema_warmup ? ["EMA decay warm-up"] : []),
+    ...(o.t_sampling !== "uniform" ? [`${o.t_sampling} timesteps`] : []),
+  ];
   const res = await trainLoop({
     ...o,
     model: modelHooks(DiT, cfg, o.seed),
@@ -201,6 +206,7 @@ export async function trainDiT(
         nParams.toLocaleString("en-US")
       } params) for ${o.steps} steps, batch ${N}, objective ${o.objective}`,
       ...(o.steps === 0 ? ["steps: 0: the initialised model is the result (EMA = the init weights)"] : []),
+      ...(levers.length ? [`levers: ${levers.join(", ")}`] : []),
     ],
     step(model, gen) {
       const denoiser = {
