@@ -11,7 +11,8 @@ import { registerKind } from "../pipeline/registry.ts";
 import { readDataArtifact, writeDataArtifact } from "../data/artifact.ts";
 import { saveGrid } from "../data/grid.ts";
 import { AutoencoderKL, type AutoencoderKLConfig, downsampleFactor } from "../models/autoencoder_kl.ts";
-import { type LoadedVaeFile, readVaeFile, VAE_FILE } from "../train/vae_trainer.ts";
+import { type LoadedVaeFile, readVaeFile, VAE_FILE } from "../models/vae_file.ts";
+import type { ParamSchema } from "../pipeline/schema.ts";
 import { noGrad } from "../tensor/autograd.ts";
 import { scale as scaleOp } from "../tensor/ops/elementwise.ts";
 import { tensor, tidy } from "../tensor/tensor.ts";
@@ -19,6 +20,38 @@ import { getRuntime } from "../gpu/runtime.ts";
 
 /** The diffusers file name of a VAE's weights (what `vae_path` may point at, or a folder holding it). */
 export const DIFFUSERS_VAE_FILE = "diffusion_pytorch_model.safetensors";
+
+/** The `scale_factor` parameter: `auto` (`doc` says what that means) or a number, quoted. */
+export function scaleFactorParam<const D extends string>(doc: D) {
+  return {
+    type: "string",
+    default: "auto",
+    pattern: "^(auto|[0-9]*\\.?[0-9]+([eE][-+]?[0-9]+)?)$",
+    doc,
+  } as const satisfies ParamSchema[string];
+}
+
+/** The parameters of `encode` and `decode` that choose a VAE (with {@link resolveVae}) and its scale. */
+export const VAE_SOURCE_PARAMS = {
+  vae_path: {
+    type: "path",
+    optional: true,
+    doc: "a VAE safetensors (e.g. sd-vae-ft-ema's diffusion_pytorch_model.safetensors) or a folder " +
+      "holding one, instead of the input `vae`",
+  },
+  scale_factor: scaleFactorParam("auto: the VAE file's scaling factor; or a number (quoted)"),
+  norm_num_groups: {
+    type: "int",
+    optional: true,
+    min: 1,
+    doc: "GroupNorm groups of a diffusers file without ditflow metadata (default 32)",
+  },
+} as const satisfies ParamSchema;
+
+/** The latent scale a stage uses: the VAE's own for `scale_factor: auto`, else the number given. */
+export function chosenScale(scaleFactor: string, cfg: AutoencoderKLConfig): number {
+  return scaleFactor === "auto" ? cfg.scalingFactor : Number(scaleFactor);
+}
 
 /** A VAE located for a stage: the file, what it came from, and its loaded contents. */
 export interface ResolvedVae extends LoadedVaeFile {
@@ -146,23 +179,7 @@ export const decodeKind = defineKind({
   description: "decode a latents dataset (e.g. DiT samples) to images with a VAE",
   gpu: true,
   params: {
-    vae_path: {
-      type: "path",
-      optional: true,
-      doc: "a VAE safetensors (or a folder holding one) instead of the input `vae`",
-    },
-    scale_factor: {
-      type: "string",
-      default: "auto",
-      pattern: "^(auto|[0-9]*\\.?[0-9]+([eE][-+]?[0-9]+)?)$",
-      doc: "auto: the VAE file's scaling factor; or a number (quoted)",
-    },
-    norm_num_groups: {
-      type: "int",
-      optional: true,
-      min: 1,
-      doc: "GroupNorm groups of a diffusers file without ditflow metadata (default 32)",
-    },
+    ...VAE_SOURCE_PARAMS,
     batch_size: { type: "int", default: 32, min: 1 },
   },
   inputs: {
@@ -178,7 +195,7 @@ export const decodeKind = defineKind({
       throw new Error(`${ctx.inputs.samples.stage} holds ${data.space}, not latents: nothing to decode`);
     }
     const vae = await resolveVae(ctx.inputs.vae, p.vae_path, { normNumGroups: p.norm_num_groups });
-    const scale = p.scale_factor === "auto" ? vae.cfg.scalingFactor : Number(p.scale_factor);
+    const scale = chosenScale(p.scale_factor, vae.cfg);
     const runtime = await getRuntime();
     ctx.setAdapter(runtime.adapter);
     ctx.log(

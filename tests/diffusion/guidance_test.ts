@@ -3,7 +3,7 @@ import { gpu } from "../helpers/gradcheck.ts";
 import { guidedOutput } from "../../lib/diffusion/gaussian.ts";
 import { type Tensor, tensor, tidy } from "../../lib/tensor/tensor.ts";
 import { customConfig } from "../../lib/models/config.ts";
-import { train, type TrainData } from "../../lib/train/trainer.ts";
+import { type TrainData, trainDiT } from "../../lib/train/dit_trainer.ts";
 import { sampleModel } from "../../lib/stages/sample.ts";
 
 await gpu();
@@ -75,19 +75,15 @@ Deno.test("SiT: a tiny model trained with the velocity loss samples one class's 
     classDropoutProb: 0,
     learnSigma: false,
   });
-  const res = await train(data, {
+  const res = await trainDiT(data, {
     model: cfg,
     objective: "sit",
     steps: 300,
-    batchSize: 16,
+    batch_size: 16,
     lr: 2e-3,
-    weightDecay: 0,
-    betas: [0.9, 0.999],
-    emaDecay: 0.95,
-    flip: false,
+    ema_decay: 0.95,
     seed: 1,
-    ckptEvery: 0,
-    logEvery: 1000,
+    ckpt_every: 0,
   });
   const first = res.losses[0].loss;
   const last = res.losses.slice(-30).reduce((a, l) => a + l.loss, 0) / 30;
