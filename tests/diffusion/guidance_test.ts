@@ -106,7 +106,7 @@ Deno.test("SiT: a tiny model trained with the velocity loss samples one class's 
 
 Deno.test("guidance interval: [0, 1] is every step, an interval holding no step is no guidance, others differ", async () => {
   const { DiT } = await import("../../lib/models/dit.ts");
-  const { initRngFor } = await import("../../lib/train/trainer.ts");
+  const { initRngFor } = await import("../../lib/train/init_rng.ts");
   const cfg = customConfig({
     inputSize: 4,
     patchSize: 2,
