@@ -9,7 +9,7 @@
 import { type Diagnostic, filePos } from "./diagnostics.ts";
 import { COMMAND_LINE, parseOverrides } from "./expand.ts";
 import { applyProfile, readPipelineDef } from "./pipeline_file.ts";
-import { buildPlan, type Plan } from "./plan.ts";
+import { buildPlan, MAX_SWEEP_POINTS, type Plan } from "./plan.ts";
 import { loadKindModule } from "./registry.ts";
 import { parseYamlSource } from "./yaml_source.ts";
 
@@ -17,6 +17,10 @@ import { parseYamlSource } from "./yaml_source.ts";
 export interface LoadOptions {
   /** `--set key=value` overrides. */
   sets?: string[];
+  /** Plan sweeps larger than {@link MAX_SWEEP_POINTS} points per stage (`--allow-large-sweep`). */
+  allowLargeSweep?: boolean;
+  /** Allow output paths (`publish:`) outside the project (`--allow-outside-writes`). */
+  allowOutsideWrites?: boolean;
 }
 
 /** The result of loading: a plan when there were no diagnostics. */
@@ -84,6 +88,9 @@ export async function loadPipeline(file: string, opts: LoadOptions = {}): Promis
   // `--set profile=NAME` (or the `default` profile) rewrites vars and stages before anything expands.
   const { def: effective, overrides, ok } = applyProfile(def, parsed.overrides, diagnostics);
   if (!ok) return { diagnostics, sources };
-  const plan = buildPlan(effective, overrides, diagnostics);
+  const plan = buildPlan(effective, overrides, diagnostics, {
+    maxPoints: opts.allowLargeSweep ? Infinity : MAX_SWEEP_POINTS,
+    allowOutsideWrites: opts.allowOutsideWrites,
+  });
   return { plan: diagnostics.length === 0 ? plan : undefined, diagnostics, sources };
 }

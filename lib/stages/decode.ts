@@ -16,6 +16,8 @@ import { noGrad } from "../tensor/autograd.ts";
 import { scale as scaleOp } from "../tensor/ops/elementwise.ts";
 import { tensor, tidy } from "../tensor/tensor.ts";
 import { getRuntime } from "../gpu/runtime.ts";
+import type { Diagnostic } from "../pipeline/diagnostics.ts";
+import { expectSpace, single } from "./plan_checks.ts";
 
 /** The diffusers file name of a VAE's weights (what `vae_path` may point at, or a folder holding it). */
 export const DIFFUSERS_VAE_FILE = "diffusion_pytorch_model.safetensors";
@@ -171,6 +173,34 @@ export const decodeKind = defineKind({
   },
   outputs: { images: { doc: "data.safetensors (pixels in [-1, 1]) and grid.png" } },
   headline: ["images", "seconds"],
+  validate(p, ctx) {
+    const out: Diagnostic[] = expectSpace(ctx, "samples", "latents", "decode");
+    if (!p.vae_path && ctx.input("vae").length === 0) {
+      out.push({
+        pos: ctx.at("vae_path"),
+        message: `decode stage \`${ctx.stage}\` needs a VAE: bind input \`vae\` or set \`vae_path\``,
+      });
+    }
+    const vae = p.vae_path ? undefined : single(ctx, "vae")?.vae;
+    const s = single(ctx, "samples");
+    if (vae && s?.shape && s.shape[0] !== vae.latentChannels) {
+      out.push({
+        pos: ctx.inputAt("samples"),
+        message: `\`${s.stage}\` holds ${s.shape[0]}-channel latents, but the VAE of \`${
+          single(ctx, "vae")!.stage
+        }\` has ${vae.latentChannels} latent channels`,
+      });
+    }
+    return out;
+  },
+  describe(p, ctx) {
+    const vae = p.vae_path ? undefined : single(ctx, "vae")?.vae;
+    const s = single(ctx, "samples");
+    const shape: [number, number, number] | undefined = vae?.inChannels && s?.shape
+      ? [vae.inChannels, s.shape[1] * vae.factor, s.shape[2] * vae.factor]
+      : undefined;
+    return { images: { space: "pixels", shape, numClasses: s?.numClasses } };
+  },
   async run(ctx) {
     const p = ctx.params;
     const data = await readDataArtifact(ctx.inputs.samples.dir);

@@ -17,6 +17,7 @@ import { backward } from "../tensor/backward.ts";
 import { Generator } from "../tensor/rng.ts";
 import { tensor, tidy } from "../tensor/tensor.ts";
 import { getRuntime } from "../gpu/runtime.ts";
+import { expectSpace } from "./plan_checks.ts";
 
 /** The file the stage writes (and `fid-ref`/`fid` read). */
 export const CLASSIFIER_FILE = "classifier.safetensors";
@@ -213,6 +214,10 @@ export const trainClassifierKind = defineKind({
     test: { doc: "a pixel dataset artifact to evaluate on (mnist split=test)" },
   },
   outputs: { classifier: { doc: `${CLASSIFIER_FILE} (LeNet weights, config and extractor name)` } },
+  validate: (_p, ctx) => [
+    ...expectSpace(ctx, "data", "pixels", "train-classifier"),
+    ...expectSpace(ctx, "test", "pixels", "train-classifier"),
+  ],
   headline: ["test_accuracy", "train_seconds"],
   async run(ctx) {
     const p = ctx.params;

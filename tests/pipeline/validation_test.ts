@@ -119,3 +119,72 @@ Deno.test("bad usage exits 2", async () => {
   assertEquals(r.code, 2);
   assertStringIncludes(r.stderr, "did you mean `train`?");
 });
+
+Deno.test("an alias bomb exits 2 within a second, with the location", async () => {
+  const file = `${BAD}/30_alias_bomb.yaml`;
+  const t0 = performance.now();
+  const loaded = await loadPipeline(file);
+  const ms = performance.now() - t0;
+  assert(!loaded.plan);
+  assert(ms < 1000, `took ${ms.toFixed(0)} ms`);
+  assert(loaded.diagnostics.some((d) => d.pos.line === 14 && /aliases expand too much/.test(d.message)));
+});
+
+Deno.test("a sweep over the limit plans with allowLargeSweep (--allow-large-sweep)", async () => {
+  using sb = new Sandbox();
+  const file = `${sb.dir}/big.yaml`;
+  const vals = Array.from({ length: 22 }, (_, i) => i + 1).join(", ");
+  Deno.writeTextFileSync(
+    file,
+    `name: big\nstages:\n  data:\n    uses: mnist\n    matrix:\n      a: [${vals}]\n      b: [${vals}]\n      c: [${vals}]\n    with: { limit: "\${{ matrix.a }}" }\n`,
+  );
+  const refused = await loadPipeline(file);
+  assert(refused.diagnostics.some((d) => d.message.includes("10,648 points")), "not refused");
+  const allowed = await loadPipeline(file, { allowLargeSweep: true });
+  assertEquals(allowed.diagnostics, []);
+  assertEquals(allowed.plan!.stages.length, 22 ** 3);
+});
+
+Deno.test("publish: inside the project is fine; outside needs allowOutsideWrites; ../ escapes are caught", async () => {
+  using sb = new Sandbox();
+  const write = (publish: string) => {
+    const file = `${sb.dir}/p.yaml`;
+    Deno.writeTextFileSync(
+      file,
+      `name: p\nstages:\n  data:\n    uses: mnist\n  train:\n    uses: train\n    inputs: { data: data.dataset }\n` +
+        `  report:\n    uses: report\n    inputs: { models: train.model }\n    with: { publish: "${publish}" }\n`,
+    );
+    return file;
+  };
+  // The sandbox is not in git: its directory is the project. Paths resolve against the current directory.
+  const inside = await loadPipeline(write(`${sb.dir}/out/report`));
+  assertEquals(inside.diagnostics, []);
+  const escape = await loadPipeline(write(`${sb.dir}/out/../../elsewhere`));
+  assert(escape.diagnostics.some((d) => d.message.includes("outside the project")), "escape not caught");
+  const allowed = await loadPipeline(write("/etc/ditflow_probe"), { allowOutsideWrites: true });
+  assertEquals(allowed.diagnostics, []);
+  // The CLI flag.
+  const r = await mainCaptured(["status", write("/etc/ditflow_probe"), "--cache", sb.cache]);
+  assertEquals(r.code, 2, r.stderr);
+  const ok = await mainCaptured([
+    "dag",
+    write("/etc/ditflow_probe"),
+    "--allow-outside-writes",
+  ]);
+  assertEquals(ok.code, 0, ok.stderr);
+});
+
+Deno.test("model: DiT-M/3 fails at plan time through --set, before any stage runs", async () => {
+  using sb = new Sandbox();
+  const r = await mainCaptured([
+    "run",
+    "pipelines/mini.yaml",
+    "--set",
+    "train.model=DiT-M/3",
+    "--cache",
+    sb.cache,
+  ]);
+  assertEquals(r.code, 2, r.stderr);
+  assertStringIncludes(r.stderr, '<command line>:1:19: error: unknown model "DiT-M/3"');
+  assertEquals([...Deno.readDirSync(sb.dir)].length, 0, "cache was touched");
+});
