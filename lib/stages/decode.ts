@@ -11,7 +11,7 @@ import { registerKind } from "../pipeline/registry.ts";
 import { readDataArtifact, writeDataArtifact } from "../data/artifact.ts";
 import { saveGrid } from "../data/grid.ts";
 import { AutoencoderKL, type AutoencoderKLConfig, downsampleFactor } from "../models/autoencoder_kl.ts";
-import { type LoadedVaeFile, readVaeFile, VAE_FILE } from "../train/vae_trainer.ts";
+import { resolveVae } from "./vae_source.ts";
 import { noGrad } from "../tensor/autograd.ts";
 import { scale as scaleOp } from "../tensor/ops/elementwise.ts";
 import { tensor, tidy } from "../tensor/tensor.ts";
@@ -19,59 +19,9 @@ import { getRuntime } from "../gpu/runtime.ts";
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
 import { expectSpace, single } from "./plan_checks.ts";
 
-/** The diffusers file name of a VAE's weights (what `vae_path` may point at, or a folder holding it). */
-export const DIFFUSERS_VAE_FILE = "diffusion_pytorch_model.safetensors";
-
-/** A VAE located for a stage: the file, what it came from, and its loaded contents. */
-export interface ResolvedVae extends LoadedVaeFile {
-  path: string;
-  /** `input:<stage>` or `path:<file>`. */
-  source: string;
-}
-
-/**
- * Finds and reads the VAE of a stage: `vaePath` (a safetensors file, or a folder holding `vae.safetensors`
- * or `diffusion_pytorch_model.safetensors`) wins over the input artifact's `vae.safetensors`. Errors name
- * the file that was expected and where.
- */
-export async function resolveVae(
-  input: { dir: string; stage: string } | undefined,
-  vaePath: string | undefined,
-  o: { normNumGroups?: number } = {},
-): Promise<ResolvedVae> {
-  let path: string;
-  let source: string;
-  const help =
-    `(${VAE_FILE} written by a train-vae stage, or a diffusers AutoencoderKL safetensors such as ` +
-    `${DIFFUSERS_VAE_FILE} of stabilityai/sd-vae-ft-ema, given with the parameter vae_path)`;
-  if (vaePath) {
-    const st = await Deno.stat(vaePath).catch(() => null);
-    if (!st) throw new Error(`expected a VAE weight file at ${vaePath} ${help}, found nothing`);
-    if (st.isDirectory) {
-      const cands = [`${vaePath}/${VAE_FILE}`, `${vaePath}/${DIFFUSERS_VAE_FILE}`];
-      const found = [];
-      for (const c of cands) if (await Deno.stat(c).then((s) => s.isFile, () => false)) found.push(c);
-      if (!found.length) {
-        throw new Error(`expected a VAE weight file at ${cands.join(" or ")} ${help}, found neither`);
-      }
-      path = found[0];
-    } else path = vaePath;
-    source = `path:${path}`;
-  } else if (input) {
-    path = `${input.dir}/${VAE_FILE}`;
-    source = `input:${input.stage}`;
-    if (!(await Deno.stat(path).then((s) => s.isFile, () => false))) {
-      throw new Error(`expected a VAE weight file at ${path} (the output of ${input.stage}) ${help}`);
-    }
-  } else {
-    throw new Error(
-      `no VAE given: connect the input \`vae\` to a train-vae stage's output or set vae_path ${help}`,
-    );
-  }
-  const loaded = await readVaeFile(path);
-  if (loaded.inferred && o.normNumGroups !== undefined) loaded.cfg.normNumGroups = o.normNumGroups;
-  return { ...loaded, path, source };
-}
+// The VAE lookup shared with `encode` lives in the small module vae_source.ts (so that `encode` does
+// not import this stage); re-exported here for existing importers.
+export { DIFFUSERS_VAE_FILE, type ResolvedVae, resolveVae } from "./vae_source.ts";
 
 /** Loads a VAE model from a directory (holding `vae.safetensors`) or a safetensors file. */
 export async function loadVae(

@@ -18,7 +18,7 @@ import { encodeBatches, matchChannels } from "../train/vae_trainer.ts";
 import { Generator } from "../tensor/rng.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { hashFile } from "../pipeline/hash.ts";
-import { resolveVae } from "./decode.ts";
+import { resolveVae } from "./vae_source.ts";
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
 import { expectSpace, single } from "./plan_checks.ts";
 

@@ -30,7 +30,7 @@ import { defineKind, type InputArtifact } from "../pipeline/stage.ts";
 import { registerKind } from "../pipeline/registry.ts";
 import { digestPath } from "../pipeline/hash.ts";
 import { type DataArtifact, readDataArtifact } from "../data/artifact.ts";
-import { type LeNet, lenetFeatures, readLeNet } from "../models/lenet.ts";
+import { CLASSIFIER_FILE, type LeNet, lenetFeatures, readLeNet } from "../models/lenet.ts";
 import {
   DEFAULT_INCEPTION_WEIGHTS,
   FID_WEIGHTS_URL,
@@ -47,7 +47,6 @@ import { precisionRecall } from "../metrics/prdc.ts";
 import { samplesToNhwcU8, writeNpz } from "../metrics/npz.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { getRuntime } from "../gpu/runtime.ts";
-import { CLASSIFIER_FILE } from "./train_classifier.ts";
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
 import type { ValidateContext } from "../pipeline/stage.ts";
 import { expectSpace } from "./plan_checks.ts";

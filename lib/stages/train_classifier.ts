@@ -10,7 +10,7 @@
 import { defineKind } from "../pipeline/stage.ts";
 import { registerKind } from "../pipeline/registry.ts";
 import { type DataArtifact, readDataArtifact } from "../data/artifact.ts";
-import { LeNet, lenetAccuracy, type LeNetConfig, writeLeNet } from "../models/lenet.ts";
+import { CLASSIFIER_FILE, LeNet, lenetAccuracy, type LeNetConfig, writeLeNet } from "../models/lenet.ts";
 import { crossEntropy } from "../tensor/ops/softmax.ts";
 import { AdamW } from "../tensor/optim.ts";
 import { backward } from "../tensor/backward.ts";
@@ -19,8 +19,8 @@ import { tensor, tidy } from "../tensor/tensor.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { expectSpace } from "./plan_checks.ts";
 
-/** The file the stage writes (and `fid-ref`/`fid` read). */
-export const CLASSIFIER_FILE = "classifier.safetensors";
+/** The file the stage writes (and `fid-ref`/`fid` read); defined with the LeNet file format. */
+export { CLASSIFIER_FILE };
 
 /** Hyper-parameters of {@link trainLeNet}. */
 export interface ClassifierTrainOptions {
