@@ -448,7 +448,7 @@ export function buildPlan(
       const paths: string[] = [];
       const params = checkFields(kind.params, withMap, s.name, {
         diags,
-        baseDir: def.baseDir,
+        baseDir: s.baseDir ?? def.baseDir,
         onPath: (abs) => paths.push(abs),
       }, { type: "map", pos: s.namePos, entries: [] });
       const paramPos: Record<string, Pos> = {};

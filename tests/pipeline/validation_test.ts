@@ -37,10 +37,13 @@ for (const name of files) {
   Deno.test(`bad pipeline ${name}: file:line:col, message, exit 2, cache untouched`, async () => {
     const file = `${BAD}/${name}`;
     const text = Deno.readTextFileSync(file);
-    const expects = [...text.matchAll(/^# expect: (\d+):(\d+): (.*)$/gm)].map((m) => ({
-      line: Number(m[1]),
-      col: Number(m[2]),
-      fragment: m[3],
+    // `# expect: [FILE:]LINE:COL: fragment`; FILE (relative to the fixture's folder) for errors in an
+    // `include:`d file.
+    const expects = [...text.matchAll(/^# expect: (?:([^\s:]+):)?(\d+):(\d+): (.*)$/gm)].map((m) => ({
+      file: m[1] ? `${BAD}/${m[1]}` : file,
+      line: Number(m[2]),
+      col: Number(m[3]),
+      fragment: m[4],
     }));
     const hints = [...text.matchAll(/^# expect-hint: (.*)$/gm)].map((m) => m[1]);
     assert(expects.length > 0, "fixture declares no expectation");
@@ -48,12 +51,13 @@ for (const name of files) {
     assert(!loaded.plan);
     for (const e of expects) {
       const d = loaded.diagnostics.find((d) =>
-        d.pos.line === e.line && d.pos.col === e.col && d.message.includes(e.fragment)
+        d.pos.file === e.file && d.pos.line === e.line && d.pos.col === e.col &&
+        d.message.includes(e.fragment)
       );
       assert(
         d,
         `expected ${e.line}:${e.col}: ${e.fragment}\ngot:\n${
-          loaded.diagnostics.map((d) => `${d.pos.line}:${d.pos.col}: ${d.message}`).join("\n")
+          loaded.diagnostics.map((d) => `${d.pos.file}:${d.pos.line}:${d.pos.col}: ${d.message}`).join("\n")
         }`,
       );
     }
@@ -61,12 +65,12 @@ for (const name of files) {
     // One screen: the rendered message stays short.
     const rendered = formatDiagnostics(loaded.diagnostics, { sources: loaded.sources });
     assert(rendered.split("\n").length <= 40, rendered);
-    assertStringIncludes(rendered, `${file}:${expects[0].line}:${expects[0].col}: error:`);
+    assertStringIncludes(rendered, `${expects[0].file}:${expects[0].line}:${expects[0].col}: error:`);
     // Through the CLI: exit code 2, and the cache directory is never created.
     using sb = new Sandbox();
     const r = await mainCaptured(["run", file, "--cache", sb.cache]);
     assertEquals(r.code, 2, r.stderr);
-    assertStringIncludes(r.stderr, `${file}:${expects[0].line}:${expects[0].col}: error:`);
+    assertStringIncludes(r.stderr, `${expects[0].file}:${expects[0].line}:${expects[0].col}: error:`);
     assertEquals([...Deno.readDirSync(sb.dir)].length, 0, "cache was touched");
   });
 }
