@@ -9,11 +9,22 @@ import { analysePlan, executePlan, resolveStageNames, type StagePlanReport } fro
 import { type Executor, LocalExecutor, SubprocessExecutor } from "../pipeline/executor.ts";
 import type { Plan } from "../pipeline/plan.ts";
 import { defaultReporter, PlainReporter, summaryTable, writeStderr } from "../pipeline/progress.ts";
-import { CliExit, err, intOption, loadOrExit, many, openStore, out, parse } from "./common.ts";
+import {
+  CliExit,
+  err,
+  intOption,
+  loadOrExit,
+  many,
+  openStore,
+  out,
+  parse,
+  PLAN_FLAGS,
+  PLAN_FLAGS_USAGE,
+} from "./common.ts";
 import { EXIT, registerCommand } from "./commands.ts";
 
 const RUN_USAGE =
-  "run FILE [--set k=v]... [--set profile=NAME] [--dry-run] [--force STAGE]... [--only STAGE]... [--jobs N] [--gpus N] [--keep-going] [--json] [--cache DIR] [--executor local|subprocess]";
+  `run FILE [--set k=v]... [--set profile=NAME] [--dry-run] [--force STAGE]... [--only STAGE]... [--jobs N] [--gpus N] [--keep-going] [--json] [--cache DIR] [--executor local|subprocess] ${PLAN_FLAGS_USAGE}`;
 
 function stageSets(plan: Plan, only: string[], force: string[]) {
   const diags: Diagnostic[] = [];
@@ -79,13 +90,14 @@ registerCommand({
       json: { type: "boolean" },
       cache: { type: "string" },
       executor: { type: "string" },
+      ...PLAN_FLAGS,
     }, RUN_USAGE);
     if (positionals.length > 1) {
       throw new CliExit(EXIT.invalid, `run takes one FILE\nusage: ditflow ${RUN_USAGE}`);
     }
     const jobs = intOption(values.jobs, "jobs", navigator.hardwareConcurrency || 1);
     const gpus = intOption(values.gpus, "gpus", 1);
-    const { plan } = await loadOrExit(positionals[0], values.set ?? [], RUN_USAGE);
+    const { plan } = await loadOrExit(positionals[0], values.set ?? [], RUN_USAGE, values);
     const { only, force } = stageSets(plan!, many(values.only), many(values.force));
     const store = openStore(values.cache);
     if (values["dry-run"]) {
@@ -157,7 +169,7 @@ registerCommand({
 });
 
 const STATUS_USAGE =
-  "status FILE [--set k=v]... [--set profile=NAME] [--only STAGE]... [--force STAGE]... [--json] [--cache DIR]";
+  `status FILE [--set k=v]... [--set profile=NAME] [--only STAGE]... [--force STAGE]... [--json] [--cache DIR] ${PLAN_FLAGS_USAGE}`;
 
 registerCommand({
   name: "status",
@@ -170,8 +182,9 @@ registerCommand({
       force: { type: "string", multiple: true },
       json: { type: "boolean" },
       cache: { type: "string" },
+      ...PLAN_FLAGS,
     }, STATUS_USAGE);
-    const { plan } = await loadOrExit(positionals[0], values.set ?? [], STATUS_USAGE);
+    const { plan } = await loadOrExit(positionals[0], values.set ?? [], STATUS_USAGE, values);
     const { only, force } = stageSets(plan!, many(values.only), many(values.force));
     const reports = await analysePlan(plan!, openStore(values.cache), { only, force });
     if (values.json) out(JSON.stringify(planJson(plan!, reports), null, 2));
@@ -180,7 +193,7 @@ registerCommand({
   },
 });
 
-const DAG_USAGE = "dag FILE [--set k=v]... [--set profile=NAME] [--format ascii|mermaid]";
+const DAG_USAGE = `dag FILE [--set k=v]... [--set profile=NAME] [--format ascii|mermaid] ${PLAN_FLAGS_USAGE}`;
 
 /** Renders the plan as mermaid `flowchart TD`. */
 export function dagMermaid(plan: Plan): string {
@@ -224,8 +237,9 @@ registerCommand({
     const { values, positionals } = parse(args, {
       set: { type: "string", multiple: true },
       format: { type: "string", default: "ascii" },
+      ...PLAN_FLAGS,
     }, DAG_USAGE);
-    const { plan } = await loadOrExit(positionals[0], values.set ?? [], DAG_USAGE);
+    const { plan } = await loadOrExit(positionals[0], values.set ?? [], DAG_USAGE, values);
     if (values.format === "mermaid") out(dagMermaid(plan!));
     else if (values.format === "ascii") out(dagAscii(plan!));
     else throw new CliExit(EXIT.invalid, `unknown --format ${values.format} (ascii, mermaid)`);

@@ -1,11 +1,12 @@
 /**
- * Commands on the store: `ditflow show STAGE`, `ditflow gc`, `ditflow exec-stage JOBFILE`.
+ * Commands on the store: `ditflow show STAGE`, `ditflow verify [STAGE|--all]`, `ditflow gc`,
+ * `ditflow exec-stage JOBFILE`.
  * @module
  */
 
 import { closest } from "../pipeline/diagnostics.ts";
 import { runStage, type StageJob } from "../pipeline/run_stage.ts";
-import type { ArtifactMeta, Store } from "../pipeline/store.ts";
+import { type ArtifactMeta, type ArtifactProblem, formatProblem, type Store } from "../pipeline/store.ts";
 import { CliExit, err, loadExtraKindModules, openStore, out, parse } from "./common.ts";
 import { EXIT, registerCommand } from "./commands.ts";
 
@@ -93,6 +94,65 @@ registerCommand({
       if (Object.keys(m.metrics).length) lines.push(`  metrics   ${JSON.stringify(m.metrics)}`);
       if (m.adapter) lines.push(`  adapter   ${JSON.stringify(m.adapter).slice(0, 200)}`);
       out(lines.join("\n"));
+    }
+    return EXIT.ok;
+  },
+});
+
+const VERIFY_USAGE = "verify STAGE|KEY|--all [--pipeline NAME] [--json] [--cache DIR]";
+
+registerCommand({
+  name: "verify",
+  summary: "re-hash stored artifacts against their recorded digests (exit 1 on a mismatch)",
+  usage: VERIFY_USAGE,
+  async run(args) {
+    const { values, positionals } = parse(args, {
+      all: { type: "boolean" },
+      pipeline: { type: "string", short: "p" },
+      json: { type: "boolean" },
+      cache: { type: "string" },
+    }, VERIFY_USAGE);
+    const what = positionals[0];
+    if (!what && !values.all) {
+      throw new CliExit(EXIT.invalid, `name a STAGE (or KEY), or pass --all\nusage: ditflow ${VERIFY_USAGE}`);
+    }
+    const store = openStore(values.cache);
+    let metas: ArtifactMeta[];
+    if (values.all) {
+      metas = store.listKeys().map((k) => store.readMeta(k)).filter((m): m is ArtifactMeta => !!m);
+    } else {
+      metas = findMeta(store, what!, values.pipeline);
+      if (metas.length === 0) {
+        const names = store.readRefs().flatMap((r) => Object.keys(r.stages));
+        const c = closest(what!, names);
+        throw new CliExit(
+          EXIT.stageFailed,
+          `no artifact for ${what} in ${store.root}${
+            c ? `; did you mean \`${c}\`?` : " (run the pipeline first)"
+          }`,
+        );
+      }
+    }
+    const results: { name: string; key: string; problems: ArtifactProblem[] }[] = [];
+    for (const m of metas) results.push({ name: m.name, key: m.key, problems: await store.verify(m.key) });
+    const bad = results.filter((r) => r.problems.length > 0);
+    if (values.json) out(JSON.stringify({ checked: results.length, results }, null, 2));
+    else {
+      for (const r of results) {
+        if (r.problems.length === 0) out(`ok        ${r.name}  (${r.key.slice(0, 12)})`);
+        else {
+          out(`MODIFIED  ${r.name}  (${r.key.slice(0, 12)})`);
+          for (const p of r.problems) out(`  ${formatProblem(p)}`);
+        }
+      }
+      out(`${results.length} artifact(s) checked, ${bad.length} modified`);
+    }
+    if (bad.length > 0) {
+      err(
+        `stored artifacts were modified: ${bad.map((b) => b.name).join(", ")}; ` +
+          "`run` recomputes a modified artifact when its stage is reached (or rerun with --force STAGE)",
+      );
+      return EXIT.stageFailed;
     }
     return EXIT.ok;
   },

@@ -64,16 +64,34 @@ export async function loadExtraKindModules(): Promise<void> {
 }
 
 /** Loads a pipeline; on diagnostics prints them (one screen) and throws exit code 2. */
-export async function loadOrExit(file: string | undefined, sets: string[], usage: string): Promise<Loaded> {
+export async function loadOrExit(
+  file: string | undefined,
+  sets: string[],
+  usage: string,
+  flags: { "allow-large-sweep"?: boolean; "allow-outside-writes"?: boolean } = {},
+): Promise<Loaded> {
   if (!file) throw new CliExit(EXIT.invalid, `missing pipeline FILE\nusage: ditflow ${usage}`);
   await loadExtraKindModules();
-  const loaded = await loadPipeline(file, { sets });
+  const loaded = await loadPipeline(file, {
+    sets,
+    allowLargeSweep: !!flags["allow-large-sweep"],
+    allowOutsideWrites: !!flags["allow-outside-writes"],
+  });
   if (loaded.diagnostics.length > 0) {
     err(formatDiagnostics(loaded.diagnostics, { sources: loaded.sources, color: Deno.stderr.isTerminal() }));
     throw new CliExit(EXIT.invalid, "");
   }
   return loaded;
 }
+
+/** The planning flags every command that loads a pipeline accepts (see {@link loadOrExit}). */
+export const PLAN_FLAGS = {
+  "allow-large-sweep": { type: "boolean" },
+  "allow-outside-writes": { type: "boolean" },
+} as const;
+
+/** Usage text of {@link PLAN_FLAGS}. */
+export const PLAN_FLAGS_USAGE = "[--allow-large-sweep] [--allow-outside-writes]";
 
 /** Parses a positive integer option. */
 export function intOption(v: string | undefined, name: string, dflt: number): number {

@@ -11,9 +11,11 @@
 import "../stages/mod.ts";
 import "./cmd_run.ts";
 import "./cmd_store.ts";
+import "./cmd_fingerprint.ts";
 import { CliExit, err, out } from "./common.ts";
 import { EXIT, getCommand, listCommands } from "./commands.ts";
 import { PipelineInvalidError } from "../pipeline/diagnostics.ts";
+import { shutdownRuntime } from "../gpu/runtime.ts";
 
 function help(): string {
   const cmds = listCommands();
@@ -61,5 +63,8 @@ export async function main(args: string[]): Promise<number> {
 
 if (import.meta.main) {
   const code = await main(Deno.args);
+  // Finish the GPU work and destroy the device in order before exiting (no-op when no stage used the
+  // GPU in this process), rather than leaving the WebGPU teardown to the process exit.
+  await shutdownRuntime();
   Deno.exit(code);
 }

@@ -537,6 +537,42 @@ export function getRuntime(opts: RuntimeOptions = {}): Promise<Runtime> {
   return creating;
 }
 
+/**
+ * At process end (`unload`: after `deno test` has reported, or when a script's event loop ends), a
+ * runtime still alive is destroyed synchronously (flush, pooled buffers, own buffers, device) so that
+ * the WebGPU device is not torn down by the process exit while the driver (llvmpipe/lavapipe) still holds
+ * it. Deno.exit() callers should `await shutdownRuntime()` first, which also waits for the GPU.
+ */
+function destroyAtUnload(): void {
+  const r = current;
+  current = null;
+  creating = null;
+  if (!r) return;
+  try {
+    r.destroy();
+  } catch { /* already lost */ }
+}
+globalThis.addEventListener("unload", destroyAtUnload);
+
+/**
+ * Releases the process-wide runtime, if one was created: waits for the GPU to finish the submitted work,
+ * then destroys the pooled buffers, the runtime's own buffers and the device, in that order, and waits
+ * for the device to report itself lost (wgpu has then released its Vulkan objects). Call it before the
+ * process exits, so that no driver thread is still working while the process tears down; a later
+ * {@link getRuntime} creates a new runtime.
+ */
+export async function shutdownRuntime(): Promise<void> {
+  const r = current ?? (creating ? await creating.catch(() => null) : null);
+  current = null;
+  creating = null;
+  if (!r) return;
+  try {
+    await r.sync();
+  } catch { /* a lost device has nothing left to finish */ }
+  r.destroy();
+  await Promise.race([r.device.lost, new Promise((res) => setTimeout(res, 2000))]);
+}
+
 /** Returns the process-wide runtime; throws if {@link getRuntime} has not been awaited yet. */
 export function rt(): Runtime {
   if (!current) throw new Error("the GPU runtime is not initialised: `await getRuntime()` first");

@@ -31,7 +31,7 @@ import { chunk, permute, reshape } from "../tensor/ops/layout.ts";
 import { conv2d, upsampleNearest } from "../tensor/ops/conv.ts";
 import { groupNorm } from "../tensor/ops/groupnorm.ts";
 import { fmtShape, type Tensor, tensor } from "../tensor/tensor.ts";
-import { type HostTensor, type InitRng, StateDictError } from "./dit.ts";
+import { type HostTensor, type InitRng, StateDictError } from "./host_tensor.ts";
 
 /** The configuration of an AutoencoderKL (diffusers' config names in camelCase). */
 export interface AutoencoderKLConfig {

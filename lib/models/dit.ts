@@ -24,20 +24,10 @@ import { addGated, layerNorm, layerNormModulate } from "../tensor/ops/layernorm.
 import { embedding } from "../tensor/ops/embedding.ts";
 import { chunk, concat, narrow, patchify, permute, reshape, unpatchify } from "../tensor/ops/layout.ts";
 import { fmtShape, type Tensor, tensor } from "../tensor/tensor.ts";
+import { type HostTensor, type InitRng, StateDictError } from "./host_tensor.ts";
 
-/** A source of host-side random numbers for initialisation (float64). */
-export interface InitRng {
-  /** `n` uniform numbers in [0, 1). */
-  uniform(n: number): Float64Array;
-  /** `n` standard normal numbers. */
-  normal(n: number): Float64Array;
-}
-
-/** Host data for one parameter. */
-export interface HostTensor {
-  shape: number[];
-  data: Float32Array;
-}
+// The shared types live in the leaf module host_tensor.ts; re-exported here for existing importers.
+export { type HostTensor, type InitRng, StateDictError } from "./host_tensor.ts";
 
 /** One entry of a model's parameter layout: name, shape, and how it is initialised. */
 export interface ParamSpec {
@@ -189,18 +179,6 @@ export function initParams(cfg: DiTConfig, rng: InitRng): Map<string, HostTensor
     out.set(s.name, { shape: s.shape, data });
   }
   return out;
-}
-
-/** Thrown when a state dict does not fit the model; names the first mismatching keys. */
-export class StateDictError extends Error {
-  constructor(model: string, problems: string[]) {
-    const shown = problems.slice(0, 8);
-    super(
-      `checkpoint does not match ${model}: ${shown.join("; ")}` +
-        (problems.length > shown.length ? ` (and ${problems.length - shown.length} more)` : ""),
-    );
-    this.name = "StateDictError";
-  }
 }
 
 /** Linear layer parameters. */

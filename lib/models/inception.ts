@@ -31,7 +31,7 @@ import { fmtShape, ShapeError, type Tensor, tensor, tidy } from "../tensor/tenso
 import { noGrad } from "../tensor/autograd.ts";
 import { readSafetensors, type TensorInput, writeSafetensors } from "../io/safetensors.ts";
 import { rt } from "../gpu/runtime.ts";
-import { type HostTensor, StateDictError } from "./dit.ts";
+import { type HostTensor, StateDictError } from "./host_tensor.ts";
 
 /** Width of the pool3 features. */
 export const INCEPTION_POOL3_DIM = 2048;

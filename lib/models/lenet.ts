@@ -18,6 +18,9 @@ import { noGrad } from "../tensor/autograd.ts";
 import { Generator } from "../tensor/rng.ts";
 import { readSafetensors, type TensorInput, writeSafetensors } from "../io/safetensors.ts";
 
+/** The file a `train-classifier` stage writes its LeNet to (and `fid-ref`/`fid` read). */
+export const CLASSIFIER_FILE = "classifier.safetensors";
+
 /** The architecture of a {@link LeNet}. */
 export interface LeNetConfig {
   /** Input channels. */

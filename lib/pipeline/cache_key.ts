@@ -42,6 +42,7 @@ export interface Reason {
     | "file"
     | "forced"
     | "missing"
+    | "modified"
     | "upstream";
   message: string;
 }

@@ -16,7 +16,7 @@ import type { Reporter, SummaryRow } from "./progress.ts";
 import type { StageJob, StageOutcome } from "./run_stage.ts";
 import { type NodeState, schedule } from "./scheduler.ts";
 import type { InputArtifact } from "./stage.ts";
-import type { ArtifactMeta, Store } from "./store.ts";
+import { type ArtifactMeta, formatProblem, type Store } from "./store.ts";
 import { DITFLOW_VERSION } from "./version.ts";
 
 /** Per-process memo of code fingerprints (by module URL) and `path` parameter digests. */
@@ -174,8 +174,16 @@ export async function analysePlan(
       if (prev) details.push(...explainChange(s.name, s.base, prev, partial, code.files));
     } else {
       key = cacheKey(partial as KeyComponents);
+      const modified = store.has(key) ? store.quickCheck(key) : [];
       if (opts.force?.has(s.name)) details.push({ field: "forced", message: "forced (--force)" });
-      else if (store.has(key)) action = "cached";
+      else if (modified.length > 0) {
+        details.push({
+          field: "modified",
+          message: `stored artifact was modified (${formatProblem(modified[0])}${
+            modified.length > 1 ? `, +${modified.length - 1} more` : ""
+          }): it will be recomputed`,
+        });
+      } else if (store.has(key)) action = "cached";
       else if (!prev) details.push({ field: "new", message: "no cached result" });
       else if (prev && ref?.stages[s.name] === key) {
         details.push({ field: "missing", message: "artifact missing from the cache" });
@@ -284,11 +292,22 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Run
       version: DITFLOW_VERSION,
     };
     const key = cacheKey(components);
-    const force = opts.force?.has(s.name) ?? false;
+    let force = opts.force?.has(s.name) ?? false;
     const base = { name: s.name, base: s.base, kind: s.kind.name, key };
     if (!force) {
       const meta = store.readMeta(key);
-      if (meta) {
+      // A cached artifact whose files were modified (size or mtime differ from the record) is recomputed
+      // by its producer, replacing it, so that no stage is ever fed a modified artifact.
+      const modified = meta ? store.quickCheck(key) : [];
+      if (modified.length > 0) {
+        force = true;
+        opts.reporter.stageLog(
+          s.name,
+          `stored artifact was modified (${
+            modified.map(formatProblem).slice(0, 3).join("; ")
+          }): recomputing it`,
+        );
+      } else if (meta) {
         keys.set(s.name, key);
         const row: StageRunReport = { ...base, result: "cached", ms: meta.timings.ms, metrics: meta.metrics };
         reports.set(s.name, row);

@@ -225,6 +225,7 @@ export function matrixPoints(
   scope: Scope,
   stage: string,
   diags: Diagnostic[],
+  maxPoints = Infinity,
 ): Point[] | undefined {
   const m = interpolate(matrix, scope, diags) as YMap;
   const axes: { name: string; values: Scalar[] }[] = [];
@@ -337,6 +338,16 @@ export function matrixPoints(
     }
   }
   if (!ok) return undefined;
+  const product = axes.reduce((n, a) => n * a.values.length, axes.length ? 1 : 0) + inc.length;
+  if (product > maxPoints) {
+    diags.push({
+      pos: { ...matrix.pos, len: 1 },
+      message: `matrix of stage \`${stage}\` has ${product.toLocaleString("en-US")} points, more than the ` +
+        `limit of ${maxPoints.toLocaleString("en-US")}`,
+      hint: "a sweep this large is usually a mistake; pass `--allow-large-sweep` to plan it anyway",
+    });
+    return undefined;
+  }
   let points: Point[] = [{}];
   for (const a of axes) points = points.flatMap((p) => a.values.map((v) => ({ ...p, [a.name]: v })));
   if (axes.length === 0) points = [];

@@ -40,6 +40,10 @@ export interface StageDef {
   typos: string[];
   /** Set when an input reference was invalid (already reported). */
   broken?: boolean;
+  /** Directory `path` parameters resolve against, when not the pipeline file's (an `include:`d file). */
+  baseDir?: string;
+  /** The `include:`d file that defines the stage (as displayed), when not the pipeline file itself. */
+  includedFrom?: string;
 }
 
 /** A stage entry of a profile: a whole stage definition, or `null` (removes the stage). */
@@ -72,6 +76,8 @@ export interface PipelineDef {
   /** `defaults.with.<kind>`: parameter defaults per kind. */
   defaultsWith: { kind: string; pos: Pos; map: YMap }[];
   stages: StageDef[];
+  /** `include:`: files with shared stage definitions, relative to this file (resolved by `load.ts`). */
+  includes: { path: string; pos: Pos }[];
   /** The declared `profiles:` (empty when there are none). */
   profiles: ProfileDef[];
   /** Position of the `profiles:` key, when the file has one. */
@@ -82,7 +88,9 @@ export interface PipelineDef {
   removed?: Map<string, Pos>;
 }
 
-const TOP_KEYS = ["name", "description", "plugins", "vars", "defaults", "profiles", "stages"];
+const TOP_KEYS = ["name", "description", "include", "plugins", "vars", "defaults", "profiles", "stages"];
+/** The keys of an `include:`d file: shared stage definitions only. */
+const INCLUDED_KEYS = ["description", "include", "stages"];
 const PROFILE_KEYS = ["description", "vars", "stages"];
 /** The `--set` key that selects a profile, and the name of the profile that applies without one. */
 export const PROFILE_KEY = "profile";
@@ -120,12 +128,22 @@ function unknownKey(
   return closest(key, allowed);
 }
 
-/** Checks the structure of a parsed pipeline file. */
-export function readPipelineDef(root: YNode | undefined, file: string, baseDir: string, diags: Diagnostic[]) {
+/**
+ * Checks the structure of a parsed pipeline file. With `included`, the file is one named in another
+ * pipeline's `include:`: it may hold only `description`, `include` and `stages` (no name).
+ */
+export function readPipelineDef(
+  root: YNode | undefined,
+  file: string,
+  baseDir: string,
+  diags: Diagnostic[],
+  opts: { included?: boolean } = {},
+): PipelineDef {
   const def: PipelineDef = {
     file,
     baseDir,
     name: "",
+    includes: [],
     plugins: [],
     vars: [],
     defaultsWith: [],
@@ -133,15 +151,37 @@ export function readPipelineDef(root: YNode | undefined, file: string, baseDir: 
     profiles: [],
   };
   if (!root) {
-    diags.push({ pos: filePos(file), message: "the pipeline file is empty" });
+    diags.push({
+      pos: filePos(file),
+      message: `the ${opts.included ? "included" : "pipeline"} file is empty`,
+    });
     return def;
   }
-  const top = expectMap(root, "a pipeline file", diags);
+  const top = expectMap(root, opts.included ? "an included file" : "a pipeline file", diags);
   if (!top) return def;
   let sawStages = false;
   let sawName = false;
   for (const e of top.entries) {
+    if (opts.included && !INCLUDED_KEYS.includes(e.key)) {
+      diags.push({
+        pos: { ...e.keyPos, len: e.key.length },
+        message: `\`${e.key}\` is not allowed in an included file (it holds shared stage definitions)`,
+        hint: `allowed keys: ${
+          INCLUDED_KEYS.map((k) => `\`${k}\``).join(", ")
+        }; \`${e.key}\` belongs in the pipeline file`,
+      });
+      if (e.key === "stages") sawStages = true;
+      continue;
+    }
     switch (e.key) {
+      case "include": {
+        const items = e.value.type === "seq" ? e.value.items : [e.value];
+        for (const it of items) {
+          const p = expectString(it, "an `include` entry (a file with shared stage definitions)", diags);
+          if (p !== undefined) def.includes.push({ path: p, pos: { ...it.pos, len: p.length } });
+        }
+        break;
+      }
       case "name": {
         const n = expectString(e.value, "`name`", diags);
         if (n !== undefined) {
@@ -202,7 +242,9 @@ export function readPipelineDef(root: YNode | undefined, file: string, baseDir: 
         else if (closest(e.key, TOP_KEYS) === "name") sawName = true;
     }
   }
-  if (!sawName) diags.push({ pos: top.pos, message: "missing `name:` (the pipeline's name)" });
+  if (!sawName && !opts.included) {
+    diags.push({ pos: top.pos, message: "missing `name:` (the pipeline's name)" });
+  }
   if (!sawStages) diags.push({ pos: top.pos, message: "missing `stages:`" });
   return def;
 }

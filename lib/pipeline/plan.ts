@@ -30,8 +30,9 @@ import {
 } from "./expand.ts";
 import { DEFAULT_PROFILE, type PipelineDef, PROFILE_KEY, type StageDef } from "./pipeline_file.ts";
 import { getKind, listKinds } from "./registry.ts";
-import { checkFields } from "./schema.ts";
-import type { AnyStageKind, InputSpec } from "./stage.ts";
+import { checkFields, type ParamSchema } from "./schema.ts";
+import type { AnyStageKind, ArtifactInfo, InputSpec, UpstreamInfo, ValidateContext } from "./stage.ts";
+import { checkOutsideWrite } from "./project.ts";
 import { describeNode, type Scalar, type YMap, type YNode } from "./yaml_source.ts";
 
 /** One upstream output an input is bound to. */
@@ -68,7 +69,22 @@ export interface PlannedStage {
   pos: Pos;
   /** Absolute paths of `path` parameters (their content digests enter the key). */
   paths: string[];
+  /** Where each parameter's value is written (parameters left at their default are absent). */
+  paramPos?: Record<string, Pos>;
+  /** Where each input's first reference is written. */
+  inputPos?: Record<string, Pos>;
 }
+
+/** Limits and permissions of {@link buildPlan}. */
+export interface PlanOptions {
+  /** At most this many points per stage (default {@link MAX_SWEEP_POINTS}; `Infinity` lifts it). */
+  maxPoints?: number;
+  /** Allow `writes` parameters (e.g. `publish:`) that resolve outside the project. */
+  allowOutsideWrites?: boolean;
+}
+
+/** The default sweep limit: more points per stage than this needs `--allow-large-sweep`. */
+export const MAX_SWEEP_POINTS = 10_000;
 
 /** A validated, expanded pipeline. */
 export interface Plan {
@@ -148,7 +164,13 @@ interface DefState {
 }
 
 /** Expands and validates a pipeline definition into a plan; problems go to `diags`. */
-export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagnostic[]): Plan {
+export function buildPlan(
+  def: PipelineDef,
+  overrides: Override[],
+  diags: Diagnostic[],
+  opts: PlanOptions = {},
+): Plan {
+  const maxPoints = opts.maxPoints ?? MAX_SWEEP_POINTS;
   // Variables, in order (a variable may use earlier ones), then `--set var=...` overrides.
   const vars = new Map<string, YNode>();
   const profile = def.profile ?? DEFAULT_PROFILE;
@@ -314,7 +336,7 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
     let ok = true;
     let own: Point[] = [{}];
     if (s.matrix) {
-      const pts = matrixPoints(s.matrix, { vars, stage: s.name, profile }, s.name, diags);
+      const pts = matrixPoints(s.matrix, { vars, stage: s.name, profile }, s.name, diags, maxPoints);
       if (!pts) ok = false;
       else own = pts;
     }
@@ -344,6 +366,17 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
           binds.set(inputName, [u.name]);
           next.push({ point: { ...inherited, ...p.point }, binds });
         }
+      }
+      if (next.length > maxPoints) {
+        diags.push({
+          pos: ref.pos,
+          message:
+            `stage \`${s.name}\` expands to ${next.length.toLocaleString("en-US")} points, more than the ` +
+            `limit of ${maxPoints.toLocaleString("en-US")}`,
+          hint: "a sweep this large is usually a mistake; pass `--allow-large-sweep` to plan it anyway",
+        });
+        ok = false;
+        break;
       }
       if (next.length === 0 && pts.length > 0) {
         diags.push({
@@ -415,9 +448,23 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
       const paths: string[] = [];
       const params = checkFields(kind.params, withMap, s.name, {
         diags,
-        baseDir: def.baseDir,
+        baseDir: s.baseDir ?? def.baseDir,
         onPath: (abs) => paths.push(abs),
       }, { type: "map", pos: s.namePos, entries: [] });
+      const paramPos: Record<string, Pos> = {};
+      for (const e of withMap.entries) paramPos[e.key] = e.value.pos;
+      for (const [pname, spec] of Object.entries(kind.params as ParamSchema)) {
+        const v = params[pname];
+        if (spec.type !== "string" || !spec.writes || typeof v !== "string" || v === "") continue;
+        const problem = opts.allowOutsideWrites ? undefined : checkOutsideWrite(v, def.file);
+        if (problem) {
+          diags.push({
+            pos: paramPos[pname] ?? s.namePos,
+            message: `\`${s.name}.${pname}\` writes to ${problem.abs}, outside the project (${problem.root})`,
+            hint: "use a path inside the project, or pass `--allow-outside-writes` if you mean it",
+          });
+        }
+      }
       let seed = 0;
       if (seedNode) {
         if (
@@ -457,11 +504,16 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
         gpu: kind.gpu,
         pos: s.namePos,
         paths,
+        paramPos,
+        inputPos: Object.fromEntries(
+          [...st.refs].filter(([, r]) => r.length > 0).map(([n, r]) => [n, r[0].pos]),
+        ),
       });
       names.push(p.name);
     }
     groups.set(s.name, names);
   }
+  validateStages(stages, diags);
   const plainVars: Record<string, unknown> = {};
   for (const [k, v] of vars) plainVars[k] = v.type === "scalar" ? v.value : describeNode(v);
   return {
@@ -476,6 +528,48 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
     groups,
     vars: plainVars,
   };
+}
+
+/**
+ * The kinds' deep validation ({@link AnyStageKind.validate}), in dependency order, with what the
+ * upstream kinds declare about their outputs ({@link AnyStageKind.describe}). A hook that throws is
+ * reported as a diagnostic at the stage (a bug in the kind, but it must not crash planning).
+ */
+function validateStages(stages: PlannedStage[], diags: Diagnostic[]): void {
+  const infos = new Map<string, Record<string, ArtifactInfo>>();
+  const byName = new Map(stages.map((s) => [s.name, s]));
+  for (const st of stages) {
+    const ctx: ValidateContext = {
+      stage: st.name,
+      at: (param) => st.paramPos?.[param] ?? st.pos,
+      inputAt: (input) => st.inputPos?.[input] ?? st.pos,
+      input: (name) => {
+        const inp = st.inputs.find((i) => i.name === name);
+        return (inp?.refs ?? []).map((r): UpstreamInfo => ({
+          ...(infos.get(r.stage)?.[r.output] ?? {}),
+          stage: r.stage,
+          kind: byName.get(r.stage)?.kind.name ?? "",
+          output: r.output,
+        }));
+      },
+    };
+    let found: Diagnostic[] = [];
+    try {
+      found = st.kind.validate?.(st.params, ctx) ?? [];
+    } catch (e) {
+      found = [{
+        pos: st.pos,
+        message: `kind \`${st.kind.name}\` failed to validate stage \`${st.name}\`: ${(e as Error).message}`,
+      }];
+    }
+    diags.push(...found);
+    if (found.length > 0 || !st.kind.describe) continue;
+    try {
+      infos.set(st.name, st.kind.describe(st.params, ctx) as Record<string, ArtifactInfo>);
+    } catch {
+      // Nothing is known about its outputs: downstream checks skip what they cannot know.
+    }
+  }
 }
 
 function applyVar(

@@ -12,7 +12,7 @@ import { digestPath } from "./hash.ts";
 import { acquireLock, type KeyLock, type LockInfo } from "./lock.ts";
 import { getKind, loadKindModule } from "./registry.ts";
 import type { InputArtifact, ProgressUpdate, StageContext } from "./stage.ts";
-import type { ArtifactMeta, Store } from "./store.ts";
+import { type ArtifactMeta, formatProblem, sealFiles, type Store } from "./store.ts";
 import { DITFLOW_VERSION } from "./version.ts";
 
 /** Everything needed to run a stage, serialisable as JSON (a cluster executor ships this). */
@@ -126,6 +126,17 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
     for (const [name, inp] of Object.entries(job.inputs)) {
       const arts = inp.artifacts;
       inputs[name] = inp.many ? arts : arts[0];
+      // Never feed a modified artifact to a stage: size and mtime of every file against the record.
+      for (const a of arts) {
+        const problems = store.quickCheck(a.key, [a.output]);
+        if (problems.length > 0) {
+          throw new Error(
+            `input ${name}: the stored artifact of stage ${a.stage} was modified after it was stored ` +
+              `(${problems.slice(0, 3).map(formatProblem).join("; ")}); \`ditflow verify ${a.stage}\` ` +
+              `checks it, \`--force ${a.stage.replace(/\[.*$/, "")}\` recomputes it`,
+          );
+        }
+      }
     }
     const signal = opts.signal ?? new AbortController().signal;
     const ctx: StageContext = {
@@ -156,7 +167,13 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
     const outMeta: ArtifactMeta["outputs"] = {};
     for (const [o, dir] of Object.entries(outputs)) {
       const d = await digestPath(dir);
-      outMeta[o] = { digest: d.digest, bytes: d.bytes, files: d.files };
+      // Read-only from here on; the mtime is recorded after the chmod (which leaves it unchanged).
+      sealFiles(dir);
+      const files = d.files.map((f) => ({
+        ...f,
+        mtime: Deno.statSync(f.path ? `${dir}/${f.path}` : dir).mtime?.getTime(),
+      }));
+      outMeta[o] = { digest: d.digest, bytes: d.bytes, files };
     }
     const ms = performance.now() - t0;
     log(`finished in ${(ms / 1000).toFixed(2)}s`);
@@ -187,6 +204,8 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
       ditflow: DITFLOW_VERSION,
     };
     Deno.writeTextFileSync(`${tmp}/meta.json`, JSON.stringify(meta, null, 1));
+    Deno.chmodSync(`${tmp}/meta.json`, 0o444);
+    Deno.chmodSync(`${tmp}/log.txt`, 0o444);
     const r = store.promote(tmp, job.key, job.force);
     tmp = undefined;
     try {

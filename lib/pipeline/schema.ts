@@ -36,6 +36,12 @@ export interface StringSpec extends SpecBase<string> {
   type: "string";
   /** A regular expression the value must match. */
   pattern?: string;
+  /**
+   * The value is a path the stage writes to outside the cache (e.g. `publish:`). It must resolve inside
+   * the project (the pipeline file's git repository, or its directory outside git) unless the user
+   * passes `--allow-outside-writes`. An empty value means "do not write".
+   */
+  writes?: boolean;
 }
 /** A boolean parameter. */
 export interface BoolSpec extends SpecBase<boolean> {

@@ -35,8 +35,53 @@
  * @module
  */
 
+import type { Diagnostic, Pos } from "./diagnostics.ts";
 import type { ParamSchema, ParamValues } from "./schema.ts";
 import type { Scalar } from "./yaml_source.ts";
+
+/**
+ * What is known at plan time about the artifact an output will hold, as a kind's
+ * {@link StageKind.describe} declares it (every field optional: unknown stays unknown).
+ */
+export interface ArtifactInfo {
+  /** A dataset's space: images, or VAE latents. */
+  space?: "pixels" | "latents";
+  /** A dataset's item shape [C, H, W]. */
+  shape?: [number, number, number];
+  /** A dataset's number of classes. */
+  numClasses?: number;
+  /** A DiT model artifact: its objective, class dropout, data space and input shape. */
+  model?: {
+    objective?: "ddpm" | "sit";
+    classDropout?: number;
+    /** The stage that trained it (for messages). */
+    stage: string;
+  };
+  /** A VAE artifact: its latent channels, downsampling factor and image channels. */
+  vae?: { latentChannels: number; factor: number; inChannels?: number };
+}
+
+/** One artifact bound to an input, as {@link ValidateContext.input} describes it. */
+export interface UpstreamInfo extends ArtifactInfo {
+  /** The producing stage's expanded name. */
+  stage: string;
+  /** The producing stage's kind. */
+  kind: string;
+  /** The producing stage's output name. */
+  output: string;
+}
+
+/** What a kind's plan-time hooks ({@link StageKind.validate}, {@link StageKind.describe}) receive. */
+export interface ValidateContext {
+  /** The stage's expanded name. */
+  readonly stage: string;
+  /** Where a parameter's value is written (the stage's name when it is not written: a default). */
+  at(param: string): Pos;
+  /** Where an input's reference is written (the stage's name when the input is not bound). */
+  inputAt(input: string): Pos;
+  /** What is known about each artifact bound to an input (empty when unbound). */
+  input(name: string): UpstreamInfo[];
+}
 
 /** A named input of a kind: an artifact produced by an upstream stage's named output. */
 export interface InputSpec {
@@ -152,6 +197,15 @@ export interface StageKind<
   readonly headline?: readonly string[];
   /** Extra files that belong to the implementation but are not found by the import walk (URLs). */
   readonly extraFiles?: readonly string[];
+  /**
+   * Deep plan-time validation of the (already schema-checked) parameters against each other and against
+   * what is known about the inputs: everything that can be known without running. Problems are returned
+   * as diagnostics placed with `ctx.at(param)` / `ctx.inputAt(input)`; any diagnostic stops the pipeline
+   * before anything runs (exit 2).
+   */
+  validate?(params: ParamValues<P>, ctx: ValidateContext): Diagnostic[];
+  /** What is known at plan time about the outputs (space, shape, model facts), for downstream checks. */
+  describe?(params: ParamValues<P>, ctx: ValidateContext): { [K in keyof O]?: ArtifactInfo };
   /** The entry point. Throw to fail; the output is discarded unless `run` resolves. */
   run(ctx: StageContext<P, I, O>): Promise<void>;
 }

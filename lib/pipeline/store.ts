@@ -14,7 +14,7 @@
  */
 
 import type { KeyComponents } from "./cache_key.ts";
-import type { FileEntry } from "./hash.ts";
+import { digestPath, type FileEntry } from "./hash.ts";
 import { ownerAlive, processStart } from "./lock.ts";
 
 /** Metadata stored with every artifact (meta.json). */
@@ -32,13 +32,46 @@ export interface ArtifactMeta {
   code_files: Record<string, string>;
   /** Inputs as bound when the stage ran. */
   inputs: Record<string, { stage: string; output: string; key: string; digest: string }[]>;
-  outputs: Record<string, { digest: string; bytes: number; files: FileEntry[] }>;
+  outputs: Record<string, { digest: string; bytes: number; files: RecordedFile[] }>;
   metrics: Record<string, unknown>;
   timings: { started: string; finished: string; ms: number };
   adapter: unknown;
   host: string;
   pid: number;
   ditflow: string;
+}
+
+/** An output file as recorded in meta.json: path, size, SHA-256, and its mtime (ms) when it was stored. */
+export interface RecordedFile extends FileEntry {
+  /** Modification time in ms since the epoch when the artifact was stored (absent in older artifacts). */
+  mtime?: number;
+}
+
+/** A stored file that no longer matches its record (see {@link Store.quickCheck}, {@link Store.verify}). */
+export interface ArtifactProblem {
+  key: string;
+  /** The producing stage's expanded name. */
+  stage: string;
+  output: string;
+  /** Path relative to the output directory. */
+  file: string;
+  /** What was recorded and what is there now, in words (`sha256 ab12… (100 bytes)`, `missing`, ...). */
+  expected: string;
+  found: string;
+}
+
+/** Describes a problem in one line: stage, file, expected vs found. */
+export function formatProblem(p: ArtifactProblem): string {
+  return `stage ${p.stage}: out/${p.output}/${p.file}: expected ${p.expected}, found ${p.found}`;
+}
+
+/** Makes every file under `dir` read-only (directories stay writable so `gc` and `--force` can remove). */
+export function sealFiles(dir: string): void {
+  for (const e of Deno.readDirSync(dir)) {
+    const p = `${dir}/${e.name}`;
+    if (e.isDirectory) sealFiles(p);
+    else if (e.isFile) Deno.chmodSync(p, 0o444);
+  }
 }
 
 /** The last successful keys of a pipeline's stages. */
@@ -119,6 +152,86 @@ export class Store {
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * The cheap check done before every use of an artifact: each recorded file of the given outputs (all
+   * by default) must exist with its recorded size and mtime. Returns the mismatches (empty: unchanged as
+   * far as size and mtime tell; `verify` re-hashes).
+   */
+  quickCheck(key: string, outputs?: string[]): ArtifactProblem[] {
+    const meta = this.readMeta(key);
+    if (!meta) return [];
+    const problems: ArtifactProblem[] = [];
+    for (const [o, rec] of Object.entries(meta.outputs)) {
+      if (outputs && !outputs.includes(o)) continue;
+      for (const f of rec.files) {
+        const base = { key, stage: meta.name, output: o, file: f.path };
+        let st: Deno.FileInfo;
+        try {
+          st = Deno.statSync(f.path ? `${this.outputDir(key, o)}/${f.path}` : this.outputDir(key, o));
+        } catch {
+          problems.push({ ...base, expected: `${f.size} bytes`, found: "missing" });
+          continue;
+        }
+        if (st.size !== f.size) {
+          problems.push({ ...base, expected: `${f.size} bytes`, found: `${st.size} bytes` });
+        } else if (f.mtime !== undefined && st.mtime && st.mtime.getTime() !== f.mtime) {
+          problems.push({
+            ...base,
+            expected: `mtime ${new Date(f.mtime).toISOString()}`,
+            found: `mtime ${st.mtime.toISOString()} (modified after it was stored)`,
+          });
+        }
+      }
+    }
+    return problems;
+  }
+
+  /**
+   * Re-hashes an artifact's outputs against the digests recorded in its meta.json: changed, missing and
+   * extra files. Returns the mismatches (empty: intact).
+   */
+  async verify(key: string): Promise<ArtifactProblem[]> {
+    const meta = this.readMeta(key);
+    if (!meta) return [];
+    const problems: ArtifactProblem[] = [];
+    for (const [o, rec] of Object.entries(meta.outputs)) {
+      const dir = this.outputDir(key, o);
+      let now;
+      try {
+        now = await digestPath(dir);
+      } catch {
+        problems.push({ key, stage: meta.name, output: o, file: "", expected: rec.digest, found: "missing" });
+        continue;
+      }
+      if (now.digest === rec.digest) continue;
+      const found = new Map(now.files.map((f) => [f.path, f]));
+      for (const f of rec.files) {
+        const n = found.get(f.path);
+        found.delete(f.path);
+        const base = { key, stage: meta.name, output: o, file: f.path };
+        if (!n) problems.push({ ...base, expected: `sha256 ${f.hash} (${f.size} bytes)`, found: "missing" });
+        else if (n.hash !== f.hash || n.size !== f.size) {
+          problems.push({
+            ...base,
+            expected: `sha256 ${f.hash} (${f.size} bytes)`,
+            found: `sha256 ${n.hash} (${n.size} bytes)`,
+          });
+        }
+      }
+      for (const n of found.values()) {
+        problems.push({
+          key,
+          stage: meta.name,
+          output: o,
+          file: n.path,
+          expected: "no such file",
+          found: `an extra file (${n.size} bytes)`,
+        });
+      }
+    }
+    return problems;
   }
 
   /** Forgets cached metadata of a key (after `--force` replaced it). */

@@ -105,8 +105,63 @@ export function parseYamlSource(text: string, file: string): YamlSource {
     diagnostics.push({ pos: posAt(start, Math.max(1, end - start)), message, hint });
   }
   if (diagnostics.length > 0) return { file, text, diagnostics };
-  const root = doc.contents ? convert(doc, doc.contents as Node, posAt, diagnostics) : undefined;
+  // Bound alias expansion before converting (a "billion laughs" file is a few lines that expand to
+  // billions of nodes): the yaml library's own alias-count check, then a node budget in `convert`
+  // that also says where the expansion is.
+  const budget = { nodes: 0, exceeded: false };
+  try {
+    doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (e) {
+    if (e instanceof ReferenceError || /alias/i.test((e as Error).message)) {
+      const alias = firstHeavyAlias(doc);
+      diagnostics.push({
+        pos: alias ? posAt(alias[0], alias[1]) : { file, line: 1, col: 1 },
+        message: `YAML aliases expand too much (more than ${MAX_ALIAS_COUNT} aliased nodes): ` +
+          'a resource exhaustion ("billion laughs") file?',
+        hint: "write the repeated values out, or use fewer nested aliases",
+      });
+      return { file, text, diagnostics };
+    }
+  }
+  const root = doc.contents ? convert(doc, doc.contents as Node, posAt, diagnostics, 0, budget) : undefined;
   return { file, text, root, diagnostics };
+}
+
+/** The yaml library's `maxAliasCount`: how many nodes aliases may expand to, in its own counting. */
+export const MAX_ALIAS_COUNT = 1000;
+/** At most this many located nodes are built from one file (aliases expanded). */
+export const MAX_NODES = 200_000;
+
+/** The [offset, length] of the alias whose expansion is largest (the place to point at). */
+function firstHeavyAlias(doc: Document): [number, number] | undefined {
+  let found: [number, number] | undefined;
+  let best = -1;
+  const sizes = new Map<unknown, number>();
+  const size = (n: unknown, depth: number): number => {
+    if (depth > 64 || n === null || n === undefined) return 1;
+    const cached = sizes.get(n);
+    if (cached !== undefined) return cached;
+    let s = 1;
+    if (isAlias(n)) s = size(n.resolve(doc), depth + 1);
+    else if (isMap(n)) { for (const it of n.items) s += size(it.key, depth + 1) + size(it.value, depth + 1); }
+    else if (isSeq(n)) { for (const it of n.items) s += size(it, depth + 1); }
+    s = Math.min(s, Number.MAX_SAFE_INTEGER);
+    sizes.set(n, s);
+    return s;
+  };
+  const visit = (n: unknown, depth: number) => {
+    if (depth > 64 || n === null || n === undefined) return;
+    if (isAlias(n)) {
+      const s = size(n, depth);
+      if (s > best && n.range) {
+        best = s;
+        found = [n.range[0], Math.max(1, n.range[1] - n.range[0])];
+      }
+    } else if (isMap(n)) { for (const it of n.items) visit(it.value, depth + 1); }
+    else if (isSeq(n)) { for (const it of n.items) visit(it, depth + 1); }
+  };
+  visit(doc.contents, 0);
+  return found;
 }
 
 function convert(
@@ -115,9 +170,17 @@ function convert(
   posAt: (offset: number, len?: number) => Pos,
   diags: Diagnostic[],
   depth = 0,
+  budget = { nodes: 0, exceeded: false },
 ): YNode {
   const range = node.range ?? [0, 0, 0];
   const pos = posAt(range[0], Math.max(1, range[1] - range[0]));
+  if (++budget.nodes > MAX_NODES) {
+    if (!budget.exceeded) {
+      budget.exceeded = true;
+      diags.push({ pos, message: `the file expands to more than ${MAX_NODES} YAML nodes (alias bomb?)` });
+    }
+    return { type: "scalar", pos, value: null };
+  }
   if (depth > 64) {
     diags.push({ pos, message: "nesting too deep (recursive alias?)" });
     return { type: "scalar", pos, value: null };
@@ -128,7 +191,7 @@ function convert(
       diags.push({ pos, message: `unknown alias *${node.source}` });
       return { type: "scalar", pos, value: null };
     }
-    const resolved = convert(doc, target as Node, posAt, diags, depth + 1);
+    const resolved = convert(doc, target as Node, posAt, diags, depth + 1, budget);
     return { ...resolved, pos };
   }
   if (isMap(node)) {
@@ -152,7 +215,7 @@ function convert(
       }
       const v = item.value as Node | null;
       const value: YNode = v
-        ? convert(doc, v, posAt, diags, depth + 1)
+        ? convert(doc, v, posAt, diags, depth + 1, budget)
         : { type: "scalar", pos: { ...keyPos, col: keyPos.col + key.length + 1, len: 1 }, value: null };
       entries.push({ key, keyPos, value });
     }
@@ -162,7 +225,7 @@ function convert(
     const items: YNode[] = [];
     for (const it of node.items) {
       if (it === null || it === undefined) continue;
-      items.push(convert(doc, it as Node, posAt, diags, depth + 1));
+      items.push(convert(doc, it as Node, posAt, diags, depth + 1, budget));
     }
     return { type: "seq", pos, items };
   }

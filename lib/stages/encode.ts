@@ -18,7 +18,9 @@ import { encodeBatches, matchChannels } from "../models/vae_inference.ts";
 import { Generator } from "../tensor/rng.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { hashFile } from "../pipeline/hash.ts";
-import { chosenScale, resolveVae, VAE_SOURCE_PARAMS } from "./decode.ts";
+import { chosenScale, resolveVae, VAE_SOURCE_PARAMS } from "./vae_source.ts";
+import type { Diagnostic } from "../pipeline/diagnostics.ts";
+import { expectSpace, single } from "./plan_checks.ts";
 
 /** Horizontally flipped copies of NCHW images. */
 export function flipImages(
@@ -53,6 +55,36 @@ export const encodeKind = defineKind({
   },
   outputs: { latents: { doc: "data.safetensors (space: latents, x = z · scale_factor, y)" } },
   headline: ["count", "images_per_s", "latent_std"],
+  validate(p, ctx) {
+    const out: Diagnostic[] = expectSpace(ctx, "data", "pixels", "encode");
+    const vae = single(ctx, "vae")?.vae;
+    const data = single(ctx, "data");
+    if (!p.vae_path && ctx.input("vae").length === 0) {
+      out.push({
+        pos: ctx.at("vae_path"),
+        message: `encode stage \`${ctx.stage}\` needs a VAE: bind input \`vae\` or set \`vae_path\``,
+      });
+    }
+    if (vae && data?.shape && !p.vae_path) {
+      const [, H, W] = data.shape;
+      if (H % vae.factor !== 0 || W % vae.factor !== 0) {
+        out.push({
+          pos: ctx.inputAt("data"),
+          message: `image size ${H}×${W} of \`${data.stage}\` is not a multiple of the VAE's downsampling ` +
+            `factor ${vae.factor}`,
+        });
+      }
+    }
+    return out;
+  },
+  describe(p, ctx) {
+    const vae = p.vae_path ? undefined : single(ctx, "vae")?.vae;
+    const data = single(ctx, "data");
+    const shape: [number, number, number] | undefined = vae && data?.shape
+      ? [vae.latentChannels, data.shape[1] / vae.factor, data.shape[2] / vae.factor]
+      : undefined;
+    return { latents: { space: "latents", shape, numClasses: data?.numClasses } };
+  },
   async run(ctx) {
     const p = ctx.params;
     const data = await readDataArtifact(ctx.inputs.data.dir);

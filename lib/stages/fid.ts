@@ -35,7 +35,7 @@ import { defineKind, type InputArtifact } from "../pipeline/stage.ts";
 import { registerKind } from "../pipeline/registry.ts";
 import { digestPath } from "../pipeline/hash.ts";
 import { type DataArtifact, readDataArtifact } from "../data/artifact.ts";
-import { type LeNet, lenetFeatures, lenetLogits, readLeNet } from "../models/lenet.ts";
+import { CLASSIFIER_FILE, type LeNet, lenetFeatures, lenetLogits, readLeNet } from "../models/lenet.ts";
 import {
   DEFAULT_INCEPTION_WEIGHTS,
   FID_WEIGHTS_URL,
@@ -54,7 +54,34 @@ import { bootstrapFid, classAccuracy, drawSpread } from "../metrics/intervals.ts
 import { samplesToNhwcU8, writeNpz } from "../metrics/npz.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { getRuntime } from "../gpu/runtime.ts";
-import { CLASSIFIER_FILE } from "./train_classifier.ts";
+import type { Diagnostic } from "../pipeline/diagnostics.ts";
+import type { ValidateContext } from "../pipeline/stage.ts";
+import { expectSpace } from "./plan_checks.ts";
+
+/** Plan-time checks shared by `fid-ref` and `fid`: the extractor has what it needs. */
+function validateExtractor(
+  kind: string,
+  p: { extractor: string; weights?: string },
+  ctx: ValidateContext,
+): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  if (p.extractor === "classifier" && ctx.input("classifier").length === 0) {
+    out.push({
+      pos: ctx.at("extractor"),
+      message:
+        `${kind} stage \`${ctx.stage}\` uses the classifier extractor but binds no \`classifier\` input`,
+      hint: "bind `classifier: <train-classifier stage>.classifier`, or use `extractor: inception`",
+    });
+  }
+  if (p.extractor === "inception" && p.weights === undefined) {
+    out.push({
+      pos: ctx.at("extractor"),
+      message: `${kind} stage \`${ctx.stage}\` uses the inception extractor but sets no \`weights\``,
+      hint: `set \`weights: ${DEFAULT_INCEPTION_WEIGHTS}\` (see tools/convert_inception_checkpoint.py)`,
+    });
+  }
+  return out;
+}
 
 /** Statistics file of `fid-ref`. */
 export const STATS_FILE = "stats.safetensors";
@@ -257,6 +284,10 @@ export const fidRefKind = defineKind({
   },
   outputs: { ref: { doc: `${STATS_FILE} (mu, sigma F64, n) and ${FEATURES_FILE} (the real features)` } },
   headline: ["n", "dim"],
+  validate: (p, ctx) => [
+    ...expectSpace(ctx, "data", "pixels", "fid-ref"),
+    ...validateExtractor("fid-ref", p, ctx),
+  ],
   async run(ctx) {
     const p = ctx.params;
     const runtime = await getRuntime();
@@ -392,6 +423,10 @@ export const fidKind = defineKind({
   },
   outputs: { fid: { doc: "samples.npz (arr_0: NHWC uint8) and the metrics" } },
   headline: ["fid", "class_accuracy", "recall"],
+  validate: (p, ctx) => [
+    ...expectSpace(ctx, "samples", "pixels", "fid"),
+    ...validateExtractor("fid", p, ctx),
+  ],
   async run(ctx) {
     const p = ctx.params;
     const runtime = await getRuntime();

@@ -222,6 +222,10 @@ export const imagesKind = defineKind({
     dataset: { doc: "data.safetensors (x in [-1,1], y), files.csv (source of each image), preview" },
   },
   headline: ["count", "num_classes"],
+  validate(p, ctx) {
+    return p.channels === 2 ? [{ pos: ctx.at("channels"), message: "`channels` must be 1 or 3, not 2" }] : [];
+  },
+  describe: (p) => ({ dataset: { space: "pixels", shape: [p.channels, p.size, p.size] } }),
   async run(ctx) {
     const p = ctx.params;
     if (p.channels === 2) throw new Error("channels must be 1 or 3");

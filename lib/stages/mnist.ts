@@ -27,6 +27,12 @@ export const mnistKind = defineKind({
   inputs: {},
   outputs: { dataset: { doc: "data.safetensors (x in [-1,1], y) and a preview grid" } },
   headline: ["count"],
+  validate(p, ctx) {
+    return p.channels === 2 ? [{ pos: ctx.at("channels"), message: "`channels` must be 1 or 3, not 2" }] : [];
+  },
+  describe: (p) => ({
+    dataset: { space: "pixels", shape: [p.channels, p.size, p.size], numClasses: 10 },
+  }),
   async run(ctx) {
     const p = ctx.params;
     if (p.channels === 2) throw new Error("channels must be 1 or 3");

@@ -221,6 +221,7 @@ export const reportKind = defineKind({
     publish: {
       type: "string",
       default: "",
+      writes: true,
       doc: "also copy the report into this directory (e.g. experiments/scaling; files are overwritten)",
     },
     columns: {

@@ -11,7 +11,9 @@ import { writeDataArtifact } from "../data/artifact.ts";
 import { saveGrid } from "../data/grid.ts";
 import { readModelFile } from "../models/checkpoint.ts";
 import { DiT } from "../models/dit.ts";
-import { createSchedule } from "../diffusion/schedule.ts";
+import { createSchedule, spaceTimesteps } from "../diffusion/schedule.ts";
+import type { Diagnostic } from "../pipeline/diagnostics.ts";
+import { single } from "./plan_checks.ts";
 import { ddimSample, pSample, type SampleOptions } from "../diffusion/gaussian.ts";
 import { odeGrid, odeStep } from "../diffusion/sit.ts";
 import { Generator } from "../tensor/rng.ts";
@@ -148,6 +150,53 @@ export const sampleKind = defineKind({
   inputs: { model: { doc: "a train stage's model output" } },
   outputs: { samples: { doc: "data.safetensors (x in data space, y) and grid.png" } },
   headline: ["samples", "seconds"],
+  validate(p, ctx) {
+    const out: Diagnostic[] = [];
+    const m = single(ctx, "model");
+    const objective = m?.model?.objective;
+    if (objective === "sit" && (p.sampler === "ddpm" || p.sampler === "ddim")) {
+      out.push({
+        pos: ctx.at("sampler"),
+        message: `a SiT model (\`${m!.stage}\`) samples with euler or heun, not ${p.sampler}`,
+        hint: "use `sampler: heun` (or `auto`)",
+      });
+    } else if (objective === "ddpm" && (p.sampler === "euler" || p.sampler === "heun")) {
+      out.push({
+        pos: ctx.at("sampler"),
+        message: `a DDPM model (\`${m!.stage}\`) samples with ddpm or ddim, not ${p.sampler}`,
+        hint: "use `sampler: ddpm`, `ddim` (or `auto`)",
+      });
+    }
+    const sampler = p.sampler === "auto" ? (objective === "sit" ? "heun" : "ddpm") : p.sampler;
+    if (sampler === "ddpm" || sampler === "ddim") {
+      try {
+        spaceTimesteps(1000, sampler === "ddim" ? `ddim${p.steps}` : String(p.steps));
+      } catch (e) {
+        out.push({
+          pos: ctx.at("steps"),
+          message: `\`steps: ${p.steps}\` does not fit the 1000 diffusion steps: ${(e as Error).message}`,
+          hint: sampler === "ddim"
+            ? "DDIM needs a step count reachable with an integer stride (e.g. 10, 25, 50, 100, 250)"
+            : "at most 1000 respaced steps",
+        });
+      }
+    }
+    const dropout = m?.model?.classDropout;
+    if (p.cfg_scale > 1 && dropout === 0) {
+      out.push({
+        pos: ctx.at("cfg_scale"),
+        message:
+          `classifier-free guidance (cfg_scale ${p.cfg_scale}) needs a model trained with class dropout, ` +
+          `but \`${m!.stage}\` has class_dropout 0 (it never learnt the unconditional model)`,
+        hint: "set `class_dropout` of the train stage (e.g. 0.1), or `cfg_scale: 1`",
+      });
+    }
+    return out;
+  },
+  describe(_p, ctx) {
+    const m = single(ctx, "model");
+    return { samples: { space: m?.space, shape: m?.shape, numClasses: m?.numClasses } };
+  },
   async run(ctx) {
     const p = ctx.params;
     const file = `${ctx.inputs.model.dir}/${

@@ -43,6 +43,42 @@ export const DIT_MODEL_PARAMS = {
   learn_sigma: { type: "bool", default: true },
   class_dropout: { type: "number", default: 0.1, min: 0, max: 0.99 },
 } as const satisfies ParamSchema;
+import type { Diagnostic } from "../pipeline/diagnostics.ts";
+import type { ValidateContext } from "../pipeline/stage.ts";
+import { single } from "./plan_checks.ts";
+
+/**
+ * Plan-time check of a train stage's model: the name (or family), and a custom config's consistency
+ * (heads divide the width, the patch divides the input size when the upstream declares it).
+ */
+export function validateTrainParams(
+  p: Parameters<typeof modelConfigFromParams>[0],
+  ctx: ValidateContext,
+): Diagnostic[] {
+  const data = single(ctx, "data");
+  const nameMatch = /^(?:DiT-)?(S|B|L|XL)\/(\d+)$/.exec(p.model.trim());
+  const patch = p.patch_size ?? (nameMatch ? Number(nameMatch[2]) : 1);
+  const shape: [number, number, number] = data?.shape ?? [4, patch, patch];
+  try {
+    modelConfigFromParams(p, { shape, numClasses: data?.numClasses ?? 10 });
+    return [];
+  } catch (e) {
+    const msg = (e as Error).message;
+    const where = /patchSize|inputSize/.test(msg) && p.patch_size !== undefined
+      ? "patch_size"
+      : /numHeads/.test(msg) && p.num_heads !== undefined
+      ? "num_heads"
+      : /hiddenSize/.test(msg) && p.hidden_size !== undefined
+      ? "hidden_size"
+      : /depth/.test(msg) && p.depth !== undefined
+      ? "depth"
+      : /family/.test(msg)
+      ? "family"
+      : "model";
+    const known = data?.shape ? ` (input \`${data.stage}\` gives [${data.shape.join(", ")}])` : "";
+    return [{ pos: ctx.at(where), message: `${msg}${/inputSize/.test(msg) ? known : ""}` }];
+  }
+}
 
 /** Builds the model config from the stage's params and the data's shape and classes. */
 export function modelConfigFromParams(
@@ -77,6 +113,18 @@ export const trainKind = defineKind({
   inputs: { data: { doc: "a dataset artifact (mnist, encode)" } },
   outputs: { model: { doc: "model.safetensors (EMA), model_raw.safetensors, loss.csv, loss.png" } },
   headline: ["final_loss", "img_per_s", "train_seconds"],
+  validate: (p, ctx) => [...validateTrainParams(p, ctx)],
+  describe(p, ctx) {
+    const data = single(ctx, "data");
+    return {
+      model: {
+        space: data?.space,
+        shape: data?.shape,
+        numClasses: data?.numClasses,
+        model: { objective: p.objective, classDropout: p.class_dropout, stage: ctx.stage },
+      },
+    };
+  },
   async run(ctx) {
     const p = ctx.params;
     const data = await readDataArtifact(ctx.inputs.data.dir);

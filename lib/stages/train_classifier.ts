@@ -10,7 +10,7 @@
 import { defineKind } from "../pipeline/stage.ts";
 import { registerKind } from "../pipeline/registry.ts";
 import { type DataArtifact, readDataArtifact } from "../data/artifact.ts";
-import { LeNet, lenetAccuracy, type LeNetConfig, writeLeNet } from "../models/lenet.ts";
+import { CLASSIFIER_FILE, LeNet, lenetAccuracy, type LeNetConfig, writeLeNet } from "../models/lenet.ts";
 import { crossEntropy } from "../tensor/ops/softmax.ts";
 import { backward } from "../tensor/backward.ts";
 import type { Generator } from "../tensor/rng.ts";
@@ -18,9 +18,10 @@ import { tensor, tidy } from "../tensor/tensor.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { paramDefaults, type ParamSchema, type ParamValues } from "../pipeline/schema.ts";
 import { trainLoop } from "../train/loop.ts";
+import { expectSpace } from "./plan_checks.ts";
 
-/** The file the stage writes (and `fid-ref`/`fid` read). */
-export const CLASSIFIER_FILE = "classifier.safetensors";
+/** The file the stage writes (and `fid-ref`/`fid` read); defined with the LeNet file format. */
+export { CLASSIFIER_FILE };
 
 /**
  * The training parameters of the `train-classifier` stage, as {@link trainLeNet} takes them. On the
@@ -203,6 +204,10 @@ export const trainClassifierKind = defineKind({
     test: { doc: "a pixel dataset artifact to evaluate on (mnist split=test)" },
   },
   outputs: { classifier: { doc: `${CLASSIFIER_FILE} (LeNet weights, config and extractor name)` } },
+  validate: (_p, ctx) => [
+    ...expectSpace(ctx, "data", "pixels", "train-classifier"),
+    ...expectSpace(ctx, "test", "pixels", "train-classifier"),
+  ],
   headline: ["test_accuracy", "train_seconds"],
   async run(ctx) {
     const p = ctx.params;

@@ -18,7 +18,10 @@ import { tailMean, writeLossLog } from "../train/loss_log.ts";
 import { VAE_FILE, writeVaeFile } from "../models/vae_file.ts";
 import { latentScaleFactor, reconstruct } from "../models/vae_inference.ts";
 import { psnr } from "../metrics/psnr.ts";
-import { scaleFactorParam } from "./decode.ts";
+import { scaleFactorParam } from "./vae_source.ts";
+import { downsampleFactor } from "../models/autoencoder_kl.ts";
+import type { Diagnostic } from "../pipeline/diagnostics.ts";
+import { expectSpace, single } from "./plan_checks.ts";
 
 /** Images of the scale-factor estimate (at most). */
 const SCALE_IMAGES = 2048;
@@ -50,6 +53,54 @@ export const trainVaeKind = defineKind({
     vae: { doc: "vae.safetensors (diffusers names), recon.png, loss.csv, loss.png" },
   },
   headline: ["psnr", "final_loss", "img_per_s"],
+  validate(p, ctx) {
+    const out: Diagnostic[] = [
+      ...expectSpace(ctx, "data", "pixels", "train-vae"),
+      ...expectSpace(ctx, "eval", "pixels", "train-vae"),
+    ];
+    const data = single(ctx, "data");
+    let cfg;
+    try {
+      cfg = vaeConfigFromParams(p, data?.shape?.[0] ?? 3);
+    } catch (e) {
+      const where = p.norm_num_groups !== undefined && /normNumGroups/.test((e as Error).message)
+        ? "norm_num_groups"
+        : "block_out_channels";
+      out.push({ pos: ctx.at(where), message: `invalid VAE shape: ${(e as Error).message}` });
+      return out;
+    }
+    const f = downsampleFactor(cfg);
+    if (data?.shape && (data.shape[1] % f !== 0 || data.shape[2] % f !== 0)) {
+      out.push({
+        pos: ctx.at("block_out_channels"),
+        message:
+          `${cfg.blockOutChannels.length} levels downsample by ${f}, which does not divide the image ` +
+          `size ${data.shape[1]}×${data.shape[2]} of \`${data.stage}\``,
+      });
+    }
+    const ev = single(ctx, "eval");
+    if (ev?.shape && data?.shape && ev.shape.join() !== data.shape.join()) {
+      out.push({
+        pos: ctx.inputAt("eval"),
+        message:
+          `eval images [${ev.shape}] of \`${ev.stage}\` do not match the training images [${data.shape}]`,
+      });
+    }
+    return out;
+  },
+  describe(p, ctx) {
+    const data = single(ctx, "data");
+    const cfg = vaeConfigFromParams(p, data?.shape?.[0] ?? 3);
+    return {
+      vae: {
+        vae: {
+          latentChannels: cfg.latentChannels,
+          factor: downsampleFactor(cfg),
+          inChannels: data?.shape?.[0],
+        },
+      },
+    };
+  },
   async run(ctx) {
     const p = ctx.params;
     const data = await readDataArtifact(ctx.inputs.data.dir);

@@ -15,6 +15,14 @@ export function assertEquals<T>(actual: T, expected: T, msg?: string): void {
   if (a !== e) throw new Error(`${msg ? msg + "\n" : ""}expected ${e}\n     got ${a}`);
 }
 
+/** Deep inequality via canonical JSON. */
+export function assertNotEquals<T>(actual: T, expected: T, msg?: string): void {
+  const a = JSON.stringify(sortKeys(actual));
+  if (a === JSON.stringify(sortKeys(expected))) {
+    throw new Error(`${msg ? msg + "\n" : ""}expected a difference, got ${a}`);
+  }
+}
+
 /** Substring check. */
 export function assertStringIncludes(actual: string, expected: string, msg?: string): void {
   if (!actual.includes(expected)) {

@@ -109,7 +109,7 @@ Deno.test("code change invalidates exactly the kinds whose module graph changed"
   const engine = new URL("../../lib/pipeline/", import.meta.url).href;
   Deno.mkdirSync(`${sb.dir}/kinds/kernels`, { recursive: true });
   Deno.writeTextFileSync(`${sb.dir}/kinds/helper.ts`, "export const factor = 2;\n");
-  Deno.writeTextFileSync(`${sb.dir}/kinds/kernels/k.wgsl`, "// kernel v1\n");
+  Deno.writeTextFileSync(`${sb.dir}/kinds/kernels/k.wgsl`, "// kernel v1\nconst K = 1.0;\n");
   Deno.writeTextFileSync(
     `${sb.dir}/kinds/uses_helper.ts`,
     `import { defineKind } from "${engine}stage.ts";
@@ -154,8 +154,16 @@ stages:
   assertStringIncludes(st.a.reasons[0], "kinds/helper.ts");
   assertEquals(st.b.action, "cached");
   assertEquals((await runIn(sb, f)).ran, ["a"]);
-  // A kernel referenced with new URL(..., import.meta.url) is part of the fingerprint too.
-  Deno.writeTextFileSync(`${sb.dir}/kinds/kernels/k.wgsl`, "// kernel v2\n");
+  // A kernel referenced with new URL(..., import.meta.url) is part of the fingerprint too (its code, not
+  // its comments).
+  Deno.writeTextFileSync(
+    `${sb.dir}/kinds/kernels/k.wgsl`,
+    "// kernel v2, a comment only\nconst K  =  1.0;\n",
+  );
+  clearFingerprintCache();
+  st = await statusOf(sb, f);
+  assertEquals(st.a.action, "cached");
+  Deno.writeTextFileSync(`${sb.dir}/kinds/kernels/k.wgsl`, "// kernel v2\nconst K = 2.0;\n");
   clearFingerprintCache();
   st = await statusOf(sb, f);
   assertStringIncludes(st.a.reasons[0], "kinds/kernels/k.wgsl");
