@@ -30,6 +30,7 @@ import {
 } from "./expand.ts";
 import { DEFAULT_PROFILE, type PipelineDef, PROFILE_KEY, type StageDef } from "./pipeline_file.ts";
 import { getKind, listKinds } from "./registry.ts";
+import { checkResources, mergeResourceMaps, RESOURCE_KEYS, type Resources } from "./resources.ts";
 import { checkFields } from "./schema.ts";
 import type { AnyStageKind, InputSpec } from "./stage.ts";
 import { describeNode, type Scalar, type YMap, type YNode } from "./yaml_source.ts";
@@ -68,6 +69,8 @@ export interface PlannedStage {
   pos: Pos;
   /** Absolute paths of `path` parameters (their content digests enter the key). */
   paths: string[];
+  /** Cluster resources (`defaults.resources.<kind>` merged with the stage's `resources:`); not in the key. */
+  resources: Resources;
 }
 
 /** A validated, expanded pipeline. */
@@ -83,6 +86,8 @@ export interface Plan {
   vars: Record<string, unknown>;
   /** The selected profile (`--set profile=NAME`, else `default` when declared); undefined when none. */
   profile?: string;
+  /** The executor the selected profile names (`executor:`), when it names one. */
+  executor?: string;
 }
 
 interface ParsedRef {
@@ -201,6 +206,31 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
       }
     }
     kindDefaults.set(d.kind, d.map);
+  }
+  // Resource defaults per kind: `defaults.resources.<kind>`.
+  const kindResources = new Map<string, YMap>();
+  for (const d of def.defaultsResources) {
+    if (!getKind(d.kind)) {
+      diags.push({
+        pos: { ...d.pos, len: d.kind.length },
+        message: `\`defaults.resources\` names unknown stage kind \`${d.kind}\``,
+        hint: suggestion(d.kind, listKinds().map((k) => k.name), "known kinds"),
+      });
+      continue;
+    }
+    for (const e of d.map.entries) {
+      if (!RESOURCE_KEYS.includes(e.key)) {
+        diags.push({
+          pos: { ...e.keyPos, len: e.key.length },
+          message: `unknown key \`${e.key}\` in \`defaults.resources.${d.kind}\``,
+          hint: suggestion(e.key, RESOURCE_KEYS, "resource keys"),
+        });
+      }
+    }
+    kindResources.set(d.kind, {
+      ...d.map,
+      entries: d.map.entries.filter((e) => RESOURCE_KEYS.includes(e.key)),
+    });
   }
   const defaultSeed = def.defaultSeed ? interpolate(def.defaultSeed, { vars, profile }, diags) : undefined;
 
@@ -431,6 +461,16 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
           });
         }
       }
+      let resources: Resources = {};
+      const kr = kindResources.get(kind.name);
+      if (kr || s.resources) {
+        const merged = interpolate(
+          mergeResourceMaps(s.resources?.pos ?? s.namePos, kr, s.resources),
+          scope,
+          diags,
+        );
+        resources = checkResources(merged as YMap, `${s.name}.resources`, def.baseDir, diags);
+      }
       const inputs: PlannedInput[] = [];
       const deps: string[] = [];
       for (const [inputName, refs] of st.refs) {
@@ -457,6 +497,7 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
         gpu: kind.gpu,
         pos: s.namePos,
         paths,
+        resources,
       });
       names.push(p.name);
     }
@@ -469,6 +510,7 @@ export function buildPlan(def: PipelineDef, overrides: Override[], diags: Diagno
     // each other's artifacts; cache keys do not depend on the profile at all.
     name: def.profile && def.profile !== DEFAULT_PROFILE ? `${def.name}@${def.profile}` : def.name,
     profile: def.profile,
+    executor: def.executor?.name,
     file: def.file,
     baseDir: def.baseDir,
     stages,
