@@ -154,13 +154,15 @@ export class SlurmExecutor implements Executor {
     const { store } = this;
     store.ensureDirs();
     const t0 = new Date();
+    // The reporters show a waiting stage's note (plain output prints each one): queue state, retries.
+    const note = (text: string) => hooks.onWait({ pid: 0, host: text, start: null, created: "", token: "" });
     if (!job.force) {
       const meta = store.readMeta(job.key);
       if (meta) return { status: "cached", meta, by: "store" };
     }
     // A restarted head: adopt the stage's job if it is still queued or running.
     let rec = await this.#adoptable(job);
-    if (rec) hooks.onLog(`adopting Slurm job ${rec.job} (submitted by run ${rec.run})`);
+    if (rec) note(`Slurm job ${rec.job} (adopted: submitted by run ${rec.run}, still in the queue)`);
     // Another process (a local run, another head's job) holds the key: wait for it instead of submitting.
     if (!rec && !job.force) {
       let holder = liveHolder(store.lockPath(job.key));
@@ -185,7 +187,11 @@ export class SlurmExecutor implements Executor {
         } catch (e) {
           return { status: "failed", error: (e as Error).message, logPath: "", logTail: [] };
         }
-        hooks.onLog(`submitted as Slurm job ${rec.job}`);
+        note(
+          `Slurm job ${rec.job} (submitted${
+            retriedAfter.length ? `; retry ${retriedAfter.length} after ${retriedAfter.at(-1)}` : ""
+          })`,
+        );
       }
       const id = rec.job;
       const ours = this.submitted.has(id);
@@ -196,15 +202,8 @@ export class SlurmExecutor implements Executor {
       hooks.signal.addEventListener("abort", onAbort, { once: true });
       const end = await Promise.race([
         this.monitor.wait(id, (q) => {
-          if (q.state === "PENDING") {
-            hooks.onWait({
-              pid: 0,
-              host: `Slurm queue (job ${id}${q.reason ? `, ${q.reason}` : ""})`,
-              start: null,
-              created: "",
-              token: "",
-            });
-          } else if (q.state === "RUNNING") hooks.onLog(`Slurm job ${id} running`);
+          if (q.state === "PENDING") note(`Slurm job ${id} (queued${q.reason ? `: ${q.reason}` : ""})`);
+          else if (q.state === "RUNNING") note(`Slurm job ${id} (running)`);
         }),
         new Promise<"aborted">((res) => {
           if (hooks.signal.aborted) res("aborted");
@@ -235,6 +234,7 @@ export class SlurmExecutor implements Executor {
       if (RETRY_STATES.has(end.state) && retriedAfter.length < this.retries) {
         retriedAfter.push(`${id} ${end.state}`);
         hooks.onLog(`${what}; resubmitting (retry ${retriedAfter.length} of ${this.retries})`);
+        note(`${what}; resubmitting (retry ${retriedAfter.length} of ${this.retries})`);
         rec = undefined;
         continue;
       }

@@ -82,7 +82,19 @@ function numbersAsStrings(map: YMap): YMap {
  * `train.resources`. Problems go to `diags`.
  */
 export function checkResources(map: YMap, where: string, baseDir: string, diags: Diagnostic[]): Resources {
+  const first = diags.length;
   const out = checkFields(RESOURCE_SCHEMA, numbersAsStrings(map), where, { diags, baseDir }, map);
+  // Say what a pattern means rather than print the pattern.
+  for (const d of diags.slice(first)) {
+    d.message = d.message.replace(/, which does not match \/.*\/$/, (m) => {
+      if (d.message.includes(".mem`")) return ": write megabytes (16000) or a size with a unit (16G, 500M)";
+      if (d.message.includes(".time`")) {
+        return ": write minutes (30), MM:SS, HH:MM:SS, D-HH or D-HH:MM:SS (1-12:00:00)";
+      }
+      if (d.message.includes(".sbatch_args")) return ": each item is an sbatch option starting with `-`";
+      return m;
+    });
+  }
   return out as Resources;
 }
 
