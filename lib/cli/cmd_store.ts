@@ -243,7 +243,7 @@ registerCommand({
 });
 
 const EXEC_USAGE =
-  "exec-stage JOBFILE [--cache DIR] [--jsonl] | exec-stage --detached DESCRIPTOR [--cache DIR]";
+  "exec-stage JOBFILE [--cache DIR] [--jsonl] [--outcome-dir DIR] | exec-stage --detached DESCRIPTOR [--cache DIR] [--outcome-dir DIR]";
 
 function readJobFile(store: Store, given: string | undefined): StageJob {
   let file = given;
@@ -271,6 +271,7 @@ registerCommand({
       cache: { type: "string" },
       jsonl: { type: "boolean" },
       detached: { type: "string" },
+      "outcome-dir": { type: "string" },
     }, EXEC_USAGE);
     const store = openStore(values.cache);
     await loadExtraKindModules();
@@ -314,6 +315,16 @@ registerCommand({
     }
     if (detachedPlan && (outcome.status === "ran" || outcome.status === "cached")) {
       await recordInRef(store, detachedPlan, job.name, job.key);
+    }
+    // In a Slurm job: say whether this job produced the artifact or found it made by another process.
+    const slurmJob = Deno.env.get("SLURM_JOB_ID");
+    if (values["outcome-dir"] && slurmJob) {
+      const path = `${values["outcome-dir"]}/${slurmJob}.outcome.json`;
+      const by = outcome.status === "cached" ? outcome.by : undefined;
+      try {
+        Deno.writeTextFileSync(`${path}.tmp`, JSON.stringify({ status: outcome.status, by, key: job.key }));
+        Deno.renameSync(`${path}.tmp`, path);
+      } catch { /* the exit status still says enough */ }
     }
     return outcome.status === "ran" || outcome.status === "cached"
       ? EXIT.ok

@@ -225,7 +225,8 @@ export class SlurmExecutor implements Executor {
       if (meta && (end.state === "COMPLETED" || !job.force)) {
         store.forget(job.key);
         const fresh = store.readMeta(job.key) ?? meta;
-        if (new Date(fresh.timings.started) < t0) {
+        const said = this.layout.outcome(id);
+        if (said?.status === "cached" || (!said && new Date(fresh.timings.started) < t0)) {
           return { status: "cached", meta: fresh, by: "other-process" };
         }
         return { status: "ran", meta: fresh };

@@ -162,7 +162,7 @@ Deno.test("batch script: #SBATCH lines from resources; gpu: true kinds ask for a
       "#SBATCH --exclusive",
       "cd '/checkout' || exit 1",
       "export DITFLOW_CACHE='/shared/cache'",
-      "'/opt/deno/bin/deno' run -A '/checkout/lib/cli/main.ts' exec-stage --cache '/shared/cache' '/shared/cache/slurm/jobfiles/k.json'",
+      "'/opt/deno/bin/deno' run -A '/checkout/lib/cli/main.ts' exec-stage --cache '/shared/cache' --outcome-dir '/shared/cache/slurm/exit' '/shared/cache/slurm/jobfiles/k.json'",
     ]
   ) assertStringIncludes(text, l);
   // The exit status is written with a rename, after exec-stage returns.

@@ -6,6 +6,7 @@
  * detached/<run>/<stage>.json         what a detached job resolves when it starts (pipeline, --set, stage)
  * scripts/<run>/<stage>.<n>.sh        the submitted batch scripts (kept: they show what was asked for)
  * exit/<jobid>                        the job's exit code, written by the script when exec-stage returns
+ * exit/<jobid>.outcome.json           exec-stage's outcome: ran, or cached (made by another process)
  * logs/<pipeline>/<stage>.log         the stage's Slurm output, appended across attempts (a stable path)
  * stages/<pipeline>/<stage>.json      the stage's latest job: id, key, run, whether detached
  * ```
@@ -117,6 +118,15 @@ export class SlurmLayout {
     try {
       const n = Number(Deno.readTextFileSync(this.exitFile(job)).trim());
       return Number.isInteger(n) ? n : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** What exec-stage said about a job's stage (`ran`, or `cached` by another process), if it said it. */
+  outcome(job: string): { status: string; by?: string; key: string } | undefined {
+    try {
+      return JSON.parse(Deno.readTextFileSync(`${this.root}/exit/${job}.outcome.json`));
     } catch {
       return undefined;
     }

@@ -98,6 +98,8 @@ export function batchScript(s: ScriptSpec): string {
       "exec-stage",
       "--cache",
       shQuote(s.cache),
+      "--outcome-dir",
+      shQuote(s.exitDir),
       ...s.execArgs.map(shQuote),
     ]
       .join(" "),
