@@ -151,7 +151,13 @@ registerCommand({
     let interrupts = 0;
     const onSignal = () => {
       interrupts++;
-      if (interrupts > 1) Deno.exit(EXIT.interrupted);
+      if (interrupts > 1) {
+        if (executor instanceof SlurmExecutor) {
+          const ids = executor.cancelSubmittedSync();
+          if (ids.length) writeStderr(`\ncancelled Slurm job(s) ${ids.join(", ")}\n`);
+        }
+        Deno.exit(EXIT.interrupted);
+      }
       writeStderr("\ninterrupted: stopping running stages (press Ctrl-C again to exit at once)\n");
       ac.abort();
     };

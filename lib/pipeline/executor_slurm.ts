@@ -259,6 +259,20 @@ export class SlurmExecutor implements Executor {
     }
   }
 
+  /**
+   * Cancels every job this head submitted that has not ended, synchronously (for a second Ctrl-C, when the
+   * process exits at once). Returns their ids.
+   */
+  cancelSubmittedSync(): string[] {
+    const ids = [...this.submitted];
+    if (ids.length) {
+      try {
+        new Deno.Command("scancel", { args: ids, stdout: "null", stderr: "null" }).outputSync();
+      } catch { /* no scancel: nothing to cancel with */ }
+    }
+    return ids;
+  }
+
   // deno-lint-ignore require-await
   async close(): Promise<void> {
     this.monitor.close();

@@ -140,6 +140,7 @@ Deno.test("batch script: #SBATCH lines from resources; gpu: true kinds ask for a
   assert(!args("plain", gpuPolicyFromEnv("0")).some((a) => a.startsWith("--gpus")));
   assert(!args("plain", gpuPolicyFromEnv("none")).some((a) => a.startsWith("--gpus")));
   assert(args("plain", gpuPolicyFromEnv("a100:1")).includes("--gpus=a100:1"));
+  assert(args("plain", gpuPolicyFromEnv("--gres=gpu:1")).includes("--gres=gpu:1"));
   const text = batchScript({
     jobName: "ditflow:res:train",
     log: "/c/slurm/logs/res/train.log",

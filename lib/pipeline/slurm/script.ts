@@ -15,8 +15,9 @@ export interface GpuPolicy {
 }
 
 /**
- * The GPU policy from `DITFLOW_SLURM_GPUS`: unset → `1`; `0` or `none` → no GPU request (clusters or test
- * nodes without GPUs); anything else is passed to `--gpus` (e.g. `a100:1`).
+ * The GPU policy from `DITFLOW_SLURM_GPUS`: unset → `--gpus=1`; `0` or `none` → no GPU request (clusters or
+ * test nodes without GPUs); an option (starting with `-`, e.g. `--gres=gpu:1` for clusters that only know
+ * gres) is used as it is; anything else is passed to `--gpus` (e.g. `a100:1`).
  */
 export function gpuPolicyFromEnv(value = Deno.env.get("DITFLOW_SLURM_GPUS")): GpuPolicy {
   if (value === undefined || value.trim() === "") return { request: "1" };
@@ -34,7 +35,9 @@ export function resourceArgs(resources: Resources | undefined, gpu: boolean, pol
   if (r.time !== undefined) args.push(`--time=${r.time}`);
   if (r.gpus !== undefined) {
     if (r.gpus > 0) args.push(`--gpus=${r.gpus}`);
-  } else if (gpu && policy.request !== null) args.push(`--gpus=${policy.request}`);
+  } else if (gpu && policy.request !== null) {
+    args.push(policy.request.startsWith("-") ? policy.request : `--gpus=${policy.request}`);
+  }
   if (r.partition !== undefined) args.push(`--partition=${r.partition}`);
   if (r.account !== undefined) args.push(`--account=${r.account}`);
   if (r.qos !== undefined) args.push(`--qos=${r.qos}`);
