@@ -20,6 +20,9 @@ log() { echo "local-cluster: $*" >&2; }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# munged answers (a credential can be encoded).
+munge_ok() { command -v munge >/dev/null && munge -n </dev/null >/dev/null 2>&1; }
+
 install_packages() {
   local missing=()
   command -v munged >/dev/null || missing+=(munge)
@@ -85,7 +88,7 @@ up() {
   write_conf && changed=1
   mkdir -p /run/munge /var/spool/slurmd /var/spool/slurmctld /var/log
   chown munge:munge /run/munge 2>/dev/null || true
-  if ! pgrep -x munged >/dev/null; then
+  if ! munge_ok; then
     log "starting munged"
     if [ ! -s /etc/munge/munge.key ]; then
       mungekey --create 2>/dev/null || dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null
@@ -93,6 +96,9 @@ up() {
       chmod 400 /etc/munge/munge.key
     fi
     munged --force
+    local j
+    for j in $(seq 1 50); do munge_ok && break; sleep 0.1; done
+    munge_ok || { log "munged does not answer"; exit 1; }
   fi
   if [ "$changed" = 1 ] && pid_alive /run/slurmctld.pid; then
     log "configuration changed: restarting the daemons"
@@ -108,7 +114,7 @@ up() {
   fi
   local i state=""
   for i in $(seq 1 60); do
-    state=$(sinfo -h -n "$NODE" -o %T 2>/dev/null | head -1 || true)
+    state=$(timeout 5 sinfo -h -n "$NODE" -o %T 2>/dev/null | head -1 || true)
     case "$state" in
       idle | mixed | allocated | completing) break ;;
       drain* | down*) scontrol update NodeName="$NODE" State=RESUME 2>/dev/null || true ;;
@@ -124,12 +130,19 @@ up() {
   esac
 }
 
+# Stops the daemon whose pid is in file $1 and waits (up to 20 s, then SIGKILL) until that process is gone
+# (the daemons remove their pid files before they have finished exiting).
 stop_pidfile() {
-  local f=$1 name=$2 i
+  local f=$1 name=$2 i pid
   if pid_alive "$f"; then
+    pid=$(cat "$f")
     log "stopping $name"
-    kill "$(cat "$f")"
-    for i in $(seq 1 50); do pid_alive "$f" || break; sleep 0.2; done
+    kill "$pid"
+    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$name (pid $pid) ignored SIGTERM for 20 s: SIGKILL"
+      kill -9 "$pid" 2>/dev/null || true
+    fi
   fi
   rm -f "$f"
 }
@@ -141,17 +154,15 @@ down_daemons() {
 
 down() {
   down_daemons
-  if [ -f /run/munge/munged.pid ] && kill -0 "$(cat /run/munge/munged.pid)" 2>/dev/null; then
-    log "stopping munged"
-    kill "$(cat /run/munge/munged.pid)"
-  fi
+  stop_pidfile /run/munge/munged.pid munged
 }
 
 status() {
   local ok=0
   pid_alive /run/slurmctld.pid && echo "slurmctld: running (pid $(cat /run/slurmctld.pid))" || { echo "slurmctld: stopped"; ok=1; }
   pid_alive /run/slurmd.pid && echo "slurmd: running (pid $(cat /run/slurmd.pid))" || { echo "slurmd: stopped"; ok=1; }
-  if [ "$ok" = 0 ]; then sinfo; fi
+  munge_ok && echo "munged: running" || { echo "munged: stopped"; ok=1; }
+  if [ "$ok" = 0 ]; then timeout 10 sinfo || ok=1; fi
   return "$ok"
 }
 
