@@ -221,7 +221,13 @@ export class SlurmExecutor implements Executor {
         return { status: "aborted" };
       }
       this.submitted.delete(id);
-      const meta = store.readMeta(job.key);
+      let meta = store.readMeta(job.key);
+      // A job that exited 0 has promoted its artifact; a shared filesystem's attribute cache (NFS) may show
+      // it to this node a little later.
+      for (let i = 0; !meta && end.state === "COMPLETED" && end.exitCode === 0 && i < 20; i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        meta = store.readMeta(job.key);
+      }
       if (meta && (end.state === "COMPLETED" || !job.force)) {
         store.forget(job.key);
         const fresh = store.readMeta(job.key) ?? meta;
