@@ -237,3 +237,55 @@ Deno.test({
     for (const s of ra.stages) assertEquals(rb.stages.find((x) => x.name === s.name)!.key, s.key);
   },
 });
+
+/** Runs `scontrol` (errors ignored: e.g. RESUME on a node that is already back). */
+async function scontrol(...args: string[]): Promise<void> {
+  await new Deno.Command("scontrol", { args, stdout: "null", stderr: "null" }).output();
+}
+
+Deno.test({
+  name: "slurm: a job lost to NODE_FAIL is resubmitted and the stage resumes from its checkpoint",
+  ignore,
+  async fn() {
+    using sb = new Sandbox();
+    const f = sb.write(
+      "p.yaml",
+      `name: nodefail
+stages:
+  count: {uses: counter, with: {steps: 20, step_ms: 300}}
+  after: {uses: add, inputs: {a: count.data}}
+`,
+    );
+    const node = await new Deno.Command("sinfo", { args: ["-h", "-o", "%N"], stdout: "piped" }).output();
+    const nodeName = new TextDecoder().decode(node.stdout).trim().split(/[\s,]/)[0];
+    const head = spawnSlurmCli(sb, ["run", f, "--executor", "slurm", "--json"]);
+    try {
+      const job = await runningJob(sb, "nodefail", "count");
+      const step = () => {
+        try {
+          for (const e of Deno.readDirSync(`${sb.cache}/checkpoints`)) {
+            return Number(Deno.readTextFileSync(`${sb.cache}/checkpoints/${e.name}/step.txt`));
+          }
+        } catch { /* not yet */ }
+        return 0;
+      };
+      await until(() => step() >= 4, 30_000, "checkpoint step 4");
+      // The node goes down under the job: Slurm ends it with NODE_FAIL; then the node comes back.
+      await scontrol("update", `NodeName=${nodeName}`, "State=DOWN", "Reason=ditflow-test");
+      await until(async () => (await jobState(job)) === "NODE_FAIL", 20_000, "NODE_FAIL");
+    } finally {
+      await scontrol("update", `NodeName=${nodeName}`, "State=RESUME");
+    }
+    const out = await head.output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assertEquals(out.code, 0, stderr);
+    assertStringIncludes(stderr, "NODE_FAIL (NodeDown); resubmitting (retry 1 of 2)");
+    const by = Object.fromEntries(
+      (JSON.parse(new TextDecoder().decode(out.stdout)) as RunReport).stages.map((s) => [s.name, s]),
+    );
+    assertEquals(by.count.result, "ran");
+    assert((by.count.metrics!.resumed_from as number) >= 4, JSON.stringify(by.count.metrics));
+    assertEquals(record(sb, "nodefail", "count")!.attempt, 2);
+    assertEquals(by.after.result, "ran");
+  },
+});
