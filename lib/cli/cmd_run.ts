@@ -8,6 +8,7 @@ import { formatDiagnostics } from "../pipeline/diagnostics.ts";
 import { analysePlan, executePlan, resolveStageNames, type StagePlanReport } from "../pipeline/engine.ts";
 import { type Executor, LocalExecutor, SubprocessExecutor } from "../pipeline/executor.ts";
 import { newRunId, SlurmExecutor } from "../pipeline/executor_slurm.ts";
+import { slurmAvailable } from "../pipeline/slurm/cli.ts";
 import { submitDetached } from "../pipeline/slurm/detach.ts";
 import { describeStageState, type SlurmStageState, slurmStates } from "../pipeline/slurm/status.ts";
 import type { Plan } from "../pipeline/plan.ts";
@@ -108,8 +109,15 @@ registerCommand({
       else out(statusText(plan!, reports));
       return EXIT.ok;
     }
+    if (values.detach && !onSlurm) throw new CliExit(EXIT.invalid, "--detach needs --executor slurm");
+    if (onSlurm && !(await slurmAvailable())) {
+      throw new CliExit(
+        EXIT.invalid,
+        "--executor slurm: `sinfo` does not answer (no Slurm client on this machine, or no controller); " +
+          "run on a login node of the cluster (see docs/slurm.md)",
+      );
+    }
     if (values.detach) {
-      if (!onSlurm) throw new CliExit(EXIT.invalid, "--detach needs --executor slurm");
       const run = newRunId();
       let submitted;
       try {
