@@ -12,6 +12,7 @@ import "../stages/mod.ts";
 import "./cmd_run.ts";
 import "./cmd_store.ts";
 import "./cmd_fingerprint.ts";
+import "./cmd_cancel.ts";
 import { CliExit, err, out } from "./common.ts";
 import { EXIT, getCommand, listCommands } from "./commands.ts";
 import { PipelineInvalidError } from "../pipeline/diagnostics.ts";

@@ -11,6 +11,7 @@ import type { KeyComponents } from "./cache_key.ts";
 import { digestPath } from "./hash.ts";
 import { acquireLock, type KeyLock, type LockInfo } from "./lock.ts";
 import { getKind, loadKindModule } from "./registry.ts";
+import type { Resources } from "./resources.ts";
 import type { InputArtifact, ProgressUpdate, StageContext } from "./stage.ts";
 import { type ArtifactMeta, formatProblem, sealFiles, type Store } from "./store.ts";
 import { DITFLOW_VERSION } from "./version.ts";
@@ -33,13 +34,31 @@ export interface StageJob {
   codeFiles: Record<string, string>;
   /** Replace an existing artifact (`--force`). */
   force?: boolean;
+  /** Cluster resources of the stage (cluster executors read them; not part of the key). */
+  resources?: Resources;
+  /** True when the stage's kind uses the GPU (a cluster executor asks for one). */
+  gpu?: boolean;
+}
+
+/** The cluster job behind an outcome (set by cluster executors). */
+export interface ClusterJobInfo {
+  /** The executor, e.g. `slurm`. */
+  executor: string;
+  /** The scheduler's job id. */
+  id: string;
+  /** The scheduler's final state, e.g. `FAILED`, `TIMEOUT`, `OUT_OF_MEMORY`, `NODE_FAIL`, `CANCELLED`. */
+  state: string;
+  /** The scheduler's reason, when it gives one. */
+  reason?: string;
+  /** Submissions of this stage in this run (more than 1 after retries). */
+  attempts?: number;
 }
 
 /** How a stage ended. */
 export type StageOutcome =
   | { status: "ran"; meta: ArtifactMeta }
   | { status: "cached"; meta: ArtifactMeta; by: "store" | "other-process" }
-  | { status: "failed"; error: string; logPath: string; logTail: string[] }
+  | { status: "failed"; error: string; logPath: string; logTail: string[]; job?: ClusterJobInfo }
   | { status: "aborted" };
 
 /** Options of {@link runStage}. */
