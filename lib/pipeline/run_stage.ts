@@ -10,6 +10,7 @@
 import type { KeyComponents } from "./cache_key.ts";
 import { digestPath } from "./hash.ts";
 import { acquireLock, type KeyLock, type LockInfo } from "./lock.ts";
+import { LiveWriter } from "./live.ts";
 import { getKind, loadKindModule } from "./registry.ts";
 import type { InputArtifact, ProgressUpdate, StageContext } from "./stage.ts";
 import type { ArtifactMeta, Store } from "./store.ts";
@@ -84,6 +85,7 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
   if (!lock) return { status: "cached", meta: store.readMeta(job.key)!, by: "other-process" };
   let tmp: string | undefined;
   let logFile: Deno.FsFile | undefined;
+  let live: LiveWriter | undefined;
   const logLines: string[] = [];
   const t0 = performance.now();
   const started = new Date();
@@ -99,6 +101,12 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
       if (!kind) throw new Error(`stage kind ${job.kind} is not registered by ${job.module}`);
     }
     tmp = store.makeTmp(job.key);
+    live = new LiveWriter(store.root, {
+      key: job.key,
+      name: job.name,
+      pipeline: job.pipeline,
+      kind: job.kind,
+    });
     const outputs: Record<string, string> = {};
     for (const o of Object.keys(kind.outputs)) {
       outputs[o] = `${tmp}/out/${o}`;
@@ -140,7 +148,10 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
       checkpointDir,
       signal,
       log,
-      progress: (u) => opts.onProgress?.(u),
+      progress: (u) => {
+        live?.update(u);
+        opts.onProgress?.(u);
+      },
       metrics: (v) => Object.assign(metrics, v),
       setAdapter: (d) => {
         adapter = d;
@@ -213,6 +224,7 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
       logTail: logLines.slice(-10),
     };
   } finally {
+    live?.close();
     try {
       logFile?.close();
     } catch { /* closed */ }
