@@ -70,6 +70,11 @@ export interface LoadOptions {
   pipelines?: string[];
   /** Only runs of these kinds. */
   kinds?: string[];
+  /**
+   * Rows already built, by key (objects are immutable, so a long-lived process such as `ditflow ui` keeps
+   * one across calls and only builds rows of new objects). Filled as rows are built.
+   */
+  rowCache?: Map<string, RunRow>;
 }
 
 /** Keys that are some pipeline's current (ref) key of a stage. */
@@ -84,11 +89,16 @@ export function loadRuns(store: Store, opts: LoadOptions = {}): RunRow[] {
   const current = currentKeys(store);
   const rows: RunRow[] = [];
   for (const key of store.listKeys()) {
-    const meta = store.readMeta(key);
-    if (!meta) continue;
-    if (opts.pipelines && !opts.pipelines.includes(meta.pipeline)) continue;
-    if (opts.kinds && !opts.kinds.includes(meta.kind)) continue;
-    rows.push(rowOf(meta, current.has(key)));
+    let row = opts.rowCache?.get(key);
+    if (!row) {
+      const meta = store.readMeta(key);
+      if (!meta) continue;
+      row = rowOf(meta);
+      opts.rowCache?.set(key, row);
+    }
+    if (opts.pipelines && !opts.pipelines.includes(row.pipeline)) continue;
+    if (opts.kinds && !opts.kinds.includes(row.kind)) continue;
+    rows.push({ ...row, current: current.has(key) });
   }
   rows.sort((a, b) => a.started < b.started ? -1 : a.started > b.started ? 1 : a.name < b.name ? -1 : 1);
   return rows;

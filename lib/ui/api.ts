@@ -96,8 +96,14 @@ export interface ApiRunTable {
 }
 
 /** Queries the runs (of `pipelines` when given) and decorates at most `limit` rows. */
-export function apiRuns(store: Store, q: RunQuery, pipelines?: string[], limit = 1000): ApiRunTable {
-  const all = loadRuns(store, { pipelines });
+export function apiRuns(
+  store: Store,
+  q: RunQuery,
+  pipelines?: string[],
+  limit = 1000,
+  rowCache?: Map<string, RunRow>,
+): ApiRunTable {
+  const all = loadRuns(store, { pipelines, rowCache });
   const t = queryRuns(all, q);
   return {
     columns: t.columns,

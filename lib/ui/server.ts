@@ -13,7 +13,7 @@
  */
 
 import { diffRuns, diffText } from "../runs/diff.ts";
-import { rowOf } from "../runs/model.ts";
+import { rowOf, type RunRow } from "../runs/model.ts";
 import type { Plan } from "../pipeline/plan.ts";
 import type { Store } from "../pipeline/store.ts";
 import { apiLive, apiPipelines, apiReports, apiRun, apiRuns, cacheStamp, queryOf, readCurve } from "./api.ts";
@@ -107,6 +107,7 @@ export function createHandler(opts: UiOptions): (req: Request) => Promise<Respon
   const { store } = opts;
   const pipelines = opts.onlyPlans ? opts.plans.map((p) => p.name) : undefined;
   const staticDir = new URL("./static/", import.meta.url);
+  const rowCache = new Map<string, RunRow>();
   return async (req: Request): Promise<Response> => {
     if (req.method !== "GET" && req.method !== "HEAD") return notFound();
     let url: URL;
@@ -148,7 +149,7 @@ export function createHandler(opts: UiOptions): (req: Request) => Promise<Respon
         case "runs": {
           const query = queryOf(q);
           try {
-            return json(apiRuns(store, query, pipelines, query.limit));
+            return json(apiRuns(store, query, pipelines, query.limit, rowCache));
           } catch (e) {
             return new Response(JSON.stringify({ error: (e as Error).message }), { status: 400 });
           }
