@@ -6,13 +6,14 @@
 import { diffRuns, diffText, findRuns } from "../runs/diff.ts";
 import { type Format, formatRuns, FORMATS } from "../runs/format.ts";
 import { loadRuns, queryRuns } from "../runs/model.ts";
+import { loadRowsIndexed } from "../runs/index.ts";
 import type { ArtifactMeta, Store } from "../pipeline/store.ts";
 import { CliExit, loadOrExit, many, openStore, out, parse } from "./common.ts";
 import { EXIT, registerCommand } from "./commands.ts";
 
 const RUNS_USAGE = "runs [FILE] [--pipeline NAME] [--kind KIND]... [--current] [--filter k=v]... " +
   "[--sort-by COLUMN] [--desc] [--only-changed] [--columns GLOB,...] [--drop GLOB,...] " +
-  "[--format table|csv|json|md] [--cache DIR]";
+  "[--format table|csv|json|md] [--no-index] [--cache DIR]";
 
 registerCommand({
   name: "runs",
@@ -30,6 +31,7 @@ registerCommand({
       columns: { type: "string", short: "c", multiple: true },
       drop: { type: "string", multiple: true },
       format: { type: "string", default: "table" },
+      "no-index": { type: "boolean" },
       cache: { type: "string" },
     }, RUNS_USAGE);
     if (!FORMATS.includes(values.format as Format)) {
@@ -44,6 +46,7 @@ registerCommand({
     let rows = loadRuns(store, {
       pipelines: pipelines.length ? pipelines : undefined,
       kinds: values.kind?.length ? many(values.kind) : undefined,
+      base: values["no-index"] ? undefined : loadRowsIndexed(store).rows,
     });
     if (values.current) rows = rows.filter((r) => r.current);
     let table;

@@ -75,6 +75,8 @@ export interface LoadOptions {
    * one across calls and only builds rows of new objects). Filled as rows are built.
    */
   rowCache?: Map<string, RunRow>;
+  /** Rows of every object, already built (e.g. by `loadRowsIndexed`); the store's objects are not read. */
+  base?: RunRow[];
 }
 
 /** Keys that are some pipeline's current (ref) key of a stage. */
@@ -88,7 +90,14 @@ export function currentKeys(store: Store): Set<string> {
 export function loadRuns(store: Store, opts: LoadOptions = {}): RunRow[] {
   const current = currentKeys(store);
   const rows: RunRow[] = [];
-  for (const key of store.listKeys()) {
+  if (opts.base) {
+    for (const row of opts.base) {
+      if (opts.pipelines && !opts.pipelines.includes(row.pipeline)) continue;
+      if (opts.kinds && !opts.kinds.includes(row.kind)) continue;
+      rows.push({ ...row, current: current.has(row.key) });
+    }
+  }
+  for (const key of opts.base ? [] : store.listKeys()) {
     let row = opts.rowCache?.get(key);
     if (!row) {
       const meta = store.readMeta(key);

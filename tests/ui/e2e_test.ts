@@ -260,6 +260,16 @@ Deno.test({
       slow = undefined;
       await until("live gone", () => page.isHidden("#live"), (h) => h, 10_000);
 
+      // One click from a DAG node to its runs (current and older).
+      await page.click('svg[data-pipeline="uitest"] g.node[data-name="train[lr=0.001,steps=60]"]');
+      const runsOf = await until(
+        "node's runs",
+        () => tableRows(page),
+        (r) => r.length === 2 && r.every((x) => x.name === "train[lr=0.001,steps=60]"),
+      );
+      assertEquals(runsOf.length, 2);
+      assert(await page.isVisible("#tab-runs"));
+
       assertEquals(errors, []);
       assertEquals(foreign, []);
     } finally {

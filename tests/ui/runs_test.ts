@@ -13,6 +13,8 @@ import {
 } from "../../lib/runs/model.ts";
 import { formatRuns } from "../../lib/runs/format.ts";
 import { diffRuns, diffText, findRuns } from "../../lib/runs/diff.ts";
+import { loadRowsIndexed } from "../../lib/runs/index.ts";
+import { Store } from "../../lib/pipeline/store.ts";
 
 async function ditflow(cache: string, args: string[]) {
   const o = await new Deno.Command(Deno.execPath(), {
@@ -178,3 +180,45 @@ async function fixture() {
   const fx = await buildFixture();
   return { ...fx, [Symbol.asyncDispose]: () => Promise.resolve(fx[Symbol.dispose]()) };
 }
+
+Deno.test("runs index: shards unchanged since indexing come from the index; added, removed, replaced objects are seen", async () => {
+  await using fx = await fixture();
+  const shardsDir = `${fx.cache}/objects`;
+  const past = new Date(Date.now() - 60_000);
+  const age = () => {
+    for (const e of Deno.readDirSync(shardsDir)) Deno.utimeSync(`${shardsDir}/${e.name}`, past, past);
+  };
+  age();
+  const keys = (rows: { key: string }[]) => rows.map((r) => r.key).sort();
+  const first = loadRowsIndexed(new Store(fx.cache));
+  const nShards = [...Deno.readDirSync(shardsDir)].length;
+  assertEquals(first.shardsRead, nShards);
+  assertEquals(first.shardsIndexed, nShards);
+  assertEquals(keys(first.rows), fx.store.listKeys());
+  const again = loadRowsIndexed(new Store(fx.cache));
+  assertEquals(again.shardsRead, 0);
+  assertEquals(keys(again.rows), fx.store.listKeys());
+  // Remove one object: its shard is read again.
+  const gone = fx.store.listKeys()[0];
+  Deno.removeSync(fx.store.objectDir(gone), { recursive: true });
+  const afterRm = loadRowsIndexed(new Store(fx.cache));
+  assertEquals(afterRm.shardsRead, 1);
+  assert(!keys(afterRm.rows).includes(gone));
+  // Replace one (as --force does: rename out, rename a new one in) with different metrics.
+  age();
+  loadRowsIndexed(new Store(fx.cache));
+  const k = fx.store.listKeys().find((x) => fx.store.readMeta(x)!.kind === "ui_fid")!;
+  const dir = fx.store.objectDir(k);
+  const meta = JSON.parse(Deno.readTextFileSync(`${dir}/meta.json`));
+  meta.metrics.fid = 1234.5;
+  Deno.renameSync(dir, `${fx.dir}/moved`);
+  Deno.writeTextFileSync(`${fx.dir}/moved/meta.json`, JSON.stringify(meta));
+  Deno.renameSync(`${fx.dir}/moved`, dir);
+  const afterReplace = loadRowsIndexed(new Store(fx.cache));
+  assertEquals(afterReplace.rows.find((r) => r.key === k)!.metrics.fid, 1234.5);
+  // The CLI uses the index and agrees with --no-index.
+  const a = await ditflow(fx.cache, ["runs", "--format", "json"]);
+  const b = await ditflow(fx.cache, ["runs", "--format", "json", "--no-index"]);
+  assertEquals(a.code, 0, a.stderr);
+  assertEquals(a.stdout, b.stdout);
+});

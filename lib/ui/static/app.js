@@ -291,7 +291,9 @@ function lineChart(svg, series, opt = {}) {
 
 function legend(el, series) {
   el.innerHTML = series.map((s) =>
-    `<span><span class="swatch" style="background:${s.color}"></span>${esc(s.label)}</span>`
+    `<span><span class="swatch" style="background:${s.color}"></span>${esc(s.label)}${
+      s.stats ? ` <span class="hint">${esc(s.stats)}</span>` : ""
+    }</span>`
   ).join("");
 }
 
@@ -333,6 +335,9 @@ async function drawCurves() {
       x: c.steps,
       y: w > 0 ? ema(c.loss, w) : c.loss,
       raw: w > 0 ? c.loss : undefined,
+      stats: c.loss.length
+        ? `min ${fmt(Math.min(...c.loss))} · max ${fmt(Math.max(...c.loss))} · last ${fmt(c.loss.at(-1))}`
+        : "",
     });
   }
   lineChart($("#curves-chart"), series, {
@@ -742,6 +747,13 @@ function init() {
   }
   for (const id of ["#sample-a", "#sample-b", "#sample-zoom"]) $(id).addEventListener("input", showSamples);
   $("#compare-slider").addEventListener("input", updateCompare);
+  $("#dags").onclick = (e) => {
+    const g = e.target.closest("g.node[data-name]");
+    if (!g) return;
+    $("#filter").value = `name=${g.dataset.name} pipeline=${g.closest("svg").dataset.pipeline}`;
+    showTab("runs");
+    loadRuns();
+  };
   $("#report-list").onclick = (e) => {
     const b = e.target.closest("button[data-report]");
     if (b) openReport(b.dataset.report);
