@@ -57,6 +57,12 @@ registerCommand({
         plans,
         onlyPlans: positionals.length > 0,
         reports: values.reports,
+        hosts: [
+          "127.0.0.1",
+          "localhost",
+          "[::1]",
+          values.host.includes(":") ? `[${values.host}]` : values.host,
+        ],
         port,
         hostname: values.host,
         signal: ac.signal,

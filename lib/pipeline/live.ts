@@ -2,7 +2,7 @@
  * Live progress files: while a stage runs, `runStage` keeps `<cache>/progress/<key>.json` up to date (at
  * most once a second, written to a temporary file and renamed, so readers never see a partial file) and
  * removes it when the stage ends. `ditflow ui` reads them to show running stages (step, loss, ETA); files
- * left by a killed process are ignored (their owner is not alive) and removed by the next writer of the key.
+ * left by a killed process are ignored (their owner is not alive; on the same host, readers remove them).
  * @module
  */
 
@@ -97,8 +97,10 @@ export function readLive(root: string): LiveProgress[] {
   for (const e of entries) {
     if (!e.name.endsWith(".json")) continue;
     try {
-      const p = JSON.parse(Deno.readTextFileSync(`${progressDir(root)}/${e.name}`)) as LiveProgress;
+      const path = `${progressDir(root)}/${e.name}`;
+      const p = JSON.parse(Deno.readTextFileSync(path)) as LiveProgress;
       if (ownerAlive({ pid: p.pid, host: p.host, start: p.start }, p.updatedMs)) out.push(p);
+      else if (p.host === Deno.hostname()) Deno.removeSync(path); // left by a killed process on this host
     } catch { /* being replaced, or not ours */ }
   }
   return out.sort((a, b) => a.startedMs - b.startedMs);

@@ -66,7 +66,7 @@ export function rowOf(meta: ArtifactMeta, current = false): RunRow {
 
 /** Which runs to load. */
 export interface LoadOptions {
-  /** Only runs of these pipelines (by name). */
+  /** Only runs of these pipelines (by name; `mini` also matches its profiles' runs, `mini@paper`). */
   pipelines?: string[];
   /** Only runs of these kinds. */
   kinds?: string[];
@@ -89,10 +89,12 @@ export function currentKeys(store: Store): Set<string> {
 /** Loads one row per object in the store (sorted by start time, then name). */
 export function loadRuns(store: Store, opts: LoadOptions = {}): RunRow[] {
   const current = currentKeys(store);
+  const wanted = opts.pipelines;
+  const ofPipeline = (p: string) => !wanted || wanted.some((w) => p === w || p.startsWith(`${w}@`));
   const rows: RunRow[] = [];
   if (opts.base) {
     for (const row of opts.base) {
-      if (opts.pipelines && !opts.pipelines.includes(row.pipeline)) continue;
+      if (!ofPipeline(row.pipeline)) continue;
       if (opts.kinds && !opts.kinds.includes(row.kind)) continue;
       rows.push({ ...row, current: current.has(row.key) });
     }
@@ -105,7 +107,7 @@ export function loadRuns(store: Store, opts: LoadOptions = {}): RunRow[] {
       row = rowOf(meta);
       opts.rowCache?.set(key, row);
     }
-    if (opts.pipelines && !opts.pipelines.includes(row.pipeline)) continue;
+    if (!ofPipeline(row.pipeline)) continue;
     if (opts.kinds && !opts.kinds.includes(row.kind)) continue;
     rows.push({ ...row, current: current.has(key) });
   }

@@ -7,7 +7,7 @@
  * - `/files/KEY/OUTPUT/PATH`: a file of a complete artifact in the cache;
  * - `/reports/NAME/FILE`: a file of a report folder (a sub-folder of the reports directory).
  *
- * Nothing else: any other path, and any path whose decoded segments hold `..`, `.`, a slash, a backslash or
+ * Requests whose Host header names another host get 403 (DNS rebinding). Nothing else is served: any other path, and any path whose decoded segments hold `..`, `.`, a slash, a backslash or
  * a NUL, or that resolves (symlinks followed) outside the artifact or report folder, gets 404.
  * @module
  */
@@ -27,6 +27,11 @@ export interface UiOptions {
   onlyPlans?: boolean;
   /** The folder of report folders (default `experiments/`). */
   reports: string;
+  /**
+   * Host names the server answers to (the Host header of a request). Default: 127.0.0.1, localhost, ::1 —
+   * a page elsewhere that rebinds its own domain name to 127.0.0.1 cannot read the cache through a browser.
+   */
+  hosts?: string[];
 }
 
 const STATIC: Record<string, [string, string]> = {
@@ -108,6 +113,7 @@ export function createHandler(opts: UiOptions): (req: Request) => Promise<Respon
   const pipelines = opts.onlyPlans ? opts.plans.map((p) => p.name) : undefined;
   const staticDir = new URL("./static/", import.meta.url);
   const rowCache = new Map<string, RunRow>();
+  const hosts = new Set(opts.hosts ?? ["127.0.0.1", "localhost", "[::1]"]);
   return async (req: Request): Promise<Response> => {
     if (req.method !== "GET" && req.method !== "HEAD") return notFound();
     let url: URL;
@@ -116,6 +122,7 @@ export function createHandler(opts: UiOptions): (req: Request) => Promise<Respon
     } catch {
       return notFound();
     }
+    if (!hosts.has(url.hostname)) return new Response("forbidden host\n", { status: 403 });
     const raw = url.pathname;
     const st = STATIC[raw];
     if (st) {

@@ -86,13 +86,16 @@ Deno.test("ui server: pages, API, artifact files; everything else (.., encoded, 
     await r.body?.cancel();
   }
   assertEquals((await h(new Request("http://127.0.0.1/", { method: "POST" }))).status, 404);
+  // Another host name (DNS rebinding): refused.
+  assertEquals((await h(new Request("http://evil.example:8765/api/runs"))).status, 403);
+  assertEquals((await h(new Request("http://localhost:8765/api/runs"))).status, 200);
 });
 
 /** Sends a raw request line (no URL normalisation by a client) and returns the status code. */
-async function rawStatus(port: number, path: string): Promise<number> {
+async function rawStatus(port: number, path: string, host = "127.0.0.1"): Promise<number> {
   const c = await Deno.connect({ hostname: "127.0.0.1", port });
   await c.write(
-    new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`),
+    new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nConnection: close\r\n\r\n`),
   );
   const buf = new Uint8Array(4096);
   let text = "";
@@ -130,6 +133,7 @@ Deno.test("ditflow ui: binds 127.0.0.1, serves the page, raw `..` request lines 
     assertStringIncludes(await page.text(), "<title>ditflow</title>");
     const key = loadRuns(fx.store).find((r) => r.kind === "ui_sample")!.key;
     assertEquals(await rawStatus(port, `/files/${key}/samples/grid.png`), 200);
+    assertEquals(await rawStatus(port, `/files/${key}/samples/grid.png`, "rebound.example"), 403);
     for (
       const p of [
         "/../secret.txt",
@@ -178,4 +182,29 @@ Deno.test("live progress: a running stage's progress file (step, loss, ETA), its
   }
   assertEquals(apiLive(fx.store), []);
   assertEquals([...Deno.readDirSync(`${fx.cache}/progress`)].length, 0);
+  // A file left by a killed process (pid gone) is ignored, and removed by the reader on the same host.
+  const dead = new Deno.Command("true").spawn();
+  await dead.status;
+  const stale = `${fx.cache}/progress/${"0".repeat(64)}.json`;
+  Deno.writeTextFileSync(
+    stale,
+    JSON.stringify({
+      key: "0".repeat(64),
+      name: "x",
+      pipeline: "p",
+      kind: "k",
+      host: Deno.hostname(),
+      pid: dead.pid,
+      start: null,
+      startedMs: Date.now(),
+      updatedMs: Date.now(),
+      update: { step: 1, total: 2 },
+    }),
+  );
+  assertEquals(apiLive(fx.store), []);
+  assert(!listNames(`${fx.cache}/progress`).includes(`${"0".repeat(64)}.json`));
 });
+
+function listNames(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name);
+}
