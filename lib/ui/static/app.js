@@ -322,9 +322,11 @@ async function drawCurves() {
   const w = Number($("#smooth").value);
   $("#smooth-value").textContent = w.toFixed(2);
   const series = [];
+  const drawn = new Set();
   for (const key of state.selected) {
     const c = await curveOf(key);
-    if (!c) continue;
+    if (!c || drawn.has(c.key)) continue; // several selected runs may lead to the same upstream curve
+    drawn.add(c.key);
     const row = state.table.rows.find((r) => r.key === key);
     const label = c.key === key ? c.name : `${row?.name ?? key.slice(0, 12)} (via ${c.name})`;
     series.push({
@@ -464,8 +466,15 @@ function renderSamples() {
   showSamples();
 }
 
+/** Display width of a grid: the zoom slider's factor, or (0, "fit") about 560 px, integer factors when enlarging. */
+function gridWidth(img) {
+  const z = Number($("#sample-zoom").value);
+  if (z > 0) return img.naturalWidth * z;
+  const f = 560 / img.naturalWidth;
+  return Math.round(img.naturalWidth * (f >= 1 ? Math.floor(f) : f));
+}
+
 function showSamples() {
-  const zoom = Number($("#sample-zoom").value);
   for (const side of ["a", "b"]) {
     const v = $(`#sample-${side}`).value;
     const opt = [...$(`#sample-${side}`).options].find((o) => o.value === v);
@@ -474,10 +483,10 @@ function showSamples() {
       const img = $(id);
       if (url && img.getAttribute("src") !== url) img.src = url;
       img.onload = () => {
-        img.width = img.naturalWidth * zoom;
+        img.width = gridWidth(img);
         if (id.startsWith("#compare")) updateCompare();
       };
-      if (img.complete && img.naturalWidth) img.width = img.naturalWidth * zoom;
+      if (img.complete && img.naturalWidth) img.width = gridWidth(img);
     }
     $(`#link-${side}`).href = url;
     $(`#caption-${side}`).textContent = `${side.toUpperCase()}: ${opt?.textContent ?? "(none)"}`;
