@@ -377,7 +377,9 @@ export async function benchRuns(opts: BenchRunsOptions = {}): Promise<BenchResul
       adapter,
       entries: n,
     });
-    return results;
+    // The machine's 1-minute load average when done (shared CPUs inflate every time above).
+    const load1 = Number(Deno.loadavg()[0].toFixed(2));
+    return results.map((r) => ({ ...r, load1 }));
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
