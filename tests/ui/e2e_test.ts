@@ -177,6 +177,17 @@ Deno.test({
       );
       assertEquals(sw!.series.map((s) => s.n), [2, 2]);
       assert(sw!.series.every((s) => s.x.join() === "60,200"), JSON.stringify(sw));
+      // FID's interval (fid_low..fid_high) drawn as error bars.
+      const withBars = sw!.series as unknown as { y: number[]; lo: number[]; hi: number[] }[];
+      assert(withBars.every((s) => s.lo.every((l, i) => l < s.y[i] && s.y[i] < s.hi[i])));
+      assertEquals(await page.locator("#sweep-chart path.errbar").count(), 4);
+      await page.screenshot({ path: `${OUT}/sweeps.png`, fullPage: true });
+      await page.selectOption("#sweep-y", "metrics.class_accuracy");
+      await until(
+        "class accuracy",
+        () => chart(page, "sweep-chart"),
+        (c) => c!.series.every((s) => s.y.every((v) => v > 0.4 && v < 1)),
+      );
       await page.selectOption("#sweep-x", "up.gflops");
       await until(
         "gflops axis",

@@ -1,7 +1,9 @@
 /**
  * Cheap stage kinds that write what the real ones do, in milliseconds: a dataset, a "train" with a
- * `loss.csv` (step,loss), a "sample" with a `grid.png`, and an "fid" with `fid` / `class_acc` metrics. The
+ * `loss.csv` (step,loss), a "sample" with a `grid.png`, and an "fid" with `fid` / `class_accuracy` metrics. The
  * UI tests run a small pipeline of them through the real engine, so the cache has the store's real format.
+ * The fid stand-in records the metric names of the real `fid` kind (`fid`, `fid_low`, `fid_high`,
+ * `class_accuracy` with its interval, precision, recall).
  * @module
  */
 
@@ -118,7 +120,7 @@ export const uiSample = reg(defineKind({
   },
 }));
 
-/** An FID stand-in: lower for lower final loss. */
+/** An FID stand-in (values from the grid's bytes; their names are the real kind's). */
 export const uiFid = reg(defineKind({
   name: "ui_fid",
   module: import.meta.url,
@@ -133,6 +135,17 @@ export const uiFid = reg(defineKind({
     const h = bytes.reduce((a, b) => (a * 31 + b) % 1000, 7) / 1000;
     const fid = 40 + 250 * h;
     await Deno.writeTextFile(`${ctx.outputs.fid}/fid.json`, JSON.stringify({ fid }));
-    ctx.metrics({ fid, class_acc: 0.5 + 0.4 * (1 - h), precision: 0.7, recall: 0.2 + 0.3 * (1 - h) });
+    const acc = 0.5 + 0.4 * (1 - h);
+    // The names the real fid kind records (bootstrap interval of FID, Wilson interval of class accuracy).
+    ctx.metrics({
+      fid,
+      fid_low: fid * 0.9,
+      fid_high: fid * 1.12,
+      class_accuracy: acc,
+      class_accuracy_low: acc - 0.05,
+      class_accuracy_high: Math.min(1, acc + 0.04),
+      precision: 0.7,
+      recall: 0.2 + 0.3 * (1 - h),
+    });
   },
 }));

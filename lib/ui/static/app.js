@@ -196,13 +196,22 @@ function lineChart(svg, series, opt = {}) {
         xs.push(x);
         ys.push(s.y[i]);
         if (s.raw && ok(s.raw[i], opt.logY)) ys.push(s.raw[i]);
+        for (const b of [s.lo?.[i], s.hi?.[i]]) if (ok(b, opt.logY)) ys.push(b);
       }
     });
   }
   ditflow.charts[svg.id] = {
     logX: !!opt.logX,
     logY: !!opt.logY,
-    series: series.map((s) => ({ id: s.id, label: s.label, color: s.color, n: s.x.length, x: s.x, y: s.y })),
+    series: series.map((s) => ({
+      id: s.id,
+      label: s.label,
+      color: s.color,
+      n: s.x.length,
+      x: s.x,
+      y: s.y,
+      ...(s.lo ? { lo: s.lo, hi: s.hi } : {}),
+    })),
   };
   svg.dataset.series = String(series.length);
   if (!xs.length) {
@@ -219,6 +228,11 @@ function lineChart(svg, series, opt = {}) {
   if (y0 === y1) {
     y0 = opt.logY ? y0 / 2 : y0 - 1;
     y1 = opt.logY ? y1 * 2 : y1 + 1;
+  }
+  if (opt.markers && !opt.logX) {
+    const pad = (x1 - x0) * 0.04;
+    x0 -= pad;
+    x1 += pad;
   }
   if (!opt.logY) {
     const pad = (y1 - y0) * 0.05;
@@ -276,6 +290,16 @@ function lineChart(svg, series, opt = {}) {
     );
     if (opt.markers) {
       s.x.forEach((xv, i) => {
+        const lo = s.lo?.[i], hi = s.hi?.[i];
+        if (ok(xv, opt.logX) && ok(lo, opt.logY) && ok(hi, opt.logY)) {
+          // Interval (e.g. fid_low..fid_high, class_accuracy_low..high) as an error bar.
+          const X = px(xv);
+          parts.push(
+            `<path class="errbar" stroke="${s.color}" d="M${X},${py(lo)}V${py(hi)}M${X - 4},${py(lo)}h8M${
+              X - 4
+            },${py(hi)}h8"/>`,
+          );
+        }
         if (ok(xv, opt.logX) && ok(s.y[i], opt.logY)) {
           parts.push(
             `<circle cx="${px(xv)}" cy="${py(s.y[i])}" r="3.5" fill="${s.color}"><title>${esc(s.label)}: ${
@@ -400,7 +424,7 @@ function drawSweep() {
   const yIds = ids.filter((i) => i.startsWith("metrics.") || i.startsWith("up."));
   fillSelect($("#sweep-y"), yIds.map((i) => ({ value: i, label: label(i) })), [
     "metrics.fid",
-    "metrics.class_acc",
+    "metrics.class_accuracy",
     "metrics.final_loss",
   ]);
   fillSelect($("#sweep-x"), ids.map((i) => ({ value: i, label: label(i) })), [
@@ -421,9 +445,18 @@ function drawSweep() {
     if (typeof xv !== "number" || typeof yv !== "number") continue;
     const gk = g ? `${g.replace(/^point\./, "")}=${fmt(val(r, g))}` : label(y);
     if (!groups.has(gk)) groups.set(gk, []);
-    groups.get(gk).push([xv, yv, r]);
+    const lo = val(r, `${y}_low`), hi = val(r, `${y}_high`);
+    groups.get(gk).push([
+      xv,
+      yv,
+      typeof lo === "number" ? lo : undefined,
+      typeof hi === "number" ? hi : undefined,
+    ]);
   }
-  const series = [...groups.entries()].map(([k, pts], i) => {
+  const ordered = [...groups.entries()].sort((a, b) =>
+    a[0].localeCompare(b[0], undefined, { numeric: true })
+  );
+  const series = ordered.map(([k, pts], i) => {
     pts.sort((a, b) => a[0] - b[0]);
     return {
       id: k,
@@ -431,6 +464,9 @@ function drawSweep() {
       color: COLORS[i % COLORS.length],
       x: pts.map((p) => p[0]),
       y: pts.map((p) => p[1]),
+      ...(pts.some((p) => p[2] !== undefined)
+        ? { lo: pts.map((p) => p[2] ?? NaN), hi: pts.map((p) => p[3] ?? NaN) }
+        : {}),
     };
   });
   lineChart($("#sweep-chart"), series, {
