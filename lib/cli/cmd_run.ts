@@ -282,24 +282,43 @@ export function dagMermaid(plan: Plan): string {
   return lines.join("\n");
 }
 
-/** Renders the plan as indented ASCII, one stage per line, with its inputs. */
+/** Lists stage names, collapsing to `N × base[…]` per base name when the list is long. */
+function stageList(names: string[]): string {
+  const plain = names.join(", ");
+  if (names.length <= 3 && plain.length <= 50) return plain;
+  const byBase = new Map<string, number>();
+  for (const n of names) byBase.set(n.replace(/\[.*/, ""), (byBase.get(n.replace(/\[.*/, "")) ?? 0) + 1);
+  return [...byBase].map(([b, c]) => (c > 1 ? `${c} × ${b}[…]` : b)).join(", ");
+}
+
+/**
+ * Renders the plan as ASCII, one stage per line in run order, with its edges spelled out: the stages that
+ * use its outputs (USED BY) and, for each input, the upstream outputs it reads (INPUTS). No indentation:
+ * a stage's position says nothing about what it depends on; only its edges do.
+ */
 export function dagAscii(plan: Plan): string {
-  const depth = new Map<string, number>();
-  for (const s of plan.stages) depth.set(s.name, Math.max(-1, ...s.deps.map((d) => depth.get(d) ?? 0)) + 1);
+  const usedBy = new Map<string, string[]>(plan.stages.map((s) => [s.name, []]));
+  for (const s of plan.stages) {
+    for (const d of new Set(s.inputs.flatMap((i) => i.refs.map((r) => r.stage)))) usedBy.get(d)?.push(s.name);
+  }
   const rows = plan.stages.map((s) => {
-    const left = `${"  ".repeat(depth.get(s.name)!)}${depth.get(s.name)! > 0 ? "└─ " : ""}${s.name}`;
     const ins = s.inputs.map((i) =>
       `${i.name} ← ${
-        i.refs.length > 3
-          ? `${i.refs.length} × ${i.refs[0].stage.replace(/\[.*/, "")}[…]`
+        i.refs.length > 3 || (i.refs.length > 1 && i.refs.map((r) => r.stage).join(", ").length > 50)
+          ? `${i.refs.length} × ${i.refs[0].stage.replace(/\[.*/, "")}[…].${i.refs[0].output}`
           : i.refs.map((r) => `${r.stage}.${r.output}`).join(", ")
       }`
     );
-    return { left, kind: s.kind.name + (s.gpu ? " (gpu)" : ""), ins: ins.join("; ") };
+    return [
+      s.name,
+      s.kind.name + (s.gpu ? " (gpu)" : ""),
+      usedBy.get(s.name)!.length ? stageList(usedBy.get(s.name)!) : "-",
+      ins.length ? ins.join("; ") : "- (source)",
+    ];
   });
-  const w = Math.max(...rows.map((r) => r.left.length));
-  const wk = Math.max(...rows.map((r) => r.kind.length));
-  return rows.map((r) => `${r.left.padEnd(w)}  ${r.kind.padEnd(wk)}  ${r.ins}`.trimEnd()).join("\n");
+  const table = [["STAGE", "KIND", "USED BY", "INPUTS (input ← upstream.output)"], ...rows];
+  const w = [0, 1, 2].map((i) => Math.max(...table.map((r) => r[i].length)));
+  return table.map((r) => r.map((c, i) => (i < 3 ? c.padEnd(w[i]) : c)).join("  ").trimEnd()).join("\n");
 }
 
 registerCommand({

@@ -13,6 +13,8 @@ import "./cmd_run.ts";
 import "./cmd_store.ts";
 import "./cmd_fingerprint.ts";
 import "./cmd_cancel.ts";
+import "./cmd_runs.ts";
+import "./cmd_ui.ts";
 import { CliExit, err, out } from "./common.ts";
 import { EXIT, getCommand, listCommands } from "./commands.ts";
 import { PipelineInvalidError } from "../pipeline/diagnostics.ts";

@@ -10,6 +10,7 @@
 import type { KeyComponents } from "./cache_key.ts";
 import { digestPath } from "./hash.ts";
 import { acquireLock, type KeyLock, type LockInfo } from "./lock.ts";
+import { LiveWriter } from "./live.ts";
 import { getKind, loadKindModule } from "./registry.ts";
 import type { Resources } from "./resources.ts";
 import type { InputArtifact, ProgressUpdate, StageContext } from "./stage.ts";
@@ -103,6 +104,7 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
   if (!lock) return { status: "cached", meta: store.readMeta(job.key)!, by: "other-process" };
   let tmp: string | undefined;
   let logFile: Deno.FsFile | undefined;
+  let live: LiveWriter | undefined;
   const logLines: string[] = [];
   const t0 = performance.now();
   const started = new Date();
@@ -118,6 +120,12 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
       if (!kind) throw new Error(`stage kind ${job.kind} is not registered by ${job.module}`);
     }
     tmp = store.makeTmp(job.key);
+    live = new LiveWriter(store.root, {
+      key: job.key,
+      name: job.name,
+      pipeline: job.pipeline,
+      kind: job.kind,
+    });
     const outputs: Record<string, string> = {};
     for (const o of Object.keys(kind.outputs)) {
       outputs[o] = `${tmp}/out/${o}`;
@@ -170,7 +178,10 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
       checkpointDir,
       signal,
       log,
-      progress: (u) => opts.onProgress?.(u),
+      progress: (u) => {
+        live?.update(u);
+        opts.onProgress?.(u);
+      },
       metrics: (v) => Object.assign(metrics, v),
       setAdapter: (d) => {
         adapter = d;
@@ -251,6 +262,7 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
       logTail: logLines.slice(-10),
     };
   } finally {
+    live?.close();
     try {
       logFile?.close();
     } catch { /* closed */ }
