@@ -15,7 +15,7 @@ import { DiT, type HostTensor, initParams, timestepEmbedding } from "../lib/mode
 import { writeSafetensors } from "../lib/io/safetensors.ts";
 import { tensor, tidy } from "../lib/tensor/tensor.ts";
 import { noGrad } from "../lib/tensor/autograd.ts";
-import { initRngFor } from "../lib/train/trainer.ts";
+import { initRngFor } from "../lib/train/init_rng.ts";
 import { Generator } from "../lib/tensor/rng.ts";
 
 const out = Deno.args[0];

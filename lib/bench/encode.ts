@@ -8,7 +8,7 @@ import { getRuntime } from "../gpu/runtime.ts";
 import { AutoencoderKL, SMALL_VAE } from "../models/autoencoder_kl.ts";
 import { noGrad } from "../tensor/autograd.ts";
 import { type Tensor, tensor, tidy } from "../tensor/tensor.ts";
-import { initRngFor } from "../train/trainer.ts";
+import { initRngFor } from "../train/init_rng.ts";
 import type { BenchOptions, BenchResult } from "./types.ts";
 
 /** Times `fn` (one batch) after a warm-up; returns the median wall time and the mean GPU time. */

@@ -14,7 +14,7 @@ import { backward } from "../tensor/backward.ts";
 import { tensor, tidy } from "../tensor/tensor.ts";
 import { Generator } from "../tensor/rng.ts";
 import { AdamW, EMA } from "../tensor/optim.ts";
-import { initRngFor } from "../train/trainer.ts";
+import { initRngFor } from "../train/init_rng.ts";
 import type { BenchOptions, BenchResult } from "./types.ts";
 
 /** Measures steady-state training steps of one config at one batch size. */

@@ -6,6 +6,7 @@
  */
 
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
+import { datasetDigest, type ImageDataset } from "./dataset.ts";
 
 /** A dataset as stages exchange it. */
 export interface DataArtifact {
@@ -40,6 +41,27 @@ export async function writeDataArtifact(dir: string, d: DataArtifact): Promise<v
     num_classes: String(d.numClasses),
     class_names: JSON.stringify(d.classNames),
     info: JSON.stringify(d.info),
+  });
+}
+
+/**
+ * Writes an in-memory image dataset (pixels in [-1, 1]) as a dataset artifact into `dir`, with the
+ * provenance `info` followed by the dataset's content digest (`digest`).
+ */
+export async function writeImageDataset(
+  dir: string,
+  ds: ImageDataset,
+  info: Record<string, unknown>,
+): Promise<void> {
+  await writeDataArtifact(dir, {
+    x: ds.images,
+    y: ds.labels,
+    shape: ds.shape,
+    count: ds.count,
+    numClasses: ds.numClasses,
+    classNames: [...ds.classNames],
+    space: "pixels",
+    info: { ...info, digest: datasetDigest(ds) },
   });
 }
 

@@ -111,6 +111,18 @@ export type ParamValues<P extends ParamSchema> =
   & { -readonly [K in keyof P as P[K] extends { optional: true } ? never : K]: ParamValue<P[K]> }
   & { -readonly [K in keyof P as P[K] extends { optional: true } ? K : never]?: ParamValue<P[K]> };
 
+/** The defaults of a schema's parameters that have one, typed as {@link ParamValues}. */
+export type ParamDefaults<P extends ParamSchema> = {
+  -readonly [K in keyof P as P[K] extends { default: unknown } ? K : never]: ParamValue<P[K]>;
+};
+
+/** The defaults of a schema (parameters without a default are left out). */
+export function paramDefaults<const P extends ParamSchema>(schema: P): ParamDefaults<P> {
+  const out: Record<string, unknown> = {};
+  for (const [k, spec] of Object.entries(schema)) if (spec.default !== undefined) out[k] = spec.default;
+  return out as ParamDefaults<P>;
+}
+
 /** Context for validation: where relative paths are resolved, and a collector for path digests. */
 export interface CheckContext {
   diags: Diagnostic[];

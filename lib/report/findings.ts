@@ -18,7 +18,17 @@
  *
  * `decreases`/`increases` may be written for `falls`/`rises`, `within` or `for each` for `per`. Names are
  * metrics of the rows or matrix axes (see `rows.ts`). Verdicts: `holds`, `holds partly (k of n groups)`,
- * `does not hold`, `not testable` (too few rows with numbers).
+ * `within noise`, `does not hold`, `not testable` (too few rows with numbers).
+ *
+ * **Uncertainty.** A comparison counts only when it exceeds the noise. Each value Y of a row comes with an
+ * interval: the row's `Y_low`/`Y_high` metrics when it has them (e.g. the FID bootstrap interval and the
+ * class accuracy's Wilson interval of the `fid` stage); where several rows are replicates of one
+ * configuration (points that differ only in the `seed` axis; for `monotone`, rows with the same X in a
+ * group) their mean with the range [min, max] over those rows. `monotone` and `best` then
+ * call a step or a win *separated* only when the two intervals do not overlap: a group holds when every
+ * step is in the claimed direction and separated; when the directions are right but some step is not
+ * separated the verdict is `within noise`. A `trend` may demand a strength: `…, rho <= -0.9` (or
+ * `rho >= 0.8`) holds only when the pooled Spearman ρ passes it.
  * @module
  */
 
@@ -27,16 +37,18 @@ import { fmtValue, groupValue, known, knownNames, metricValue, num, type Row } f
 const NAME = String.raw`[A-Za-z_][A-Za-z0-9_./-]*`;
 const DIR = String.raw`(falls|rises|decreases|increases)`;
 const GROUP = String.raw`(?:,?\s+(?:per|within|for each)\s+(${NAME}))?`;
+const RHO = String.raw`(?:,?\s+(?:rho|ρ)\s*(<=|≤|>=|≥)\s*(-?[0-9]*\.?[0-9]+))?`;
 
 /** The pattern of a `trend` or `monotone` finding (also the parameter's validation pattern). */
-export const TREND_PATTERN: string = String.raw`^\s*(${NAME})\s+${DIR}\s+as\s+(${NAME})\s+${DIR}${GROUP}\s*$`;
+export const TREND_PATTERN: string = String
+  .raw`^\s*(${NAME})\s+${DIR}\s+as\s+(${NAME})\s+${DIR}${GROUP}${RHO}\s*$`;
 /** The pattern of a `best` finding. */
 export const BEST_PATTERN: string = String
   .raw`^\s*(${NAME})\s+(lowest|highest)\s+at\s+(${NAME})\s*=\s*([^,]+?)${GROUP}\s*$`;
 
 /** The finding kinds and their grammar (for messages). */
 export const FINDING_GRAMMAR: Record<FindingKind, string> = {
-  trend: "trend: Y falls|rises as X rises|falls[, per AXIS]",
+  trend: "trend: Y falls|rises as X rises|falls[, per AXIS][, rho <= -0.9]",
   best: "best: Y lowest|highest at AXIS=VALUE[, per AXIS]",
   monotone: "monotone: Y falls|rises as X falls|rises[, per AXIS]",
 };
@@ -53,6 +65,8 @@ export interface TrendSpec {
   x: string;
   xUp: boolean;
   per?: string;
+  /** `trend` only: the pooled ρ must be ≤ (`le`) or ≥ this value. */
+  rho?: { le: boolean; value: number };
 }
 
 /** A parsed `best` finding. */
@@ -70,7 +84,7 @@ export interface BestSpec {
 export type FindingSpec = TrendSpec | BestSpec;
 
 /** How a finding came out. */
-export type Status = "holds" | "partly" | "fails" | "untestable";
+export type Status = "holds" | "partly" | "noise" | "fails" | "untestable";
 
 /** A checked finding. */
 export interface FindingResult {
@@ -126,7 +140,11 @@ export function parseFinding(item: unknown, index: number): FindingSpec {
   }
   const m = new RegExp(TREND_PATTERN).exec(text);
   if (!m) throw new Error(`report: ${where}: \`${claim}\` does not read \`${FINDING_GRAMMAR[k]}\``);
-  return { kind: k, claim, y: m[1], yUp: up(m[2]), x: m[3], xUp: up(m[4]), per: m[5] };
+  if (m[6] && k !== "trend") {
+    throw new Error(`report: ${where}: a ρ threshold belongs to a trend finding, not ${k}`);
+  }
+  const rho = m[6] ? { le: m[6] === "<=" || m[6] === "≤", value: Number(m[7]) } : undefined;
+  return { kind: k, claim, y: m[1], yUp: up(m[2]), x: m[3], xUp: up(m[4]), per: m[5], rho };
 }
 
 /** Ranks (1-based, ties get the average rank). */
@@ -206,6 +224,52 @@ function pairs(rows: Row[], x: string, y: string): { row: Row; x: number; y: num
     .sort((a, b) => a.x - b.x);
 }
 
+/** The matrix axis whose points are replicates of one configuration (pooled as mean and spread). */
+export const REPLICATE_AXIS = "seed";
+
+/** A value with the interval a comparison must exceed (see the module documentation). */
+export interface Spread {
+  y: number;
+  low: number;
+  high: number;
+  /** Rows pooled into this value. */
+  n: number;
+}
+
+/** The interval of one row's `y`: its `y_low`/`y_high` metrics, or the bare value. */
+function rowSpread(row: Row, y: string, value: number): Spread {
+  const lo = num(metricValue(row, `${y}_low`));
+  const hi = num(metricValue(row, `${y}_high`));
+  return { y: value, low: lo ?? value, high: hi ?? value, n: 1 };
+}
+
+/**
+ * Pools the values of several rows at one position: one row keeps its own interval; several give their
+ * mean with the range [min, max] (the spread over seeds), widened to the rows' own intervals' midpoints'
+ * range: [min, max] of the values.
+ */
+export function pool(spreads: Spread[]): Spread {
+  if (spreads.length === 1) return spreads[0];
+  const ys = spreads.map((s) => s.y);
+  return {
+    y: ys.reduce((a, b) => a + b, 0) / ys.length,
+    low: Math.min(...ys),
+    high: Math.max(...ys),
+    n: spreads.length,
+  };
+}
+
+/** True when two intervals do not overlap. */
+export function separated(a: Spread, b: Spread): boolean {
+  return a.high < b.low || b.high < a.low;
+}
+
+function fmtSpread(name: string, s: Spread): string {
+  const v = fmtValue(name, s.y);
+  if (s.low === s.high) return v;
+  return `${v} [${fmtValue(name, s.low)}, ${fmtValue(name, s.high)}]${s.n > 1 ? ` (${s.n} rows)` : ""}`;
+}
+
 function arrow(name: string, vs: number[]): string {
   return `${name} ${vs.map((v) => fmtValue(name, v)).join(" → ")}`;
 }
@@ -243,44 +307,80 @@ function checkTrend(s: TrendSpec, rows: Row[]): FindingResult {
       evidence.push(`${p.row.label}: ${s.x} ${fmtValue(s.x, p.x)}, ${s.y} ${fmtValue(s.y, p.y)}`);
     }
   }
-  const v = verdictOf(ok, testable, !!s.per);
+  let v = verdictOf(ok, testable, !!s.per);
   const expect = sign < 0 ? "ρ < 0" : "ρ > 0";
-  const summary = `Spearman ρ(${s.x}, ${s.y}) = ${rho(pooled)} over all ${all.length} rows` +
+  let summary = `Spearman ρ(${s.x}, ${s.y}) = ${rho(pooled)} over all ${all.length} rows` +
     (s.per ? `; within ${s.per}: ${ok} of ${testable} groups have ${expect}` : ` (expected ${expect})`);
+  if (s.rho) {
+    const pass = Number.isFinite(pooled) && (s.rho.le ? pooled <= s.rho.value : pooled >= s.rho.value);
+    summary += `; required pooled ρ ${s.rho.le ? "≤" : "≥"} ${s.rho.value}: ${pass ? "met" : "not met"}`;
+    data.required = s.rho;
+    if (!Number.isFinite(pooled)) v = { status: "untestable", verdict: "not testable" };
+    else if (!pass) {
+      v = v.status === "holds" || v.status === "partly"
+        ? { status: "partly", verdict: `holds partly (ρ = ${rho(pooled)} misses ${s.rho.value})` }
+        : v;
+    }
+  }
   return { claim: s.claim, kind: s.kind, ...v, summary, evidence, data };
 }
 
 function checkMonotone(s: TrendSpec, rows: Row[]): FindingResult {
   const evidence: string[] = [];
   const perGroup: Record<string, unknown> = {};
-  let ok = 0, testable = 0;
+  let ok = 0, noisy = 0, testable = 0;
   for (const g of groups(rows, s.per)) {
-    // Average y over rows with the same x, then order by x in the claimed direction.
-    const byX = new Map<number, number[]>();
-    for (const p of pairs(g.rows, s.x, s.y)) byX.set(p.x, [...(byX.get(p.x) ?? []), p.y]);
-    const pts = [...byX].map(([x, ys]) => ({ x, y: ys.reduce((a, b) => a + b, 0) / ys.length, n: ys.length }))
+    // Pool y over rows with the same x (seeds), then order by x in the claimed direction.
+    const byX = new Map<number, Spread[]>();
+    for (const p of pairs(g.rows, s.x, s.y)) {
+      byX.set(p.x, [...(byX.get(p.x) ?? []), rowSpread(p.row, s.y, p.y)]);
+    }
+    const pts = [...byX].map(([x, sp]) => ({ x, ...pool(sp) }))
       .sort((a, b) => (s.xUp ? a.x - b.x : b.x - a.x));
-    const vals = `${arrow(s.x, pts.map((p) => p.x))}: ${arrow(s.y, pts.map((p) => p.y))}` +
-      (pts.some((p) => p.n > 1) ? " (means over rows with the same x)" : "");
     if (pts.length < 2) {
       evidence.push(`${g.name}: not testable (${pts.length} distinct ${s.x})`);
       perGroup[g.name] = null;
       continue;
     }
     testable++;
-    const good = pts.every((p, i) => i === 0 || (s.yUp ? p.y > pts[i - 1].y : p.y < pts[i - 1].y));
-    if (good) ok++;
-    perGroup[g.name] = good;
-    evidence.push(`${g.name}: ${good ? "yes" : "no"}: ${vals}`);
+    const steps = pts.slice(1).map((p, i) => {
+      const prev = pts[i];
+      const right = s.yUp ? p.y > prev.y : p.y < prev.y;
+      return { right, sep: separated(p, prev) };
+    });
+    const allRight = steps.every((t) => t.right);
+    const allSep = steps.every((t) => t.sep);
+    const mark = allRight ? (allSep ? "yes" : "within noise") : "no";
+    if (allRight && allSep) ok++;
+    else if (allRight) noisy++;
+    perGroup[g.name] = {
+      holds: allRight && allSep,
+      direction: allRight,
+      steps: pts.map((p) => ({ [s.x]: p.x, [s.y]: p.y, low: p.low, high: p.high, n: p.n })),
+    };
+    const vals = pts.map((p, i) =>
+      `${fmtValue(s.x, p.x)}: ${fmtSpread(s.y, p)}` +
+      (i ? ` ${steps[i - 1].right ? (steps[i - 1].sep ? "✓" : "~") : "✗"}` : "")
+    ).join(" → ");
+    evidence.push(`${g.name}: ${mark}: ${s.x} ${vals}`);
   }
-  const v = verdictOf(ok, testable, true);
+  let v = verdictOf(ok, testable, true);
+  if (v.status !== "holds" && ok + noisy === testable && noisy > 0) {
+    v = {
+      status: "noise",
+      verdict: ok ? `within noise (${ok} of ${testable} groups separated)` : "within noise",
+    };
+  }
   const summary =
     `${s.y} ${s.yUp ? "rises" : "falls"} at every step as ${s.x} ${s.xUp ? "rises" : "falls"} in ` +
-    `${ok} of ${testable} ${s.per ? `groups of ${s.per}` : "(all rows)"}`;
+    `${ok + noisy} of ${testable} ${
+      s.per ? `groups of ${s.per}` : "(all rows)"
+    }, beyond the intervals in ${ok}` +
+    ` (✓ separated, ~ right direction within the intervals, ✗ wrong direction)`;
   return {
     claim: s.claim,
     kind: "monotone",
-    ...v, // without `per` there is one group: holds, does not hold or not testable
+    ...v,
     summary,
     evidence,
     data: { groups: perGroup },
@@ -297,44 +397,71 @@ function checkBest(s: BestSpec, rows: Row[]): FindingResult {
   }
   const evidence: string[] = [];
   const perGroup: Record<string, unknown> = {};
-  let ok = 0, testable = 0;
+  let ok = 0, noisy = 0, testable = 0;
   for (const g of groups(rows, s.per)) {
-    const ranked = g.rows
-      .map((row) => ({ row, y: num(metricValue(row, s.y)) }))
-      .filter((p): p is { row: Row; y: number } => p.y !== undefined)
+    // Pool the replicates of one candidate: rows whose points differ only in the `seed` axis.
+    const cands = new Map<string, { label: string; isClaim: boolean; spreads: Spread[] }>();
+    for (const row of g.rows) {
+      const y = num(metricValue(row, s.y));
+      if (y === undefined) continue;
+      const rest = Object.entries(row.point).filter(([k]) => k !== REPLICATE_AXIS);
+      const key = rest.length === Object.keys(row.point).length ? row.label : JSON.stringify(rest);
+      const label = s.per || rest.length !== 1
+        ? (rest.length ? rest.map(([k, v]) => `${k}=${v}`).join(", ") : row.label)
+        : `${groupValue(row, s.at)}`;
+      const c = cands.get(key) ?? { label, isClaim: matches(row), spreads: [] };
+      c.spreads.push(rowSpread(row, s.y, y));
+      cands.set(key, c);
+    }
+    const ranked = [...cands.values()].map((c) => ({ ...c, ...pool(c.spreads) }))
       .sort((a, b) => (s.lowest ? a.y - b.y : b.y - a.y));
     const prefix = s.per ? `${g.name}: ` : "";
-    if (ranked.length < 2 || !ranked.some((p) => matches(p.row))) {
+    if (ranked.length < 2 || !ranked.some((c) => c.isClaim)) {
       evidence.push(
-        `${prefix}not testable (${ranked.length} rows with ${s.y}, ${s.at}=${s.value} among them: ` +
-          `${ranked.some((p) => matches(p.row)) ? "yes" : "no"})`,
+        `${prefix}not testable (${ranked.length} candidates with ${s.y}, ${s.at}=${s.value} among them: ` +
+          `${ranked.some((c) => c.isClaim) ? "yes" : "no"})`,
       );
       perGroup[g.name] = null;
       continue;
     }
     testable++;
-    const top = ranked[0].y;
-    const winners = ranked.filter((p) => p.y === top);
-    const good = winners.some((p) => matches(p.row));
-    if (good) ok++;
-    const name = (
-      r: Row,
-    ) => (s.per || Object.keys(r.point).length !== 1 ? r.label : `${groupValue(r, s.at)}`);
-    const ranking = ranked.map((p, i) => `${i + 1}. ${name(p.row)} ${fmtValue(s.y, p.y)}`).join(", ");
-    const tie = good && winners.length > 1 ? ` (tied with ${winners.length - 1} other)` : "";
-    evidence.push(
-      `${prefix}${good ? "✓" : "✗"} best is ${winners.map((w) => name(w.row)).join(" = ")}${tie}: ${ranking}`,
+    const claim = ranked.find((c) => c.isClaim)!;
+    const others = ranked.filter((c) => !c.isClaim);
+    const isTop = ranked[0].isClaim || ranked[0].y === claim.y;
+    const beatsAll = isTop && others.every((o) => separated(claim, o));
+    const beatenClearly = others.some((o) =>
+      (s.lowest ? o.y < claim.y : o.y > claim.y) && separated(o, claim)
     );
-    perGroup[g.name] = ranked.map((p) => ({
-      label: p.row.label,
-      [s.at]: groupValue(p.row, s.at),
-      [s.y]: p.y,
-    }));
+    let mark: string;
+    if (beatsAll) {
+      ok++;
+      mark = "✓";
+    } else if (!beatenClearly) {
+      noisy++;
+      mark = "~";
+    } else mark = "✗";
+    const ranking = ranked.map((c, i) => `${i + 1}. ${c.label} ${fmtSpread(s.y, c)}`).join(", ");
+    const what = beatsAll
+      ? `best is ${claim.label}, beyond every other's interval`
+      : !beatenClearly
+      ? `${claim.label} is ${isTop ? "best, but" : "not best, but"} within the intervals of ${
+        others.filter((o) => !separated(o, claim)).map((o) => o.label).join(", ")
+      }`
+      : `${claim.label} is beaten beyond the intervals`;
+    evidence.push(`${prefix}${mark} ${what}: ${ranking}`);
+    perGroup[g.name] = ranked.map((c) => ({ label: c.label, [s.y]: c.y, low: c.low, high: c.high, n: c.n }));
   }
-  const v = verdictOf(ok, testable, !!s.per);
+  let v = verdictOf(ok, testable, !!s.per);
+  if (v.status !== "holds" && ok + noisy === testable && noisy > 0) {
+    v = {
+      status: "noise",
+      verdict: ok ? `within noise (${ok} of ${testable} groups separated)` : "within noise",
+    };
+  }
   const summary =
-    `${s.at}=${s.value} has the ${s.lowest ? "lowest" : "highest"} ${s.y} in ${ok} of ${testable} ` +
-    (s.per ? `groups of ${s.per}` : "rankings");
+    `${s.at}=${s.value} has the ${s.lowest ? "lowest" : "highest"} ${s.y} beyond the intervals in ${ok} of ` +
+    `${testable} ${s.per ? `groups of ${s.per}` : "rankings"}` +
+    (noisy ? `; within noise in ${noisy}` : "");
   return { claim: s.claim, kind: "best", ...v, summary, evidence, data: { ranking: perGroup } };
 }
 

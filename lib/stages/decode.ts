@@ -11,7 +11,7 @@ import { registerKind } from "../pipeline/registry.ts";
 import { readDataArtifact, writeDataArtifact } from "../data/artifact.ts";
 import { saveGrid } from "../data/grid.ts";
 import { AutoencoderKL, type AutoencoderKLConfig, downsampleFactor } from "../models/autoencoder_kl.ts";
-import { resolveVae } from "./vae_source.ts";
+import { chosenScale, resolveVae, VAE_SOURCE_PARAMS } from "./vae_source.ts";
 import { noGrad } from "../tensor/autograd.ts";
 import { scale as scaleOp } from "../tensor/ops/elementwise.ts";
 import { tensor, tidy } from "../tensor/tensor.ts";
@@ -19,9 +19,16 @@ import { getRuntime } from "../gpu/runtime.ts";
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
 import { expectSpace, single } from "./plan_checks.ts";
 
-// The VAE lookup shared with `encode` lives in the small module vae_source.ts (so that `encode` does
-// not import this stage); re-exported here for existing importers.
-export { DIFFUSERS_VAE_FILE, type ResolvedVae, resolveVae } from "./vae_source.ts";
+// The VAE lookup and parameters shared with `encode` live in the small module vae_source.ts (so that
+// `encode` does not import this stage); re-exported here for existing importers.
+export {
+  chosenScale,
+  DIFFUSERS_VAE_FILE,
+  type ResolvedVae,
+  resolveVae,
+  scaleFactorParam,
+  VAE_SOURCE_PARAMS,
+} from "./vae_source.ts";
 
 /** Loads a VAE model from a directory (holding `vae.safetensors`) or a safetensors file. */
 export async function loadVae(
@@ -98,23 +105,7 @@ export const decodeKind = defineKind({
   description: "decode a latents dataset (e.g. DiT samples) to images with a VAE",
   gpu: true,
   params: {
-    vae_path: {
-      type: "path",
-      optional: true,
-      doc: "a VAE safetensors (or a folder holding one) instead of the input `vae`",
-    },
-    scale_factor: {
-      type: "string",
-      default: "auto",
-      pattern: "^(auto|[0-9]*\\.?[0-9]+([eE][-+]?[0-9]+)?)$",
-      doc: "auto: the VAE file's scaling factor; or a number (quoted)",
-    },
-    norm_num_groups: {
-      type: "int",
-      optional: true,
-      min: 1,
-      doc: "GroupNorm groups of a diffusers file without ditflow metadata (default 32)",
-    },
+    ...VAE_SOURCE_PARAMS,
     batch_size: { type: "int", default: 32, min: 1 },
   },
   inputs: {
@@ -158,7 +149,7 @@ export const decodeKind = defineKind({
       throw new Error(`${ctx.inputs.samples.stage} holds ${data.space}, not latents: nothing to decode`);
     }
     const vae = await resolveVae(ctx.inputs.vae, p.vae_path, { normNumGroups: p.norm_num_groups });
-    const scale = p.scale_factor === "auto" ? vae.cfg.scalingFactor : Number(p.scale_factor);
+    const scale = chosenScale(p.scale_factor, vae.cfg);
     const runtime = await getRuntime();
     ctx.setAdapter(runtime.adapter);
     ctx.log(

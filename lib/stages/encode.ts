@@ -14,11 +14,11 @@ import { defineKind } from "../pipeline/stage.ts";
 import { registerKind } from "../pipeline/registry.ts";
 import { readDataArtifact, writeDataArtifact } from "../data/artifact.ts";
 import { AutoencoderKL, downsampleFactor } from "../models/autoencoder_kl.ts";
-import { encodeBatches, matchChannels } from "../train/vae_trainer.ts";
+import { encodeBatches, matchChannels } from "../models/vae_inference.ts";
 import { Generator } from "../tensor/rng.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { hashFile } from "../pipeline/hash.ts";
-import { resolveVae } from "./vae_source.ts";
+import { chosenScale, resolveVae, VAE_SOURCE_PARAMS } from "./vae_source.ts";
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
 import { expectSpace, single } from "./plan_checks.ts";
 
@@ -44,27 +44,10 @@ export const encodeKind = defineKind({
   description: "encode a pixel dataset to VAE latents (× scale factor), optionally with flipped copies",
   gpu: true,
   params: {
-    vae_path: {
-      type: "path",
-      optional: true,
-      doc:
-        "a VAE safetensors (e.g. sd-vae-ft-ema's diffusion_pytorch_model.safetensors) or a folder holding one",
-    },
+    ...VAE_SOURCE_PARAMS,
     posterior: { type: "enum", values: ["sample", "mean"], default: "mean", doc: "z = mean or a sample" },
     flip: { type: "bool", default: false, doc: "also encode horizontally flipped copies (frozen per image)" },
     batch_size: { type: "int", default: 32, min: 1 },
-    scale_factor: {
-      type: "string",
-      default: "auto",
-      pattern: "^(auto|[0-9]*\\.?[0-9]+([eE][-+]?[0-9]+)?)$",
-      doc: "auto: the VAE file's scaling factor; or a number (quoted)",
-    },
-    norm_num_groups: {
-      type: "int",
-      optional: true,
-      min: 1,
-      doc: "GroupNorm groups of a diffusers file without ditflow metadata (default 32)",
-    },
   },
   inputs: {
     data: { doc: "a pixel-space dataset artifact" },
@@ -110,7 +93,7 @@ export const encodeKind = defineKind({
     }
     const vae = await resolveVae(ctx.inputs.vae, p.vae_path, { normNumGroups: p.norm_num_groups });
     const cfg = vae.cfg;
-    const scale = p.scale_factor === "auto" ? cfg.scalingFactor : Number(p.scale_factor);
+    const scale = chosenScale(p.scale_factor, cfg);
     const f = downsampleFactor(cfg);
     const [, H, W] = data.shape;
     if (H % f !== 0 || W % f !== 0) {

@@ -22,6 +22,11 @@
  *   (`lib/metrics/frechet.ts`), improved precision/recall with k = 3 (`lib/metrics/prdc.ts`), and
  *   `samples.npz` in the ADM evaluator's format (`arr_0`: NHWC uint8). It refuses a reference computed with
  *   another extractor (other classifier, other weights, other resize or quantisation).
+ *   For small N (shared/spec/science.md) it adds a 95% bootstrap interval of the FID over the generated
+ *   features (`fid_low`, `fid_high`), KID (unbiased at any N; `kid`, `kid_std` over subsets), and, when a
+ *   domain classifier is given and the samples carry its labels, the **class accuracy** of conditional
+ *   samples (the share the classifier assigns to the class they were generated for, with a Wilson
+ *   interval and per-class values). For real images the same number is the classifier's accuracy on them.
  * Every metric carries `feature_extractor`.
  * @module
  */
@@ -30,7 +35,7 @@ import { defineKind, type InputArtifact } from "../pipeline/stage.ts";
 import { registerKind } from "../pipeline/registry.ts";
 import { digestPath } from "../pipeline/hash.ts";
 import { type DataArtifact, readDataArtifact } from "../data/artifact.ts";
-import { CLASSIFIER_FILE, type LeNet, lenetFeatures, readLeNet } from "../models/lenet.ts";
+import { CLASSIFIER_FILE, type LeNet, lenetFeatures, lenetLogits, readLeNet } from "../models/lenet.ts";
 import {
   DEFAULT_INCEPTION_WEIGHTS,
   FID_WEIGHTS_URL,
@@ -44,6 +49,8 @@ import {
 import { frechetDistance, type GaussianStats, meanCov } from "../metrics/frechet.ts";
 import { inceptionScore } from "../metrics/inception_score.ts";
 import { precisionRecall } from "../metrics/prdc.ts";
+import { kernelInceptionDistance } from "../metrics/kid.ts";
+import { bootstrapFid, classAccuracy, drawSpread } from "../metrics/intervals.ts";
 import { samplesToNhwcU8, writeNpz } from "../metrics/npz.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import { getRuntime } from "../gpu/runtime.ts";
@@ -343,6 +350,28 @@ function checkSameSpace(md: Record<string, string>, ex: Extractor): void {
   }
 }
 
+/**
+ * The classifier's logits for each sample, when a domain classifier is at hand (the `classifier` input,
+ * also beside the inception extractor) and the samples carry labels of its classes; else null.
+ */
+async function samplesClassLogits(
+  samples: DataArtifact,
+  ex: Extractor,
+  classifier: InputArtifact | undefined,
+): Promise<{ logits: Float32Array; classes: number } | null> {
+  let net = ex.lenet;
+  let owned: LeNet | undefined;
+  if (!net && classifier) net = owned = (await loadExtractor(classifier.dir)).net;
+  try {
+    if (!net || samples.numClasses !== net.cfg.numClasses) return null;
+    const c = net.cfg;
+    if (samples.shape.join() !== [c.inChannels, c.inputSize, c.inputSize].join()) return null;
+    return { logits: await lenetLogits(net, samples.x, samples.count), classes: c.numClasses };
+  } finally {
+    owned?.dispose();
+  }
+}
+
 /** The `fid` kind. */
 export const fidKind = defineKind({
   name: "fid",
@@ -366,6 +395,26 @@ export const fidKind = defineKind({
       min: 1,
       doc: "extractor inception: splits of the Inception Score (the standard: 10)",
     },
+    bootstrap: {
+      type: "int",
+      default: 200,
+      min: 0,
+      doc: "resamples of the generated features for FID's 95% interval (0: none)",
+    },
+    per_draw: {
+      type: "int",
+      default: 0,
+      min: 0,
+      doc: "score disjoint draws of this many samples; report the mean and spread (real-data floors at the " +
+        "generated N; 0: all samples as one set, with a bootstrap interval)",
+    },
+    kid_subsets: { type: "int", default: 100, min: 0, doc: "random subsets of the KID estimate (0: no KID)" },
+    kid_subset_size: {
+      type: "int",
+      default: 1000,
+      min: 2,
+      doc: "rows per KID subset, capped at the smaller set (torch-fidelity: 1000)",
+    },
   },
   inputs: {
     samples: { doc: "a pixel dataset artifact (generated images in [-1, 1])" },
@@ -376,7 +425,7 @@ export const fidKind = defineKind({
     },
   },
   outputs: { fid: { doc: "samples.npz (arr_0: NHWC uint8) and the metrics" } },
-  headline: ["fid", "precision", "recall"],
+  headline: ["fid", "class_accuracy", "recall"],
   validate: (p, ctx) => [
     ...expectSpace(ctx, "samples", "pixels", "fid"),
     ...validateExtractor("fid", p, ctx),
@@ -389,6 +438,7 @@ export const fidKind = defineKind({
     const { stats: ref, metadata } = await readStats(`${ctx.inputs.ref.dir}/${STATS_FILE}`);
     const ex = await openExtractor("fid", p, ctx.inputs.classifier);
     let fake: Awaited<ReturnType<typeof extract>>;
+    let classLogits: { logits: Float32Array; classes: number } | null = null;
     try {
       checkSameSpace(metadata, ex);
       const isInception = ex.kind === "inception";
@@ -399,6 +449,7 @@ export const fidKind = defineKind({
         logits: isInception,
         onBatch: (done, total) => ctx.progress({ step: done, total }),
       });
+      classLogits = await samplesClassLogits(samples, ex, ctx.inputs.classifier);
     } finally {
       closeExtractor(ex);
     }
@@ -439,6 +490,86 @@ export const fidKind = defineKind({
       fid_eps_used: fr.details.epsUsed,
       feature_extractor: name,
     };
+    if (p.per_draw > 0) {
+      // Disjoint draws of `per_draw`: FID, precision and recall at that N, as the mean over the draws with
+      // the draws' spread as the interval (real-data floors at the generated N).
+      const dr = drawSpread(ref, fake.features, samples.count, ref.dim, p.per_draw);
+      const d = ref.dim, per = p.per_draw;
+      const prs = dr.draws.map((_, i) =>
+        precisionRecall(
+          realFeat,
+          cap(nReal),
+          fake.features.subarray(i * per * d, (i + 1) * per * d),
+          per,
+          d,
+          p.k,
+        )
+      );
+      const avg = (f: (x: (typeof prs)[number]) => number) => prs.reduce((a, x) => a + f(x), 0) / prs.length;
+      ctx.log(
+        `${dr.draws.length} disjoint draws of ${per}: FID ${dr.value.toFixed(4)} ± ${dr.std.toFixed(4)} ` +
+          `(draws ${dr.draws.map((v) => v.toFixed(2)).join(", ")}); precision ${
+            avg((x) => x.precision).toFixed(4)
+          }, ` +
+          `recall ${avg((x) => x.recall).toFixed(4)}`,
+      );
+      Object.assign(metrics, {
+        fid: dr.value,
+        fid_low: dr.low,
+        fid_high: dr.high,
+        fid_draw_std: dr.std,
+        fid_draws: dr.draws.length,
+        fid_all: fr.fid,
+        precision: avg((x) => x.precision),
+        recall: avg((x) => x.recall),
+        n: per,
+        n_total: samples.count,
+        pr_n: per,
+      });
+    } else if (p.bootstrap > 0) {
+      const b = bootstrapFid(ref, fake.features, samples.count, ref.dim, {
+        reps: p.bootstrap,
+        seed: ctx.seed,
+      });
+      ctx.log(
+        `FID 95% bootstrap interval [${b.low.toFixed(3)}, ${
+          b.high.toFixed(3)
+        }] (${b.reps} resamples of the ` +
+          `generated features, reference fixed)`,
+      );
+      Object.assign(metrics, {
+        fid_low: b.low,
+        fid_high: b.high,
+        fid_boot_std: b.std,
+        fid_bootstrap: b.reps,
+      });
+    }
+    if (p.kid_subsets > 0) {
+      const k = kernelInceptionDistance(fake.features, samples.count, realFeat, nReal, ref.dim, {
+        subsets: p.kid_subsets,
+        subsetSize: p.per_draw > 0 ? Math.min(p.per_draw, p.kid_subset_size) : p.kid_subset_size,
+        seed: ctx.seed,
+      });
+      ctx.log(
+        `KID ${k.kid.toExponential(4)} ± ${k.std.toExponential(2)} (${k.subsets} subsets of ${k.subsetSize})`,
+      );
+      Object.assign(metrics, { kid: k.kid, kid_std: k.std, kid_subset_size: k.subsetSize });
+    }
+    if (classLogits) {
+      const acc = classAccuracy(classLogits.logits, samples.y, classLogits.classes);
+      ctx.log(
+        `class accuracy ${acc.value.toFixed(4)} [${acc.low.toFixed(4)}, ${
+          acc.high.toFixed(4)
+        }] of ${acc.n} ` +
+          `(per class: ${acc.perClass.map((v) => v.toFixed(2)).join(" ")})`,
+      );
+      Object.assign(metrics, {
+        class_accuracy: acc.value,
+        class_accuracy_low: acc.low,
+        class_accuracy_high: acc.high,
+        class_accuracy_per_class: acc.perClass,
+      });
+    }
     if (fake.logits) {
       const is = inceptionScore(fake.logits, samples.count, INCEPTION_FID_CLASSES, p.is_splits);
       ctx.log(

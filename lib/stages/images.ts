@@ -17,10 +17,10 @@ import { join } from "node:path";
 import { defineKind } from "../pipeline/stage.ts";
 import { registerKind } from "../pipeline/registry.ts";
 import { checkPath, type PathSpec } from "../pipeline/schema.ts";
-import { writeDataArtifact } from "../data/artifact.ts";
+import { writeImageDataset } from "../data/artifact.ts";
 import { admCenterCrop } from "../data/center_crop.ts";
 import { hwcToChw } from "../data/convert.ts";
-import { createImageDataset, datasetDigest, type ImageDataset } from "../data/dataset.ts";
+import { createImageDataset, type ImageDataset } from "../data/dataset.ts";
 import { decodeImageFile } from "../data/decode.ts";
 import { DataError } from "../data/errors.ts";
 import { saveGrid } from "../data/grid.ts";
@@ -251,22 +251,12 @@ export const imagesKind = defineKind({
     for (const s of skipped) ctx.log(`skipped ${s.path}: ${s.reason}`);
     ctx.log(`dataset: ${ds.count} images of [${ds.shape}], ${ds.numClasses} classes`);
     const out = ctx.outputs.dataset;
-    await writeDataArtifact(out, {
-      x: ds.images,
-      y: ds.labels,
-      shape: ds.shape,
-      count: ds.count,
-      numClasses: ds.numClasses,
-      classNames: [...ds.classNames],
-      space: "pixels",
-      info: {
-        dataset: "images",
-        dir: p.dir,
-        layout: scan.layout,
-        size: p.size,
-        crop: "adm-center",
-        digest: datasetDigest(ds),
-      },
+    await writeImageDataset(out, ds, {
+      dataset: "images",
+      dir: p.dir,
+      layout: scan.layout,
+      size: p.size,
+      crop: "adm-center",
     });
     const rel = (f: string) => f.startsWith(p.dir + "/") ? f.slice(p.dir.length + 1) : f;
     const csv = ["index,label,class,file"];

@@ -7,9 +7,8 @@
 
 import { defineKind } from "../pipeline/stage.ts";
 import { registerKind } from "../pipeline/registry.ts";
-import { datasetDigest } from "../data/dataset.ts";
 import { loadMnist } from "../data/mnist.ts";
-import { writeDataArtifact } from "../data/artifact.ts";
+import { writeImageDataset } from "../data/artifact.ts";
 import { saveGrid } from "../data/grid.ts";
 
 /** The `mnist` kind. */
@@ -45,16 +44,7 @@ export const mnistKind = defineKind({
       limit: p.limit > 0 ? p.limit : undefined,
     });
     ctx.log(`MNIST ${p.split}: ${ds.count} images of [${ds.shape}]`);
-    await writeDataArtifact(ctx.outputs.dataset, {
-      x: ds.images,
-      y: ds.labels,
-      shape: ds.shape,
-      count: ds.count,
-      numClasses: ds.numClasses,
-      classNames: [...ds.classNames],
-      space: "pixels",
-      info: { dataset: "mnist", split: p.split, layout: p.layout, digest: datasetDigest(ds) },
-    });
+    await writeImageDataset(ctx.outputs.dataset, ds, { dataset: "mnist", split: p.split, layout: p.layout });
     const n = Math.min(64, ds.count);
     await saveGrid(
       { data: ds.images.subarray(0, n * ds.shape[0] * ds.shape[1] * ds.shape[2]), shape: [n, ...ds.shape] },

@@ -41,6 +41,7 @@ import {
   parseFinding,
   TREND_PATTERN,
 } from "../report/findings.ts";
+import { fillNotes } from "../report/notes.ts";
 import {
   groupValue,
   header,
@@ -214,7 +215,8 @@ export const reportKind = defineKind({
     notes: {
       type: "string",
       default: "",
-      doc: "a paragraph printed under the title (what the reader should know)",
+      doc:
+        "a paragraph printed under the title; `{{ ROW.METRIC }}` is filled from the rows (lib/report/notes.ts)",
     },
     publish: {
       type: "string",
@@ -348,7 +350,7 @@ export const reportKind = defineKind({
         "and `results.json`.",
       "",
     );
-    if (p.notes) lines.push(p.notes.trim(), "");
+    if (p.notes) lines.push(fillNotes(p.notes.trim(), joined), "");
 
     // The table.
     let columns: string[];

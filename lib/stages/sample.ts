@@ -29,6 +29,12 @@ export interface SampleModelOptions extends SampleOptions {
   eta?: number;
   seed: number;
   objective: "ddpm" | "sit";
+  /**
+   * Guidance interval (Kynkäänniemi et al. 2024): guide only the steps whose position on the trajectory
+   * (0 at the first step from pure noise, 1 at the end; step k of K is at k/K) lies in [lo, hi); the other
+   * steps run the conditional model alone (one forward of N, not 2N). Default [0, 1]: every step.
+   */
+  cfgInterval?: [number, number];
 }
 
 /** Samples one batch with the given labels; returns data-space values [N, C, H, W]. */
@@ -47,6 +53,9 @@ export async function sampleModel(
     forward: model.forward.bind(model),
   };
   const opts: SampleOptions = { ...o, nullClass: cfg.numClasses };
+  const [gLo, gHi] = o.cfgInterval ?? [0, 1];
+  const at = (k: number, total: number): SampleOptions =>
+    k / total >= gLo && k / total < gHi ? opts : { ...opts, cfgScale: 1 };
   let x: Tensor = gen.normal(shape).keep();
   const step = (f: () => Tensor) => {
     const next = noGrad(() => tidy(f));
@@ -59,7 +68,9 @@ export async function sampleModel(
     }
     const grid = odeGrid(o.steps);
     for (let k = 0; k < o.steps; k++) {
-      step(() => odeStep(denoiser, x, grid[k], grid[k + 1], labels, o.sampler as "euler" | "heun", opts));
+      step(() =>
+        odeStep(denoiser, x, grid[k], grid[k + 1], labels, o.sampler as "euler" | "heun", at(k, o.steps))
+      );
       o.onStep?.(k + 1, o.steps);
     }
   } else {
@@ -68,10 +79,11 @@ export async function sampleModel(
     }
     const s = createSchedule(o.sampler === "ddim" ? `ddim${o.steps}` : String(o.steps));
     for (let i = s.numTimesteps - 1; i >= 0; i--) {
+      const so = at(s.numTimesteps - 1 - i, s.numTimesteps);
       step(() =>
         o.sampler === "ddpm"
-          ? pSample(denoiser, s, x, i, labels, gen, opts)
-          : ddimSample(denoiser, s, x, i, labels, gen, o.eta ?? 0, opts)
+          ? pSample(denoiser, s, x, i, labels, gen, so)
+          : ddimSample(denoiser, s, x, i, labels, gen, o.eta ?? 0, so)
       );
       o.onStep?.(s.numTimesteps - i, s.numTimesteps);
     }
@@ -79,6 +91,14 @@ export async function sampleModel(
   const out = await x.data();
   x.dispose();
   return out;
+}
+
+/** Checks a `cfg_interval` parameter: two numbers lo < hi in [0, 1]. */
+export function guidanceInterval(v: readonly number[]): [number, number] {
+  if (v.length !== 2 || !(v[0] < v[1])) {
+    throw new Error(`sample: cfg_interval must be [lo, hi] with 0 ≤ lo < hi ≤ 1, got [${v.join(", ")}]`);
+  }
+  return [v[0], v[1]];
 }
 
 /** The `sample` kind. */
@@ -104,6 +124,14 @@ export const sampleKind = defineKind({
       values: ["official", "all"],
       default: "official",
       doc: "guide 3 channels (official) or all",
+    },
+    cfg_interval: {
+      type: "list",
+      items: { type: "number", min: 0, max: 1 },
+      minItems: 2,
+      maxItems: 2,
+      default: [0, 1],
+      doc: "guide only steps whose trajectory position (0: noise … 1: data) is in [lo, hi)",
     },
     weights: { type: "enum", values: ["ema", "raw"], default: "ema" },
     labels: {
@@ -204,6 +232,7 @@ export const sampleKind = defineKind({
         objective,
         cfgScale: p.cfg_scale,
         cfgMode: p.cfg_mode,
+        cfgInterval: guidanceInterval(p.cfg_interval),
         clipDenoised,
         onStep: (k, total) => ctx.progress({ step: b * total + k, total: nb * total }),
       });
@@ -225,6 +254,7 @@ export const sampleKind = defineKind({
         steps: p.steps,
         cfg_scale: p.cfg_scale,
         cfg_mode: p.cfg_mode,
+        cfg_interval: p.cfg_interval,
         clip_denoised: clipDenoised,
         weights: p.weights,
         model: cfg.name,

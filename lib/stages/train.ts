@@ -12,9 +12,10 @@ import { registerKind } from "../pipeline/registry.ts";
 import { readDataArtifact } from "../data/artifact.ts";
 import { CONDITIONING_BLOCKS, DIT_FAMILIES, type DiTConfig, ditConfig, gflops } from "../models/config.ts";
 import { writeStateDict } from "../models/checkpoint.ts";
-import { train, TRAIN_DEFAULTS } from "../train/trainer.ts";
+import { DIT_TRAIN_PARAMS, trainDiT } from "../train/dit_trainer.ts";
+import { tailMean, writeLossLog } from "../train/loss_log.ts";
 import { getRuntime } from "../gpu/runtime.ts";
-import { writeLossCurve } from "../report/plots.ts";
+import type { ParamSchema, ParamValues } from "../pipeline/schema.ts";
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
 import type { ValidateContext } from "../pipeline/stage.ts";
 import { single } from "./plan_checks.ts";
@@ -52,19 +53,36 @@ export function validateTrainParams(
   }
 }
 
+/** The model parameters of the `train` stage (the training ones are {@link DIT_TRAIN_PARAMS}). */
+export const DIT_MODEL_PARAMS = {
+  model: {
+    type: "string",
+    default: "DiT-S/2",
+    doc: "DiT-S/2 … DiT-XL/8; depth/hidden_size/num_heads/patch_size override it",
+  },
+  family: {
+    type: "enum",
+    values: Object.keys(DIT_FAMILIES),
+    default: "paper",
+    doc: "model sizes: the paper's, or `mini` (scaled down for CPU-only machines, same ratios)",
+  },
+  depth: { type: "int", optional: true, min: 1 },
+  hidden_size: { type: "int", optional: true, min: 4 },
+  num_heads: { type: "int", optional: true, min: 1 },
+  patch_size: { type: "int", optional: true, min: 1 },
+  block: {
+    type: "enum",
+    values: [...CONDITIONING_BLOCKS],
+    default: "adaLN-Zero",
+    doc: "conditioning block",
+  },
+  learn_sigma: { type: "bool", default: true },
+  class_dropout: { type: "number", default: 0.1, min: 0, max: 0.99 },
+} as const satisfies ParamSchema;
+
 /** Builds the model config from the stage's params and the data's shape and classes. */
 export function modelConfigFromParams(
-  p: {
-    model: string;
-    family?: string;
-    depth?: number;
-    hidden_size?: number;
-    num_heads?: number;
-    patch_size?: number;
-    block: string;
-    learn_sigma: boolean;
-    class_dropout: number;
-  },
+  p: ParamValues<typeof DIT_MODEL_PARAMS>,
   data: { shape: [number, number, number]; numClasses: number },
 ): DiTConfig {
   const overrides: Partial<DiTConfig> = {
@@ -91,45 +109,7 @@ export const trainKind = defineKind({
   module: import.meta.url,
   description: "train a DiT (DDPM mse+vb, or SiT velocity) with AdamW and EMA",
   gpu: true,
-  params: {
-    model: {
-      type: "string",
-      default: "DiT-S/2",
-      doc: "DiT-S/2 … DiT-XL/8; depth/hidden_size/num_heads/patch_size override it",
-    },
-    family: {
-      type: "enum",
-      values: Object.keys(DIT_FAMILIES),
-      default: "paper",
-      doc: "model sizes: the paper's, or `mini` (scaled down for CPU-only machines, same ratios)",
-    },
-    depth: { type: "int", optional: true, min: 1 },
-    hidden_size: { type: "int", optional: true, min: 4 },
-    num_heads: { type: "int", optional: true, min: 1 },
-    patch_size: { type: "int", optional: true, min: 1 },
-    block: {
-      type: "enum",
-      values: [...CONDITIONING_BLOCKS],
-      default: "adaLN-Zero",
-      doc: "conditioning block",
-    },
-    learn_sigma: { type: "bool", default: true },
-    objective: { type: "enum", values: ["ddpm", "sit"], default: "ddpm" },
-    steps: {
-      type: "int",
-      default: 1000,
-      min: 0,
-      doc: "training steps; 0 writes the initialised model (the untrained baseline)",
-    },
-    batch_size: { type: "int", default: 32, min: 1 },
-    lr: { type: "number", default: TRAIN_DEFAULTS.lr, min: 0 },
-    weight_decay: { type: "number", default: 0, min: 0 },
-    ema_decay: { type: "number", default: TRAIN_DEFAULTS.emaDecay, min: 0, max: 1 },
-    class_dropout: { type: "number", default: 0.1, min: 0, max: 0.99 },
-    flip: { type: "bool", default: false, doc: "random horizontal flips (off for digits)" },
-    ckpt_every: { type: "int", default: 200, min: 0, doc: "checkpoint every N steps (resume point)" },
-    log_every: { type: "int", default: 50, min: 1 },
-  },
+  params: { ...DIT_MODEL_PARAMS, ...DIT_TRAIN_PARAMS },
   inputs: { data: { doc: "a dataset artifact (mnist, encode)" } },
   outputs: { model: { doc: "model.safetensors (EMA), model_raw.safetensors, loss.csv, loss.png" } },
   headline: ["final_loss", "img_per_s", "train_seconds"],
@@ -152,29 +132,11 @@ export const trainKind = defineKind({
     const runtime = await getRuntime();
     ctx.setAdapter(runtime.adapter);
     ctx.log(`adapter: ${runtime.adapter.description}`);
-    const res = await train(
-      { x: data.x, y: data.y, shape: data.shape, count: data.count, numClasses: data.numClasses },
-      {
-        model: cfg,
-        objective: p.objective,
-        steps: p.steps,
-        batchSize: p.batch_size,
-        lr: p.lr,
-        weightDecay: p.weight_decay,
-        betas: TRAIN_DEFAULTS.betas,
-        emaDecay: p.ema_decay,
-        flip: p.flip,
-        seed: ctx.seed,
-        ckptEvery: p.ckpt_every,
-        ckptDir: ctx.checkpointDir,
-        logEvery: p.log_every,
-      },
-      {
-        log: (m) => ctx.log(m),
-        signal: ctx.signal,
-        onStep: (s) => ctx.progress({ step: s.step, total: s.total, loss: s.loss, "img/s": s.imgPerSec }),
-      },
-    );
+    const res = await trainDiT(data, { ...p, model: cfg, seed: ctx.seed, ckptDir: ctx.checkpointDir }, {
+      log: (m) => ctx.log(m),
+      signal: ctx.signal,
+      onStep: (s) => ctx.progress({ step: s.step, total: s.total, loss: s.loss, "img/s": s.imgPerSec }),
+    });
     const out = ctx.outputs.model;
     const meta = {
       objective: p.objective,
@@ -188,18 +150,13 @@ export const trainKind = defineKind({
       weights: "raw",
     });
     res.model.dispose();
-    const csv = ["step,loss,mse,vb", ...res.losses.map((l) => `${l.step},${l.loss},${l.mse},${l.vb ?? ""}`)];
-    await Deno.writeTextFile(`${out}/loss.csv`, csv.join("\n") + "\n");
-    await writeLossCurve(`${out}/loss.png`, [{
+    await writeLossLog(out, res.losses, ["step", "loss", "mse", "vb"], {
       label: cfg.name,
-      points: res.losses.map((l) => [l.step, l.loss]),
-    }], {
       title: `${cfg.name} (${cfg.block}) training loss`,
     });
-    const tail = res.losses.slice(-Math.max(1, Math.floor(res.losses.length / 10)));
     ctx.metrics({
       // Mean of the last tenth of the logged losses; null when nothing was trained (steps: 0).
-      final_loss: tail.length ? tail.reduce((a, l) => a + l.loss, 0) / tail.length : null,
+      final_loss: tailMean(res.losses),
       img_per_s: res.imgPerSec,
       train_seconds: res.seconds,
       params: res.params,

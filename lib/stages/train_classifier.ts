@@ -12,46 +12,38 @@ import { registerKind } from "../pipeline/registry.ts";
 import { type DataArtifact, readDataArtifact } from "../data/artifact.ts";
 import { CLASSIFIER_FILE, LeNet, lenetAccuracy, type LeNetConfig, writeLeNet } from "../models/lenet.ts";
 import { crossEntropy } from "../tensor/ops/softmax.ts";
-import { AdamW } from "../tensor/optim.ts";
 import { backward } from "../tensor/backward.ts";
-import { Generator } from "../tensor/rng.ts";
+import type { Generator } from "../tensor/rng.ts";
 import { tensor, tidy } from "../tensor/tensor.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { expectSpace } from "./plan_checks.ts";
+import { paramDefaults, type ParamSchema, type ParamValues } from "../pipeline/schema.ts";
+import { trainLoop } from "../train/loop.ts";
 
 /** The file the stage writes (and `fid-ref`/`fid` read); defined with the LeNet file format. */
 export { CLASSIFIER_FILE };
 
-/** Hyper-parameters of {@link trainLeNet}. */
-export interface ClassifierTrainOptions {
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  weightDecay: number;
-  /** Random shift of each training image by up to this many pixels in x and y (0: none). */
-  shift: number;
-  /** First and second conv widths. */
-  c1: number;
-  c2: number;
+/**
+ * The training parameters of the `train-classifier` stage, as {@link trainLeNet} takes them. On the
+ * `mnist` kind's split (9,000 train / 1,000 test, 32×32 padded) the defaults reach 98.3% test accuracy
+ * (seed 0; without shifts 97.9%); 1,124 steps took 165 s per run on llvmpipe (two runs sharing 2 software
+ * cores took 330 s each).
+ */
+export const CLASSIFIER_TRAIN_PARAMS = {
+  epochs: { type: "int", default: 4, min: 1 },
+  batch_size: { type: "int", default: 32, min: 1 },
+  lr: { type: "number", default: 2e-3, min: 0 },
+  weight_decay: { type: "number", default: 1e-4, min: 0 },
+  shift: { type: "int", default: 1, min: 0, max: 8, doc: "random shift augmentation (pixels)" },
+  c1: { type: "int", default: 6, min: 1, doc: "channels of conv1" },
+  c2: { type: "int", default: 16, min: 1, doc: "channels of conv2" },
+} as const satisfies ParamSchema;
+
+/** Options of {@link trainLeNet}: the seed and any training parameters (defaults otherwise). */
+export type ClassifierTrainOptions = Partial<ParamValues<typeof CLASSIFIER_TRAIN_PARAMS>> & {
   seed: number;
   /** Use only the first N training images (0: all). */
   limit?: number;
-}
-
-/**
- * Defaults of the `train-classifier` stage. On the `mnist` kind's split (9,000 train / 1,000 test, 32×32
- * padded) they reach 98.3% test accuracy (seed 0; without shifts 97.9%); 1,124 steps took 165 s per run
- * on llvmpipe (two runs sharing 2 software cores took 330 s each).
- */
-export const CLASSIFIER_DEFAULTS: ClassifierTrainOptions = {
-  epochs: 4,
-  batchSize: 32,
-  lr: 2e-3,
-  weightDecay: 1e-4,
-  shift: 1,
-  c1: 6,
-  c2: 16,
-  seed: 0,
 };
 
 /** What {@link trainLeNet} returns. */
@@ -93,94 +85,104 @@ function shifted(
   }
 }
 
+/** Fisher–Yates permutation of `count` indices from the Philox stream. */
+function permutation(gen: Generator, count: number): Uint32Array {
+  const u = gen.uniformCpu(count);
+  const perm = Uint32Array.from({ length: count }, (_, i) => i);
+  for (let i = count - 1; i > 0; i--) {
+    const j = Math.min(i, Math.floor(u[i] * (i + 1)));
+    const t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+  return perm;
+}
+
 /**
- * Trains a LeNet on `data` (square pixel images): `epochs` passes over a seeded permutation in batches of
- * `batchSize` (the last partial batch is dropped), AdamW on the mean cross-entropy with the learning rate
- * decayed from `lr` to 0 on a cosine over all steps.
+ * Trains a LeNet on `data` (square pixel images) with {@link trainLoop}: `epochs` passes over a seeded
+ * permutation in batches of `batch_size` (the last partial batch is dropped), AdamW on the mean
+ * cross-entropy with the learning rate decayed from `lr` to 0 on a cosine over all steps.
  */
 export async function trainLeNet(
   data: ClassifierData,
-  o: ClassifierTrainOptions,
+  opts: ClassifierTrainOptions,
   hooks: {
     log?: (m: string) => void;
     signal?: AbortSignal;
     onStep?: (step: number, total: number, loss: number) => void;
   } = {},
 ): Promise<ClassifierTrainResult> {
-  await getRuntime();
+  const o = { ...paramDefaults(CLASSIFIER_TRAIN_PARAMS), ...opts };
   const [C, H, W] = data.shape;
   if (H !== W) throw new Error(`train-classifier: images must be square, got [${data.shape}]`);
   const cfg: LeNetConfig = { inChannels: C, inputSize: H, c1: o.c1, c2: o.c2, numClasses: data.numClasses };
-  const gen = new Generator(o.seed);
-  const net = LeNet.init(cfg, o.seed);
-  const params = [...net.params.values()];
-  const opt = new AdamW(params, { lr: o.lr, weightDecay: o.weightDecay });
   const count = o.limit ? Math.min(o.limit, data.count) : data.count;
-  const B = Math.min(o.batchSize, count);
+  const B = Math.min(o.batch_size, count);
   const per = C * H * W;
   const stepsPerEpoch = Math.floor(count / B);
   const total = stepsPerEpoch * o.epochs;
   const xb = new Float32Array(B * per);
   const yb = new Uint32Array(B);
   const epochLosses: number[] = [];
-  const t0 = performance.now();
-  let step = 0;
-  try {
-    for (let e = 0; e < o.epochs; e++) {
-      // Fisher–Yates from the Philox stream.
-      const u = gen.uniformCpu(count);
-      const perm = Uint32Array.from({ length: count }, (_, i) => i);
-      for (let i = count - 1; i > 0; i--) {
-        const j = Math.min(i, Math.floor(u[i] * (i + 1)));
-        const t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
+  let perm: Uint32Array = new Uint32Array(0);
+  let sum = 0;
+  const res = await trainLoop({
+    ...o,
+    steps: total,
+    batch_size: B,
+    log_every: 0,
+    ckpt_every: 0,
+    config: cfg,
+    model: {
+      init: () => LeNet.init(cfg, o.seed),
+      fromHost: () => {
+        throw new Error("internal: LeNet training keeps no checkpoints");
+      },
+      params: (net) => [...net.params.values()],
+      stateDict: () => Promise.resolve(new Map()),
+    },
+    optim: { lr: o.lr, weightDecay: o.weight_decay },
+    lrAt: (step) => o.lr * 0.5 * (1 + Math.cos(Math.PI * step / total)), // cosine decay to 0
+    step(net, gen, step) {
+      const s = step % stepsPerEpoch;
+      if (s === 0) perm = permutation(gen, count);
+      const sh = o.shift > 0 ? gen.randintCpu(2 * B, 2 * o.shift + 1) : null;
+      for (let b = 0; b < B; b++) {
+        const k = perm[s * B + b];
+        const src = data.x.subarray(k * per, (k + 1) * per);
+        if (sh) {
+          shifted(
+            xb.subarray(b * per, (b + 1) * per),
+            src,
+            C,
+            H,
+            W,
+            sh[2 * b] - o.shift,
+            sh[2 * b + 1] - o.shift,
+          );
+        } else xb.set(src, b * per);
+        yb[b] = data.y[k];
       }
-      let sum = 0;
-      for (let s = 0; s < stepsPerEpoch; s++) {
-        hooks.signal?.throwIfAborted();
-        opt.lr = o.lr * 0.5 * (1 + Math.cos(Math.PI * step / total)); // cosine decay to 0
-        const sh = o.shift > 0 ? gen.randintCpu(2 * B, 2 * o.shift + 1) : null;
-        for (let b = 0; b < B; b++) {
-          const k = perm[s * B + b];
-          const src = data.x.subarray(k * per, (k + 1) * per);
-          if (sh) {
-            shifted(
-              xb.subarray(b * per, (b + 1) * per),
-              src,
-              C,
-              H,
-              W,
-              sh[2 * b] - o.shift,
-              sh[2 * b + 1] - o.shift,
-            );
-          } else xb.set(src, b * per);
-          yb[b] = data.y[k];
-        }
-        const loss = tidy(() => {
-          const l = crossEntropy(net.logits(tensor(xb, [B, C, H, W])), tensor(yb, [B], "u32"));
-          backward(l);
-          return l;
-        });
-        opt.step();
-        opt.zeroGrad();
-        const lv = await loss.item();
-        loss.dispose();
-        if (!Number.isFinite(lv)) throw new Error(`train-classifier: the loss is ${lv} at step ${step + 1}`);
-        sum += lv;
-        step++;
-        hooks.onStep?.(step, total, lv);
-      }
+      return tidy(() => {
+        const l = crossEntropy(net.logits(tensor(xb, [B, C, H, W])), tensor(yb, [B], "u32"));
+        backward(l);
+        return l;
+      });
+    },
+    entry: (t, step) => ({ step, loss: t[0] }),
+  }, {
+    signal: hooks.signal,
+    onStep(s) {
+      sum += s.loss;
+      hooks.onStep?.(s.step, total, s.loss);
+      if (s.step % stepsPerEpoch !== 0) return;
+      const e = epochLosses.length;
       epochLosses.push(sum / Math.max(1, stepsPerEpoch));
+      sum = 0;
       hooks.log?.(`epoch ${e + 1}/${o.epochs}: mean loss ${epochLosses[e].toFixed(4)}`);
-    }
-  } catch (err) {
-    opt.dispose();
-    net.dispose();
-    throw err;
-  }
-  opt.dispose();
-  return { net, epochLosses, seconds: (performance.now() - t0) / 1000, steps: step };
+    },
+  });
+  return { net: res.model, epochLosses, seconds: res.seconds, steps: res.stepsRun };
 }
 
 /** The `train-classifier` kind. */
@@ -190,19 +192,7 @@ export const trainClassifierKind = defineKind({
   description: "train a LeNet classifier on a pixel dataset: the feature extractor of the lenet-mnist FID",
   gpu: true,
   params: {
-    epochs: { type: "int", default: CLASSIFIER_DEFAULTS.epochs, min: 1 },
-    batch_size: { type: "int", default: CLASSIFIER_DEFAULTS.batchSize, min: 1 },
-    lr: { type: "number", default: CLASSIFIER_DEFAULTS.lr, min: 0 },
-    weight_decay: { type: "number", default: CLASSIFIER_DEFAULTS.weightDecay, min: 0 },
-    shift: {
-      type: "int",
-      default: CLASSIFIER_DEFAULTS.shift,
-      min: 0,
-      max: 8,
-      doc: "random shift augmentation (pixels)",
-    },
-    c1: { type: "int", default: CLASSIFIER_DEFAULTS.c1, min: 1, doc: "channels of conv1" },
-    c2: { type: "int", default: CLASSIFIER_DEFAULTS.c2, min: 1, doc: "channels of conv2" },
+    ...CLASSIFIER_TRAIN_PARAMS,
     feature_extractor: {
       type: "string",
       default: "lenet-mnist",
@@ -233,16 +223,7 @@ export const trainClassifierKind = defineKind({
     }
     const runtime = await getRuntime();
     ctx.setAdapter(runtime.adapter);
-    const res = await trainLeNet(data, {
-      epochs: p.epochs,
-      batchSize: p.batch_size,
-      lr: p.lr,
-      weightDecay: p.weight_decay,
-      shift: p.shift,
-      c1: p.c1,
-      c2: p.c2,
-      seed: ctx.seed,
-    }, {
+    const res = await trainLeNet(data, { ...p, seed: ctx.seed }, {
       log: (m) => ctx.log(m),
       signal: ctx.signal,
       onStep: (step, total, loss) => ctx.progress({ step, total, loss }),

@@ -12,21 +12,16 @@ import { defineKind } from "../pipeline/stage.ts";
 import { registerKind } from "../pipeline/registry.ts";
 import { readDataArtifact } from "../data/artifact.ts";
 import { saveGrid } from "../data/grid.ts";
-import { writeLossCurve } from "../report/plots.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { downsampleFactor } from "../models/autoencoder_kl.ts";
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
 import { expectSpace, single } from "./plan_checks.ts";
-import {
-  latentScaleFactor,
-  psnr,
-  reconstruct,
-  trainVae,
-  VAE_FILE,
-  VAE_TRAIN_DEFAULTS,
-  vaeConfigFromParams,
-  writeVaeFile,
-} from "../train/vae_trainer.ts";
+import { trainVae, VAE_ARCH_PARAMS, VAE_TRAIN_PARAMS, vaeConfigFromParams } from "../train/vae_trainer.ts";
+import { tailMean, writeLossLog } from "../train/loss_log.ts";
+import { VAE_FILE, writeVaeFile } from "../models/vae_file.ts";
+import { latentScaleFactor, reconstruct } from "../models/vae_inference.ts";
+import { psnr } from "../metrics/psnr.ts";
+import { scaleFactorParam } from "./vae_source.ts";
 
 /** Images of the scale-factor estimate (at most). */
 const SCALE_IMAGES = 2048;
@@ -38,36 +33,17 @@ export const trainVaeKind = defineKind({
   description: "train an AutoencoderKL (SD VAE architecture) with reconstruction + KL loss",
   gpu: true,
   params: {
-    block_out_channels: {
-      type: "list",
-      items: { type: "int", min: 1 },
-      minItems: 1,
-      optional: true,
-      doc: "channels per level (default [32, 64, 64]: 4× downsampling)",
-    },
-    layers_per_block: { type: "int", optional: true, min: 1, doc: "ResNets per level (default 2)" },
-    norm_num_groups: { type: "int", optional: true, min: 1, doc: "GroupNorm groups (default 16)" },
-    latent_channels: { type: "int", optional: true, min: 1, doc: "default 4" },
-    steps: { type: "int", default: 2000, min: 1 },
-    batch_size: { type: "int", default: 32, min: 1 },
-    lr: { type: "number", default: VAE_TRAIN_DEFAULTS.lr, min: 0 },
-    weight_decay: { type: "number", default: 0, min: 0 },
-    kl_weight: { type: "number", default: VAE_TRAIN_DEFAULTS.klWeight, min: 0, doc: "LDM: 1e-6" },
-    rec_loss: { type: "enum", values: ["mse", "l1"], default: "mse", doc: "reconstruction loss" },
-    scale_factor: {
-      type: "string",
-      default: "auto",
-      pattern: "^(auto|[0-9]*\\.?[0-9]+([eE][-+]?[0-9]+)?)$",
-      doc: "auto: 1/std of the training latents' posterior means; or a number (quoted)",
-    },
+    ...VAE_ARCH_PARAMS,
+    ...VAE_TRAIN_PARAMS,
+    scale_factor: scaleFactorParam(
+      "auto: 1/std of the training latents' posterior means; or a number (quoted)",
+    ),
     holdout: {
       type: "int",
       default: 256,
       min: 0,
       doc: "the last N images are held out for PSNR (at most a quarter of the data); unused with `eval`",
     },
-    ckpt_every: { type: "int", default: 200, min: 0, doc: "checkpoint every N steps (resume point)" },
-    log_every: { type: "int", default: 50, min: 1 },
   },
   inputs: {
     data: { doc: "a pixel-space dataset artifact (mnist, ...)" },
@@ -159,20 +135,7 @@ export const trainVaeKind = defineKind({
     ctx.log(`${trainCount} training images of [${data.shape}], ${evalCount} held out`);
     const res = await trainVae(
       { x: trainX, shape: data.shape, count: trainCount },
-      {
-        config: cfg,
-        steps: p.steps,
-        batchSize: p.batch_size,
-        lr: p.lr,
-        weightDecay: p.weight_decay,
-        betas: VAE_TRAIN_DEFAULTS.betas,
-        klWeight: p.kl_weight,
-        recLoss: p.rec_loss,
-        seed: ctx.seed,
-        ckptEvery: p.ckpt_every,
-        ckptDir: ctx.checkpointDir,
-        logEvery: p.log_every,
-      },
+      { ...p, config: cfg, seed: ctx.seed, ckptDir: ctx.checkpointDir },
       {
         log: (m) => ctx.log(m),
         signal: ctx.signal,
@@ -214,19 +177,14 @@ export const trainVaeKind = defineKind({
           await saveGrid({ data: grid, shape: [2 * n, C, H, W] }, n, `${out}/recon.png`);
         }
       }
-      const csv = ["step,loss,rec,kl", ...res.losses.map((l) => `${l.step},${l.loss},${l.rec},${l.kl}`)];
-      await Deno.writeTextFile(`${out}/loss.csv`, csv.join("\n") + "\n");
-      await writeLossCurve(`${out}/loss.png`, [{
+      await writeLossLog(out, res.losses, ["step", "loss", "rec", "kl"], {
         label: cfg.name,
-        points: res.losses.map((l) => [l.step, l.loss]),
-      }], {
         title: `${cfg.name} VAE training loss (${p.rec_loss} + ${p.kl_weight}·KL)`,
       });
-      const tail = res.losses.slice(-Math.max(1, Math.floor(res.losses.length / 10)));
       ctx.metrics({
         psnr: evalPsnr,
-        final_loss: tail.reduce((a, l) => a + l.loss, 0) / tail.length,
-        final_rec: tail.reduce((a, l) => a + l.rec, 0) / tail.length,
+        final_loss: tailMean(res.losses),
+        final_rec: tailMean(res.losses, "rec"),
         img_per_s: res.imgPerSec,
         train_seconds: res.seconds,
         params: res.params,

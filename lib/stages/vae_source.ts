@@ -1,13 +1,48 @@
 /**
- * The VAE lookup shared by the `encode` and `decode` kinds: a `train-vae` output (input `vae`) or a
- * user-supplied diffusers safetensors (parameter `vae_path`).
+ * The VAE lookup and parameters shared by the `encode` and `decode` kinds: a `train-vae` output (input
+ * `vae`) or a user-supplied diffusers safetensors (parameter `vae_path`), and the latent scale factor. Its
+ * own module, so that `encode` does not import the `decode` stage (nor its code fingerprint cover it).
  * @module
  */
 
-import { type LoadedVaeFile, readVaeFile, VAE_FILE } from "../train/vae_trainer.ts";
+import type { AutoencoderKLConfig } from "../models/autoencoder_kl.ts";
+import { type LoadedVaeFile, readVaeFile, VAE_FILE } from "../models/vae_file.ts";
+import type { ParamSchema } from "../pipeline/schema.ts";
 
 /** The diffusers file name of a VAE's weights (what `vae_path` may point at, or a folder holding it). */
 export const DIFFUSERS_VAE_FILE = "diffusion_pytorch_model.safetensors";
+
+/** The `scale_factor` parameter: `auto` (`doc` says what that means) or a number, quoted. */
+export function scaleFactorParam<const D extends string>(doc: D) {
+  return {
+    type: "string",
+    default: "auto",
+    pattern: "^(auto|[0-9]*\\.?[0-9]+([eE][-+]?[0-9]+)?)$",
+    doc,
+  } as const satisfies ParamSchema[string];
+}
+
+/** The parameters of `encode` and `decode` that choose a VAE (with {@link resolveVae}) and its scale. */
+export const VAE_SOURCE_PARAMS = {
+  vae_path: {
+    type: "path",
+    optional: true,
+    doc: "a VAE safetensors (e.g. sd-vae-ft-ema's diffusion_pytorch_model.safetensors) or a folder " +
+      "holding one, instead of the input `vae`",
+  },
+  scale_factor: scaleFactorParam("auto: the VAE file's scaling factor; or a number (quoted)"),
+  norm_num_groups: {
+    type: "int",
+    optional: true,
+    min: 1,
+    doc: "GroupNorm groups of a diffusers file without ditflow metadata (default 32)",
+  },
+} as const satisfies ParamSchema;
+
+/** The latent scale a stage uses: the VAE's own for `scale_factor: auto`, else the number given. */
+export function chosenScale(scaleFactor: string, cfg: AutoencoderKLConfig): number {
+  return scaleFactor === "auto" ? cfg.scalingFactor : Number(scaleFactor);
+}
 
 /** A VAE located for a stage: the file, what it came from, and its loaded contents. */
 export interface ResolvedVae extends LoadedVaeFile {

@@ -3,7 +3,7 @@ import { gpu } from "../helpers/gradcheck.ts";
 import { guidedOutput } from "../../lib/diffusion/gaussian.ts";
 import { type Tensor, tensor, tidy } from "../../lib/tensor/tensor.ts";
 import { customConfig } from "../../lib/models/config.ts";
-import { train, type TrainData } from "../../lib/train/trainer.ts";
+import { type TrainData, trainDiT } from "../../lib/train/dit_trainer.ts";
 import { sampleModel } from "../../lib/stages/sample.ts";
 
 await gpu();
@@ -75,19 +75,15 @@ Deno.test("SiT: a tiny model trained with the velocity loss samples one class's 
     classDropoutProb: 0,
     learnSigma: false,
   });
-  const res = await train(data, {
+  const res = await trainDiT(data, {
     model: cfg,
     objective: "sit",
     steps: 300,
-    batchSize: 16,
+    batch_size: 16,
     lr: 2e-3,
-    weightDecay: 0,
-    betas: [0.9, 0.999],
-    emaDecay: 0.95,
-    flip: false,
+    ema_decay: 0.95,
     seed: 1,
-    ckptEvery: 0,
-    logEvery: 1000,
+    ckpt_every: 0,
   });
   const first = res.losses[0].loss;
   const last = res.losses.slice(-30).reduce((a, l) => a + l.loss, 0) / 30;
@@ -106,4 +102,48 @@ Deno.test("SiT: a tiny model trained with the velocity loss samples one class's 
     d += Math.sqrt(s2 / per) / 4;
   }
   assert(d < 0.3, `SiT samples are ${d.toFixed(3)} (rms) from the latents; bound 0.3`);
+});
+
+Deno.test("guidance interval: [0, 1] is every step, an interval holding no step is no guidance, others differ", async () => {
+  const { DiT } = await import("../../lib/models/dit.ts");
+  const { initRngFor } = await import("../../lib/train/init_rng.ts");
+  const cfg = customConfig({
+    inputSize: 4,
+    patchSize: 2,
+    inChannels: 4,
+    hiddenSize: 16,
+    depth: 1,
+    numHeads: 2,
+    numClasses: 3,
+    learnSigma: false,
+  });
+  const model = DiT.init(cfg, initRngFor(7));
+  // Perturb the zero-initialised output layers so the label matters.
+  for (const [name, p] of model.params) {
+    if (name.includes("adaLN") || name.startsWith("final_layer")) {
+      const v = await p.data();
+      for (let i = 0; i < v.length; i++) v[i] = 0.05 * Math.sin(i * 1.3 + name.length);
+      model.params.set(name, tensor(v, p.shape).keep());
+    }
+  }
+  const labels = Uint32Array.from([0, 1, 2]);
+  const run = async (cfgScale: number, cfgInterval?: [number, number]) =>
+    await sampleModel(model, labels, {
+      sampler: "euler",
+      steps: 10,
+      seed: 5,
+      objective: "sit",
+      cfgScale,
+      cfgInterval,
+    });
+  const full = await run(4);
+  const none = await run(1);
+  assertEquals(await run(4, [0, 1]), full);
+  assertEquals(await run(4, [0.95, 1]), none); // positions 0, 0.1, …, 0.9: none in [0.95, 1)
+  const late = await run(4, [0.5, 1]);
+  assert(
+    late.some((v, i) => v !== full[i]) && late.some((v, i) => v !== none[i]),
+    "a partial interval differs",
+  );
+  model.dispose();
 });

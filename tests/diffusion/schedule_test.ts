@@ -1,9 +1,8 @@
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
 import { createSchedule, type Schedule, spaceTimesteps } from "../../lib/diffusion/schedule.ts";
+import { loadGolden } from "../helpers/golden.ts";
 
-const golden = JSON.parse(
-  await Deno.readTextFile(new URL("../fixtures/golden/diffusion_schedule.json", import.meta.url)),
-) as Record<string, Record<string, number[]>>;
+const golden = await loadGolden<Record<string, Record<string, number[]>>>("diffusion_schedule.json");
 
 for (const [name, spec] of [["full", ""], ["250", "250"], ["ddim50", "ddim50"], ["10,15,20", "10,15,20"]]) {
   Deno.test(`schedule "${name}" matches guided-diffusion's float64 tables`, () => {
@@ -45,9 +44,8 @@ Deno.test("the training loss (mse + vb, decoder NLL at t = 0) matches guided-dif
   const { tensor, tidy } = await import("../../lib/tensor/tensor.ts");
   const { trainingLosses } = await import("../../lib/diffusion/gaussian.ts");
   await getRuntime();
-  const g = JSON.parse(
-    await Deno.readTextFile(new URL("../fixtures/golden/diffusion_loss.json", import.meta.url)),
-  );
+  // deno-lint-ignore no-explicit-any
+  const g = await loadGolden<any>("diffusion_loss.json");
   const [N, C, H, W] = g.shape;
   const s = createSchedule("");
   const fixedOut = Float32Array.from(g.out);

@@ -22,51 +22,42 @@ function filesOf(kind: string): string[] {
 }
 
 const DIT = "lib/models/dit.ts";
-/** The DiT trainer: lib/train/trainer.ts today, lib/train/dit_trainer.ts after the training-loop refactor. */
-const TRAINER = "lib/train/trainer.ts";
-const DIT_TRAINERS = [TRAINER, "lib/train/dit_trainer.ts"];
+/** The DiT trainer (lib/train/trainer.ts before the training-loop refactor). */
+const DIT_TRAINERS = ["lib/train/dit_trainer.ts", "lib/train/trainer.ts"];
 const isDiffusion = (f: string) => f.startsWith("lib/diffusion/");
 
-Deno.test("fid, fid-ref, train-classifier cover neither the DiT, its trainer, nor the diffusion code", () => {
-  for (const kind of ["fid", "fid-ref", "train-classifier"]) {
-    const files = filesOf(kind);
-    assert(!files.includes(DIT), `${kind} covers ${DIT}`);
-    for (const t of DIT_TRAINERS) assert(!files.includes(t), `${kind} covers ${t}`);
-    assert(!files.some(isDiffusion), `${kind} covers ${files.filter(isDiffusion)}`);
-    assert(!files.includes("lib/stages/train_classifier.ts") || kind === "train-classifier", kind);
+Deno.test("encode, decode, train-vae, fid, fid-ref, train-classifier cover neither the DiT, its trainer, nor the diffusion code", () => {
+  for (const kind of ["encode", "decode", "train-vae", "fid", "fid-ref", "train-classifier"]) {
+    const k = getKind(kind)!;
+    const fp = fingerprintModule(k.module, k.extraFiles);
+    const bad = Object.keys(fp.files).filter((f) => f === DIT || isDiffusion(f) || DIT_TRAINERS.includes(f));
+    assertEquals(bad.map((f) => importChain(fp, f).join(" → ")), [], kind);
+    const files = Object.keys(fp.files);
+    // Nor another stage for a constant or a helper (fid → train_classifier, encode → decode).
+    assertEquals(
+      files.filter((f) =>
+        f.startsWith("lib/stages/") && f !== k.module.replace(/^.*\/lib\//, "lib/") &&
+        !["lib/stages/plan_checks.ts", "lib/stages/vae_source.ts"].includes(f)
+      ),
+      [],
+      kind,
+    );
+  }
+  // The leaf modules: the VAE and Inception models do not reach the DiT either.
+  for (const m of ["autoencoder_kl.ts", "inception.ts"]) {
+    const files = Object.keys(
+      fingerprintModule(new URL(`../../lib/models/${m}`, import.meta.url).href).files,
+    );
+    assert(!files.includes(DIT), `${m} covers ${DIT}`);
   }
 });
 
-Deno.test("encode, decode, train-vae reach the DiT and the diffusion code only through lib/train/trainer.ts", () => {
-  // lib/train/vae_trainer.ts still imports lib/train/trainer.ts (DivergedError, initRngFor); the move of
-  // those out of trainer.ts is another change. Until it lands, the DiT is covered through that import
-  // only; once vae_trainer.ts stops importing trainer.ts, this test demands no DiT at all.
-  const vaeTrainer = Object.keys(
-    fingerprintModule(new URL("../../lib/train/vae_trainer.ts", import.meta.url).href).files,
-  );
-  const pending = vaeTrainer.includes(TRAINER);
-  for (const kind of ["encode", "decode", "train-vae"]) {
-    const k = getKind(kind)!;
-    const fp = fingerprintModule(k.module, k.extraFiles);
-    const files = Object.keys(fp.files);
-    assert(!files.includes("lib/stages/decode.ts") || kind === "decode", `${kind} covers decode.ts`);
-    for (const f of files.filter((f) => f === DIT || isDiffusion(f) || DIT_TRAINERS.includes(f))) {
-      assert(pending, `${kind} covers ${f} (${importChain(fp, f).join(" → ")})`);
-    }
-    // Every route to the DiT/diffusion code goes through the trainer: without it, none is reachable.
-    const without = fingerprintModule(k.module, k.extraFiles, [TRAINER]);
-    const left = Object.keys(without.files).filter((f) => f === DIT || isDiffusion(f));
-    assertEquals(left, [], `${kind}: ${left.map((f) => importChain(without, f).join(" → ")).join("; ")}`);
-  }
-  // Without lib/train/trainer.ts, the DiT would not be reachable from autoencoder_kl.ts at all.
-  const ae = Object.keys(
-    fingerprintModule(new URL("../../lib/models/autoencoder_kl.ts", import.meta.url).href).files,
-  );
-  assert(!ae.includes(DIT) && !ae.some(isDiffusion), ae.join(","));
-  const inc = Object.keys(
-    fingerprintModule(new URL("../../lib/models/inception.ts", import.meta.url).href).files,
-  );
-  assert(!inc.includes(DIT), inc.join(","));
+Deno.test("fingerprintModule skip: a module left out takes along what only it brings in", () => {
+  const k = getKind("train")!;
+  const all = Object.keys(fingerprintModule(k.module, k.extraFiles).files);
+  assert(all.includes(DIT));
+  const without = Object.keys(fingerprintModule(k.module, k.extraFiles, ["lib/train/dit_trainer.ts"]).files);
+  assert(!without.includes("lib/train/dit_trainer.ts"));
 });
 
 Deno.test("train does not cover the VAE trainer; no kind covers a missing file", () => {

@@ -80,7 +80,7 @@ Deno.test("sanity (lenet-mnist, N = 500 per set): FID of disjoint real halves is
   const test = await loadMnist({ split: "test", size: 32, layout: "pad" });
   const res = await trainLeNet(
     { x: train.images, y: train.labels, shape: train.shape, count: train.count, numClasses: 10 },
-    { epochs: 2, batchSize: 32, lr: 3e-3, weightDecay: 0, shift: 0, c1: 6, c2: 16, seed: 3 },
+    { epochs: 2, batch_size: 32, lr: 3e-3, weight_decay: 0, shift: 0, c1: 6, c2: 16, seed: 3 },
   );
   const net = res.net;
   try {

@@ -219,8 +219,8 @@ Deno.test("report: a model × patch scaling study joins 27 artifacts into 9 rows
     assertEquals(metrics.finding_1_claim, "trend: fid falls as gflops rises, per patch");
     assertEquals([metrics.findings, metrics.findings_hold, metrics.rows], [4, 1, 9]);
     assert(readme.includes("patch=2: ρ = −0.50 (n = 3) ✓"), readme);
-    assert(readme.includes("model=L: no: patch 8 → 4 → 2: fid 60.00 → 45.00 → 48.00"), readme);
-    assert(readme.includes("model=S: yes: patch 8 → 4 → 2: fid 90.00 → 70.00 → 50.00"), readme);
+    assert(readme.includes("model=L: no: patch 8: 60.00 → 4: 45.00 ✓ → 2: 48.00 ✗"), readme);
+    assert(readme.includes("model=S: yes: patch 8: 90.00 → 4: 70.00 ✓ → 2: 50.00 ✓"), readme);
 
     // results.json: the rows with their points and merged metrics (train's model kept, fid's prefixed).
     const res = JSON.parse(await Deno.readTextFile(`${out}/results.json`));
@@ -341,11 +341,11 @@ Deno.test("report: a conditioning ablation over block; best holds for adaLN-Zero
     assertEquals([m.finding_1, m.finding_2, m.finding_3], ["holds", "does not hold", "holds"]);
     assert(
       readme.includes(
-        "✓ best is adaLN-Zero: 1. adaLN-Zero 41.50, 2. cross-attention 47.25, 3. in-context 52.00",
+        "✓ best is adaLN-Zero, beyond every other's interval: 1. adaLN-Zero 41.50, 2. cross-attention 47.25, 3. in-context 52.00",
       ),
       readme,
     );
-    assert(readme.includes("✗ best is adaLN-Zero"));
+    assert(readme.includes("✗ in-context is beaten beyond the intervals"));
     assert(readme.includes("FID: lenet-mnist features, 500 samples vs 2000 real"));
     // No plots given, and no GFLOPs spread: no chart section; the loss chart is there (one curve per row).
     assert(!readme.includes("## Charts"));

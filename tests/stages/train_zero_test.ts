@@ -12,7 +12,8 @@ import { defineKind } from "../../lib/pipeline/stage.ts";
 import { registerKind } from "../../lib/pipeline/registry.ts";
 import { readModelFile } from "../../lib/models/checkpoint.ts";
 import { DiT } from "../../lib/models/dit.ts";
-import { initRngFor } from "../../lib/train/trainer.ts";
+import { initRngFor } from "../../lib/train/init_rng.ts";
+import { assertSameBits } from "../helpers/bits.ts";
 
 await gpu();
 
@@ -55,12 +56,6 @@ stages:
     with: { num_samples: 2, batch_size: 2, steps: 2 }
 `;
 
-function bitsEqual(a: Float32Array, b: Float32Array): boolean {
-  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  return x.length === y.length && x.every((v, i) => v === y[i]);
-}
-
 Deno.test("train steps: 0 writes the initialised model, an empty loss log, and sample loads it", async () => {
   using sb = new Sandbox();
   const r = await runIn(sb, sb.write("p.yaml", PIPE(0)));
@@ -76,8 +71,8 @@ Deno.test("train steps: 0 writes the initialised model, an empty loss log, and s
   init.dispose();
   assertEquals([...ema.state.keys()].sort(), [...ref.keys()].sort());
   for (const [k, v] of ref) {
-    assert(bitsEqual(ema.state.get(k)!.data, v.data), `EMA ${k} is not the init weight`);
-    assert(bitsEqual(raw.state.get(k)!.data, v.data), `raw ${k} is not the init weight`);
+    assertSameBits(ema.state.get(k)!.data, v.data, `EMA ${k} and the init weight`);
+    assertSameBits(raw.state.get(k)!.data, v.data, `raw ${k} and the init weight`);
   }
   assertEquals(ema.metadata.weights, "ema");
   assertEquals(raw.metadata.weights, "raw");

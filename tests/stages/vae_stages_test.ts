@@ -12,16 +12,14 @@ import { readDataArtifact, writeDataArtifact } from "../../lib/data/artifact.ts"
 import { defineKind } from "../../lib/pipeline/stage.ts";
 import { registerKind } from "../../lib/pipeline/registry.ts";
 import { AutoencoderKL, type AutoencoderKLConfig } from "../../lib/models/autoencoder_kl.ts";
-import {
-  psnr,
-  readVaeFile,
-  reconstruct,
-  trainVae,
-  type VaeTrainOptions,
-} from "../../lib/train/vae_trainer.ts";
-import { initRngFor } from "../../lib/train/trainer.ts";
+import { trainVae, type VaeTrainOptions } from "../../lib/train/vae_trainer.ts";
+import { readVaeFile } from "../../lib/models/vae_file.ts";
+import { reconstruct } from "../../lib/models/vae_inference.ts";
+import { psnr } from "../../lib/metrics/psnr.ts";
+import { initRngFor } from "../../lib/train/init_rng.ts";
 import { decodeLatents, resolveVae } from "../../lib/stages/decode.ts";
 import { flipImages } from "../../lib/stages/encode.ts";
+import { assertSameBits } from "../helpers/bits.ts";
 
 await gpu();
 
@@ -65,21 +63,17 @@ function opts(o: Partial<VaeTrainOptions> = {}): VaeTrainOptions {
   return {
     config: TINY,
     steps: 4,
-    batchSize: 4,
+    batch_size: 4,
     lr: 2e-3,
-    weightDecay: 0,
+    weight_decay: 0,
     betas: [0.5, 0.9],
-    klWeight: 1e-6,
-    recLoss: "mse",
+    kl_weight: 1e-6,
+    rec_loss: "mse",
     seed: 5,
-    ckptEvery: 0,
-    logEvery: 1000,
+    ckpt_every: 0,
+    log_every: 1000,
     ...o,
   };
-}
-
-function bits(a: Float32Array): Uint32Array {
-  return new Uint32Array(a.buffer, a.byteOffset, a.length);
 }
 
 async function weights(model: AutoencoderKL): Promise<Float32Array[]> {
@@ -92,28 +86,25 @@ Deno.test("train-vae: a run stopped at step k and resumed is bit-identical to an
     shape: [1, 16, 16] as [number, number, number],
     count: 16,
   };
-  const full = await trainVae(data, opts({ steps: 2, batchSize: 2, recLoss: "l1" }));
+  const full = await trainVae(data, opts({ steps: 2, batch_size: 2, rec_loss: "l1" }));
   const wFull = await weights(full.model);
   full.model.dispose();
   const dir = await Deno.makeTempDir();
   try {
     const part = await trainVae(
       data,
-      opts({ steps: 1, batchSize: 2, recLoss: "l1", ckptDir: dir, ckptEvery: 1 }),
+      opts({ steps: 1, batch_size: 2, rec_loss: "l1", ckptDir: dir, ckpt_every: 1 }),
     );
     part.model.dispose();
     const resumed = await trainVae(
       data,
-      opts({ steps: 2, batchSize: 2, recLoss: "l1", ckptDir: dir, ckptEvery: 1 }),
+      opts({ steps: 2, batch_size: 2, rec_loss: "l1", ckptDir: dir, ckpt_every: 1 }),
     );
     assertEquals(resumed.resumedFrom, 1);
     assertEquals(resumed.losses.map((l) => l.loss), full.losses.map((l) => l.loss));
     const w = await weights(resumed.model);
     resumed.model.dispose();
-    assertEquals(w.length, wFull.length);
-    for (let i = 0; i < w.length; i++) {
-      assert(bits(w[i]).every((v, j) => v === bits(wFull[i])[j]), `parameter ${i} differs after resume`);
-    }
+    assertSameBits(w, wFull, "resumed and uninterrupted weights");
     // A checkpoint of another config is refused with a clear message.
     await assertRejects(
       () => trainVae(data, opts({ steps: 2, ckptDir: dir, config: { ...TINY, latentChannels: 2 } })),
@@ -232,7 +223,7 @@ stages:
     [64, 4, 8, 8],
     vae.cfg.scalingFactor,
   );
-  assertEquals(bits(direct.images).every((v, i) => v === bits(dec.x)[i]), true);
+  assertSameBits(direct.images, dec.x.subarray(0, 64 * PER), "decodeLatents and the decode stage");
   const untrainedRt = psnr(digits.images, await reconstruct(untrained, digits.images, [1, 16, 16], 64), PER);
   untrained.dispose();
   assert(

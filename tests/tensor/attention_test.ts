@@ -11,6 +11,8 @@ import {
 } from "../../lib/tensor/ops/attention.ts";
 import { backward } from "../../lib/tensor/backward.ts";
 import { type Tensor, tensor, tidy } from "../../lib/tensor/tensor.ts";
+import { loadGolden } from "../helpers/golden.ts";
+import { assertDeterministic } from "../helpers/bits.ts";
 
 await gpu();
 
@@ -233,13 +235,7 @@ Deno.test("attention is deterministic: bit-identical outputs and gradients on re
     res.forEach((t) => t.dispose());
     return data;
   };
-  const a = await run();
-  const c = await run();
-  for (let i = 0; i < a.length; i++) {
-    const x = new Uint32Array(a[i].buffer);
-    const y = new Uint32Array(c[i].buffer);
-    assert(x.length === y.length && x.every((v, j) => v === y[j]), `output ${i} differs between runs`);
-  }
+  await assertDeterministic(run);
 });
 
 Deno.test("attention releases every intermediate (padded head dims too)", async () => {
@@ -349,9 +345,7 @@ interface GoldenCase {
   grads: Record<string, number[]>;
 }
 
-const golden = JSON.parse(
-  await Deno.readTextFile(new URL("../fixtures/golden/attention.json", import.meta.url)),
-) as { cases: GoldenCase[] };
+const golden = await loadGolden<{ cases: GoldenCase[] }>("attention.json");
 
 for (const gc of golden.cases) {
   Deno.test(`attention golden (PyTorch): ${gc.name}`, async () => {

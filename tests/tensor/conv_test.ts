@@ -3,6 +3,8 @@ import { assertClose, checkOp, gpu, randn } from "../helpers/gradcheck.ts";
 import { conv2d, conv2dDirect, type Padding, upsampleNearest } from "../../lib/tensor/ops/conv.ts";
 import { backward } from "../../lib/tensor/backward.ts";
 import { tensor, tidy } from "../../lib/tensor/tensor.ts";
+import { loadGolden } from "../helpers/golden.ts";
+import { assertDeterministic } from "../helpers/bits.ts";
 
 await gpu();
 
@@ -147,11 +149,7 @@ Deno.test("conv2d is deterministic (bit-identical forward and gradients)", async
     for (const t of [res.y, res.x, res.w, res.b]) t.dispose();
     return arrs;
   };
-  const a = await run();
-  const b = await run();
-  for (let k = 0; k < a.length; k++) {
-    assert(a[k].every((v, i) => Object.is(v, b[k][i])), `output ${k} differs between runs`);
-  }
+  await assertDeterministic(run);
 });
 
 Deno.test("conv2d over the binding limit runs in batch chunks: same output and dx, same dw/db up to order", async () => {
@@ -205,9 +203,7 @@ interface GoldenCase {
 }
 
 Deno.test("conv2d and upsampleNearest match PyTorch golden values (forward and gradients)", async () => {
-  const cases: GoldenCase[] = JSON.parse(
-    await Deno.readTextFile(new URL("../fixtures/golden/conv.json", import.meta.url)),
-  ).cases;
+  const { cases } = await loadGolden<{ cases: GoldenCase[] }>("conv.json");
   assert(cases.length >= 4, "golden cases missing");
   for (const c of cases) {
     const res = tidy(() => {

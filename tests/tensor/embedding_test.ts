@@ -3,23 +3,10 @@ import { assertClose, checkOp, gpu, randn, rng } from "../helpers/gradcheck.ts";
 import { backward } from "../../lib/tensor/backward.ts";
 import { tensor, tidy } from "../../lib/tensor/tensor.ts";
 import { embedding } from "../../lib/tensor/ops/embedding.ts";
+import { loadGolden } from "../helpers/golden.ts";
+import { assertDeterministic } from "../helpers/bits.ts";
 
 await gpu();
-
-/** One golden case written by tools/golden_ops.py. */
-interface GoldenCase {
-  inputs: { shape: number[]; data: number[] }[];
-  output: number[];
-  cotangent: number[];
-  grads: (number[] | null)[];
-  [k: string]: unknown;
-}
-
-/** The PyTorch golden values (tests/fixtures/golden/ops.json). */
-async function loadGolden(): Promise<Record<string, GoldenCase>> {
-  const url = new URL("../fixtures/golden/ops.json", import.meta.url);
-  return JSON.parse(await Deno.readTextFile(url));
-}
 
 function indices(n: number, v: number, seed: number): Uint32Array {
   const r = rng(seed);
@@ -89,9 +76,7 @@ Deno.test("embedding backward is deterministic (many repeats of few rows)", asyn
     for (const t of r) t.dispose();
     return out;
   };
-  const a = await run();
-  const b = await run();
-  assert(a.every((x, i) => Object.is(x, b[i])), "dtable differs between runs");
+  const a = await assertDeterministic(run, "dtable");
   // Sequential float64 sum in position order.
   const want = new Float64Array(v * d);
   idx.forEach((row, i) => {

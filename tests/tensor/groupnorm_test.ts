@@ -3,6 +3,8 @@ import { assertClose, checkOp, gpu, randn } from "../helpers/gradcheck.ts";
 import { groupNorm } from "../../lib/tensor/ops/groupnorm.ts";
 import { backward } from "../../lib/tensor/backward.ts";
 import { tensor, tidy } from "../../lib/tensor/tensor.ts";
+import { loadGolden } from "../helpers/golden.ts";
+import { assertDeterministic } from "../helpers/bits.ts";
 
 await gpu();
 
@@ -86,11 +88,7 @@ Deno.test("groupNorm is deterministic (bit-identical forward and gradients)", as
     for (const t of [res.y, res.x, res.w, res.b]) t.dispose();
     return arrs;
   };
-  const a = await run();
-  const b = await run();
-  for (let k = 0; k < a.length; k++) {
-    assert(a[k].every((v, i) => Object.is(v, b[k][i])), `output ${k} differs between runs`);
-  }
+  await assertDeterministic(run);
 });
 
 /** The golden cases of tools/golden_conv.py (torch.nn.functional.group_norm, float64). */
@@ -110,9 +108,7 @@ interface GoldenGN {
 }
 
 Deno.test("groupNorm matches PyTorch golden values (forward and gradients)", async () => {
-  const cases: GoldenGN[] = JSON.parse(
-    await Deno.readTextFile(new URL("../fixtures/golden/conv.json", import.meta.url)),
-  ).group_norm;
+  const cases = (await loadGolden<{ group_norm: GoldenGN[] }>("conv.json")).group_norm;
   assert(cases.length >= 2, "golden cases missing");
   for (const c of cases) {
     const res = tidy(() => {

@@ -3,21 +3,7 @@ import { assertClose, checkOp, gpu, randn } from "../helpers/gradcheck.ts";
 import { backward } from "../../lib/tensor/backward.ts";
 import { type Tensor, tensor, tidy } from "../../lib/tensor/tensor.ts";
 import { addGated, gate, layerNorm, layerNormModulate, modulate } from "../../lib/tensor/ops/layernorm.ts";
-
-/** One golden case written by tools/golden_ops.py. */
-interface GoldenCase {
-  inputs: { shape: number[]; data: number[] }[];
-  output: number[];
-  cotangent: number[];
-  grads: (number[] | null)[];
-  [k: string]: unknown;
-}
-
-/** The PyTorch golden values (tests/fixtures/golden/ops.json). */
-async function loadGolden(): Promise<Record<string, GoldenCase>> {
-  const url = new URL("../fixtures/golden/ops.json", import.meta.url);
-  return JSON.parse(await Deno.readTextFile(url));
-}
+import { loadGolden } from "../helpers/golden.ts";
 
 await gpu();
 

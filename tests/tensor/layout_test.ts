@@ -5,6 +5,7 @@ import { mul } from "../../lib/tensor/ops/elementwise.ts";
 import { backward } from "../../lib/tensor/backward.ts";
 import { rt } from "../../lib/gpu/runtime.ts";
 import { type Tensor, tensor, tidy } from "../../lib/tensor/tensor.ts";
+import { loadGolden } from "../helpers/golden.ts";
 
 await gpu();
 
@@ -356,7 +357,7 @@ interface GoldenCase {
   grads?: (number[] | null)[];
 }
 
-const golden: {
+const golden = await loadGolden<{
   cases: GoldenCase[];
   patch_embed: {
     x: { shape: number[]; data: number[] };
@@ -365,7 +366,7 @@ const golden: {
     p: number;
     tokens: { shape: number[]; data: number[] };
   };
-} = JSON.parse(await Deno.readTextFile(new URL("../fixtures/golden/layout.json", import.meta.url)));
+}>("layout.json");
 
 function goldenOp(c: GoldenCase): (xs: Tensor[]) => Tensor {
   const a = c.args;

@@ -3,23 +3,9 @@ import { assertClose, checkOp, f32, gpu, randn, randu } from "../helpers/gradche
 import { backward } from "../../lib/tensor/backward.ts";
 import { type Tensor, tensor, tidy } from "../../lib/tensor/tensor.ts";
 import { discretizedGaussianLogLikelihood, mse, msePerSample, normalKl } from "../../lib/tensor/ops/loss.ts";
+import { loadGolden } from "../helpers/golden.ts";
 
 await gpu();
-
-/** One golden case written by tools/golden_ops.py. */
-interface GoldenCase {
-  inputs: { shape: number[]; data: number[] }[];
-  output: number[];
-  cotangent: number[];
-  grads: (number[] | null)[];
-  [k: string]: unknown;
-}
-
-/** The PyTorch golden values (tests/fixtures/golden/ops.json). */
-async function loadGolden(): Promise<Record<string, GoldenCase>> {
-  const url = new URL("../fixtures/golden/ops.json", import.meta.url);
-  return JSON.parse(await Deno.readTextFile(url));
-}
 
 // Float64 references, transcribed from guided-diffusion's losses.py.
 function normalKlRef(m1: number, lv1: number, m2: number, lv2: number): number {

@@ -10,6 +10,8 @@ import {
 } from "../../lib/tensor/ops/matmul.ts";
 import { backward } from "../../lib/tensor/backward.ts";
 import { type Tensor, tensor, tidy } from "../../lib/tensor/tensor.ts";
+import { loadGolden } from "../helpers/golden.ts";
+import { assertDeterministic, assertSameBits } from "../helpers/bits.ts";
 
 await gpu();
 
@@ -327,9 +329,7 @@ Deno.test("matmul register tiles spread over rows (LC 2, 1), partial blocks: vs 
       const bd = f32(randn(K * N, K + 3));
       const got = await mmForward(ad, as, bd, bs, tA, tB);
       assertClose(got, mmRef(ad, as, bd, bs, tA, tB), 1e-5, what);
-      const again = new Uint32Array((await mmForward(ad, as, bd, bs, tA, tB)).buffer);
-      const first = new Uint32Array(got.buffer);
-      assert(again.every((v, j) => v === first[j]), `${what}: a second run differs`);
+      assertSameBits(await mmForward(ad, as, bd, bs, tA, tB), got, `${what}: two runs`);
     }
   }
 });
@@ -382,9 +382,7 @@ interface GoldenCase {
 }
 
 Deno.test("matmul and linear match PyTorch golden values (outputs and input gradients)", async () => {
-  const golden = JSON.parse(
-    await Deno.readTextFile(new URL("../fixtures/golden/matmul.json", import.meta.url)),
-  ) as { cases: GoldenCase[] };
+  const golden = await loadGolden<{ cases: GoldenCase[] }>("matmul.json");
   assert(golden.cases.length >= 10, "golden file has too few cases");
   for (const c of golden.cases) {
     const names = c.kind === "matmul" ? ["a", "b"] : ["x", "weight", ...(c.inputs.bias ? ["bias"] : [])];
@@ -435,13 +433,7 @@ Deno.test("matmul and linear are deterministic: two runs are bit-identical", asy
       return out;
     });
   for (const kernel of ["auto", "tile4"] as const) {
-    const r1 = await run(kernel);
-    const r2 = await run(kernel);
-    for (let i = 0; i < r1.length; i++) {
-      const u1 = new Uint32Array(r1[i].buffer);
-      const u2 = new Uint32Array(r2[i].buffer);
-      assert(u1.length === u2.length && u1.every((v, j) => v === u2[j]), `[${kernel}] output ${i} differs`);
-    }
+    await assertDeterministic(() => run(kernel), `[${kernel}] outputs`);
   }
 });
 

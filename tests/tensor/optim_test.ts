@@ -2,6 +2,7 @@ import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
 import { gpu, randn, relErr } from "../helpers/gradcheck.ts";
 import { AdamW, clipGradNorm, EMA, gradNorm, zeroGrad } from "../../lib/tensor/optim.ts";
 import { type Tensor, tensor } from "../../lib/tensor/tensor.ts";
+import { loadGolden } from "../helpers/golden.ts";
 
 await gpu();
 
@@ -21,9 +22,7 @@ interface Golden {
   clip: { max_norm: number; total_norm: number; grads_before: number[][]; grads_after: number[][] }[];
 }
 
-const golden: Golden = JSON.parse(
-  await Deno.readTextFile(new URL("../fixtures/golden/optim.json", import.meta.url)),
-);
+const golden = await loadGolden<Golden>("optim.json");
 
 const TOL = 1e-6;
 

@@ -3,6 +3,8 @@ import { assertClose, checkOp, gpu, randn } from "../helpers/gradcheck.ts";
 import { avgPool2d, maxPool2d, relu } from "../../lib/tensor/ops/pool.ts";
 import { backward } from "../../lib/tensor/backward.ts";
 import { type Tensor, tensor, tidy } from "../../lib/tensor/tensor.ts";
+import { loadGolden } from "../helpers/golden.ts";
+import { assertDeterministic } from "../helpers/bits.ts";
 
 await gpu();
 
@@ -120,9 +122,7 @@ interface GoldenCase {
 }
 
 Deno.test("maxPool2d, avgPool2d and relu match PyTorch golden values (forward and gradients)", async () => {
-  const cases: GoldenCase[] = JSON.parse(
-    await Deno.readTextFile(new URL("../fixtures/golden/pool.json", import.meta.url)),
-  ).cases;
+  const { cases } = await loadGolden<{ cases: GoldenCase[] }>("pool.json");
   assert(cases.length >= 8, "golden cases missing");
   assert(cases.some((c) => c.op === "avg" && !c.include_pad), "no count_include_pad=False case");
   for (const c of cases) {
@@ -163,11 +163,7 @@ Deno.test("pooling is deterministic (bit-identical forward and gradients)", asyn
     res.x.dispose();
     return arrs;
   };
-  const a = await run();
-  const b = await run();
-  for (let k = 0; k < a.length; k++) {
-    assert(a[k].every((v, i) => Object.is(v, b[k][i])), `output ${k} differs between runs`);
-  }
+  await assertDeterministic(run);
 });
 
 Deno.test("pooling: shape errors name the op and the shapes", () => {

@@ -4,23 +4,9 @@ import { backward } from "../../lib/tensor/backward.ts";
 import { tensor, tidy } from "../../lib/tensor/tensor.ts";
 import { mean, meanFlat, sum } from "../../lib/tensor/ops/reduce.ts";
 import { sumTo } from "../../lib/tensor/ops/elementwise.ts";
+import { loadGolden } from "../helpers/golden.ts";
 
 await gpu();
-
-/** One golden case written by tools/golden_ops.py. */
-interface GoldenCase {
-  inputs: { shape: number[]; data: number[] }[];
-  output: number[];
-  cotangent: number[];
-  grads: (number[] | null)[];
-  [k: string]: unknown;
-}
-
-/** The PyTorch golden values (tests/fixtures/golden/ops.json). */
-async function loadGolden(): Promise<Record<string, GoldenCase>> {
-  const url = new URL("../fixtures/golden/ops.json", import.meta.url);
-  return JSON.parse(await Deno.readTextFile(url));
-}
 
 /** Float64 sum over axes of a row-major array (keepdim layout: reduced dims become 1). */
 function sumRef(x: Float64Array, shape: number[], axes: number[], scale = 1): Float64Array {

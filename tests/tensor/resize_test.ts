@@ -8,6 +8,8 @@ import { assertClose, checkOp, gpu, randn } from "../helpers/gradcheck.ts";
 import { resizeBilinear } from "../../lib/tensor/ops/resize.ts";
 import { backward } from "../../lib/tensor/backward.ts";
 import { tensor, tidy } from "../../lib/tensor/tensor.ts";
+import { loadGolden } from "../helpers/golden.ts";
+import { assertDeterministic } from "../helpers/bits.ts";
 
 await gpu();
 
@@ -93,9 +95,7 @@ interface GoldenCase {
 }
 
 Deno.test("resizeBilinear matches F.interpolate golden values (forward and gradient)", async () => {
-  const cases: GoldenCase[] = JSON.parse(
-    await Deno.readTextFile(new URL("../fixtures/golden/resize.json", import.meta.url)),
-  ).cases;
+  const { cases } = await loadGolden<{ cases: GoldenCase[] }>("resize.json");
   assert(cases.length >= 6, "golden cases missing");
   for (const c of cases) {
     const res = tidy(() => {
@@ -127,11 +127,7 @@ Deno.test("resizeBilinear is deterministic (bit-identical forward and gradient)"
     res.x.dispose();
     return arrs;
   };
-  const a = await run();
-  const b = await run();
-  for (let k = 0; k < a.length; k++) {
-    assert(a[k].every((v, i) => Object.is(v, b[k][i])), `output ${k} differs between runs`);
-  }
+  await assertDeterministic(run);
 });
 
 Deno.test("resizeBilinear: shape errors name the op and the shapes", () => {

@@ -3,23 +3,9 @@ import { assertClose, checkOp, gpu, randn, rng } from "../helpers/gradcheck.ts";
 import { backward } from "../../lib/tensor/backward.ts";
 import { type Tensor, tensor, tidy } from "../../lib/tensor/tensor.ts";
 import { crossEntropy, crossEntropyRows, logSoftmax, softmax } from "../../lib/tensor/ops/softmax.ts";
+import { loadGolden } from "../helpers/golden.ts";
 
 await gpu();
-
-/** One golden case written by tools/golden_ops.py. */
-interface GoldenCase {
-  inputs: { shape: number[]; data: number[] }[];
-  output: number[];
-  cotangent: number[];
-  grads: (number[] | null)[];
-  [k: string]: unknown;
-}
-
-/** The PyTorch golden values (tests/fixtures/golden/ops.json). */
-async function loadGolden(): Promise<Record<string, GoldenCase>> {
-  const url = new URL("../fixtures/golden/ops.json", import.meta.url);
-  return JSON.parse(await Deno.readTextFile(url));
-}
 
 /** Float64 log-softmax over rows of length c. */
 function logSoftmaxRef(x: Float64Array, c: number): Float64Array {

@@ -1,15 +1,12 @@
 import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
 import { gpu } from "../helpers/gradcheck.ts";
 import { customConfig, type DiTConfig } from "../../lib/models/config.ts";
-import {
-  DivergedError,
-  initRngFor,
-  train,
-  type TrainData,
-  type TrainOptions,
-} from "../../lib/train/trainer.ts";
+import { type DiTTrainOptions, type TrainData, trainDiT as train } from "../../lib/train/dit_trainer.ts";
+import { DivergedError } from "../../lib/train/loop.ts";
+import { initRngFor } from "../../lib/train/init_rng.ts";
 import { DiT } from "../../lib/models/dit.ts";
 import { sampleModel } from "../../lib/stages/sample.ts";
+import { assertDeterministic, assertSameBits, sameBits } from "../helpers/bits.ts";
 
 await gpu();
 
@@ -44,20 +41,19 @@ const tiny: DiTConfig = customConfig({
   numClasses: 2,
 });
 
-function opts(o: Partial<TrainOptions> = {}): TrainOptions {
+function opts(o: Partial<DiTTrainOptions> = {}): DiTTrainOptions {
   return {
     model: tiny,
     objective: "ddpm",
     steps: 6,
-    batchSize: 4,
+    batch_size: 4,
     lr: 1e-3,
-    weightDecay: 0,
-    betas: [0.9, 0.999],
-    emaDecay: 0.9,
+    weight_decay: 0,
+    ema_decay: 0.9,
     flip: true,
     seed: 3,
-    ckptEvery: 0,
-    logEvery: 1000,
+    ckpt_every: 0,
+    log_every: 1000,
     ...o,
   };
 }
@@ -65,17 +61,6 @@ function opts(o: Partial<TrainOptions> = {}): TrainOptions {
 async function weights(model: DiT): Promise<Float32Array[]> {
   const sd = await model.stateDict();
   return [...sd.values()].map((h) => h.data);
-}
-
-function identical(a: Float32Array[], b: Float32Array[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) {
-    const x = new Uint32Array(a[i].buffer, a[i].byteOffset, a[i].length);
-    const y = new Uint32Array(b[i].buffer, b[i].byteOffset, b[i].length);
-    if (x.length !== y.length) return false;
-    for (let j = 0; j < x.length; j++) if (x[j] !== y[j]) return false;
-  }
-  return true;
 }
 
 Deno.test("a run stopped at step k and resumed is bit-identical to an uninterrupted run", async () => {
@@ -88,15 +73,12 @@ Deno.test("a run stopped at step k and resumed is bit-identical to an uninterrup
   const dir = await Deno.makeTempDir();
   try {
     // "Crash" after 3 steps: a run whose target is 3 steps, with checkpoints.
-    const part = await train(data, opts({ steps: 3, ckptDir: dir, ckptEvery: 3 }));
+    const part = await train(data, opts({ steps: 3, ckptDir: dir, ckpt_every: 3 }));
     part.model.dispose();
-    const resumed = await train(data, opts({ steps: 6, ckptDir: dir, ckptEvery: 3 }));
+    const resumed = await train(data, opts({ steps: 6, ckptDir: dir, ckpt_every: 3 }));
     assertEquals(resumed.resumedFrom, 3);
-    assert(
-      identical(await weights(resumed.model), wFull),
-      "resumed weights differ from the uninterrupted run",
-    );
-    assert(identical([...resumed.ema.values()].map((h) => h.data), emaFull), "resumed EMA differs");
+    assertSameBits(await weights(resumed.model), wFull, "resumed and uninterrupted weights");
+    assertSameBits([...resumed.ema.values()].map((h) => h.data), emaFull, "resumed and uninterrupted EMA");
     assertEquals(resumed.losses.length, 6);
     resumed.model.dispose();
   } finally {
@@ -106,12 +88,14 @@ Deno.test("a run stopped at step k and resumed is bit-identical to an uninterrup
 
 Deno.test("the same seed gives bit-identical training; another seed does not", async () => {
   const data = fixedLatents(4);
-  const a = await train(data, opts({ steps: 3 }));
-  const b = await train(data, opts({ steps: 3 }));
-  const c = await train(data, opts({ steps: 3, seed: 4 }));
-  assert(identical(await weights(a.model), await weights(b.model)), "same seed, different weights");
-  assert(!identical(await weights(a.model), await weights(c.model)), "different seeds, same weights");
-  for (const r of [a, b, c]) r.model.dispose();
+  const run = async (seed: number) => {
+    const r = await train(data, opts({ steps: 3, seed }));
+    const w = await weights(r.model);
+    r.model.dispose();
+    return w;
+  };
+  const a = await assertDeterministic(() => run(3), "weights");
+  assert(!sameBits(a, await run(4)), "different seeds, same weights");
 });
 
 Deno.test("a tiny DiT learns one class's latents: the loss falls below 0.05 and samples land near them", async () => {
@@ -125,7 +109,7 @@ Deno.test("a tiny DiT learns one class's latents: the loss falls below 0.05 and 
   const cfg = customConfig({ ...tiny, numClasses: 1, classDropoutProb: 0 });
   const res = await train(
     data,
-    opts({ model: cfg, steps: 400, batchSize: 16, lr: 2e-3, emaDecay: 0.95, flip: false }),
+    opts({ model: cfg, steps: 400, batch_size: 16, lr: 2e-3, ema_decay: 0.95, flip: false }),
   );
   const first = res.losses.slice(0, 10).reduce((a, l) => a + l.loss, 0) / 10;
   const last = res.losses.slice(-40).reduce((a, l) => a + l.loss, 0) / 40;
@@ -173,11 +157,11 @@ Deno.test("a non-finite loss stops training, names the step and keeps the last g
   try {
     // Finite for the first steps, then poisoned: a NaN in every sample from the third step on is not
     // possible to inject from outside, so poison the data after a checkpointed run.
-    const ok = await train(data, opts({ steps: 2, ckptDir: dir, ckptEvery: 2 }));
+    const ok = await train(data, opts({ steps: 2, ckptDir: dir, ckpt_every: 2 }));
     ok.model.dispose();
     const bad = { ...data, x: data.x.map((v, i) => (i % 7 === 0 ? NaN : v)) };
     const err = await assertRejects(
-      () => train(bad, opts({ steps: 5, ckptDir: dir, ckptEvery: 1 })),
+      () => train(bad, opts({ steps: 5, ckptDir: dir, ckpt_every: 1 })),
       "training diverged",
       "at step 3",
       `${dir}/checkpoint.safetensors`,

@@ -1,0 +1,82 @@
+/**
+ * Findings judged against uncertainty (lib/report/findings.ts): a step or a win counts only beyond the
+ * intervals (a row's `Y_low`/`Y_high`, or the [min, max] spread of rows that differ only in `seed`);
+ * otherwise the verdict is "within noise". Also the `rho <= v` strength of a trend.
+ */
+import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
+import { checkFinding, parseFinding } from "../../lib/report/findings.ts";
+import type { Row } from "../../lib/report/rows.ts";
+
+function row(point: Record<string, string | number>, metrics: Record<string, unknown>): Row {
+  const label = Object.entries(point).map(([k, v]) => `${k}=${v}`).join(", ");
+  return { label, point, metrics, sources: [] };
+}
+
+const check = (finding: Record<string, string>, rows: Row[]) => checkFinding(parseFinding(finding, 1), rows);
+
+Deno.test("findings: monotone steps beyond the intervals hold; overlapping ones are within noise", () => {
+  const rows = [
+    row({ patch: 8 }, { fid: 90, fid_low: 85, fid_high: 96 }),
+    row({ patch: 4 }, { fid: 70, fid_low: 66, fid_high: 75 }),
+    row({ patch: 2 }, { fid: 50, fid_low: 46, fid_high: 55 }),
+  ];
+  assertEquals(check({ monotone: "fid falls as patch falls" }, rows).verdict, "holds");
+  rows[2] = row({ patch: 2 }, { fid: 68, fid_low: 63, fid_high: 73 }); // overlaps patch 4's interval
+  const r = check({ monotone: "fid falls as patch falls" }, rows);
+  assertEquals([r.status, r.verdict], ["noise", "within noise"]);
+  assert(r.evidence[0].includes("4: 70.00 [66.00, 75.00] ✓ → 2: 68.00 [63.00, 73.00] ~"), r.evidence[0]);
+  rows[2] = row({ patch: 2 }, { fid: 72, fid_low: 67, fid_high: 77 }); // wrong direction
+  assertEquals(check({ monotone: "fid falls as patch falls" }, rows).status, "fails");
+});
+
+Deno.test("findings: best pools seeds as mean and [min, max]; a win inside the spread is within noise", () => {
+  const rows: Row[] = [];
+  const fids: Record<string, number[]> = { a: [40, 42, 41], b: [45, 47, 46], c: [41.5, 50, 44] };
+  for (const [block, vs] of Object.entries(fids)) {
+    vs.forEach((fid, seed) => rows.push(row({ block, seed }, { fid })));
+  }
+  const r = check({ best: "fid lowest at block=a" }, rows);
+  // a: mean 41 [40, 42]; c: mean 45.17 [41.5, 50] overlaps a: within noise.
+  assertEquals(r.status, "noise");
+  assert(r.evidence[0].includes("a is best, but within the intervals of c"), r.evidence[0]);
+  assert(r.evidence[0].includes("1. a 41.00 [40.00, 42.00] (3 rows)"), r.evidence[0]);
+  fids.c.splice(0, 3, 48, 50, 49);
+  const rows2: Row[] = [];
+  for (const [block, vs] of Object.entries(fids)) {
+    vs.forEach((fid, seed) => rows2.push(row({ block, seed }, { fid })));
+  }
+  assertEquals(check({ best: "fid lowest at block=a" }, rows2).verdict, "holds");
+  assertEquals(check({ best: "fid lowest at block=c" }, rows2).verdict, "does not hold");
+});
+
+Deno.test("findings: a trend's required strength (rho <= -0.9)", () => {
+  const rows = [1, 2, 3, 4, 5].map((g, i) => row({ m: i }, { gflops: g, fid: [90, 80, 85, 50, 60][i] }));
+  const weak = check({ trend: "fid falls as gflops rises, rho <= -0.9" }, rows);
+  assert(weak.status === "partly", weak.verdict);
+  assert(weak.summary.includes("required pooled ρ ≤ -0.9: not met"), weak.summary);
+  const strong = check({ trend: "fid falls as gflops rises, rho <= -0.8" }, rows);
+  assertEquals(strong.verdict, "holds");
+  assertThrows(
+    () => parseFinding({ monotone: "fid falls as gflops rises, rho <= -0.9" }, 1),
+    "belongs to a trend finding",
+  );
+});
+
+Deno.test("report notes: {{ ROW.METRIC }} is filled from the rows; unknown names fail", async () => {
+  const { fillNotes } = await import("../../lib/report/notes.ts");
+  const rows: Row[] = [
+    {
+      label: "model=B/2",
+      point: { model: "B/2" },
+      metrics: { fid: 14.32, recall: 0.61 },
+      sources: ["fid[model=B/2]"],
+    },
+    { label: "real_fid", point: {}, metrics: { fid: 19.1 }, sources: ["real_fid"] },
+  ];
+  assertEquals(
+    fillNotes("FID {{ fid.fid }} vs {{ real_fid.fid }}; recall {{model=B/2.recall}}.", rows),
+    "FID 14.32 vs 19.10; recall 0.610.",
+  );
+  assertThrows(() => fillNotes("{{ nope.fid }}", rows), "not among model=B/2, real_fid");
+  assertThrows(() => fillNotes("{{ real_fid.kid }}", rows), "lacks");
+});
