@@ -17,6 +17,7 @@ const BENCHES: Record<string, () => Promise<(opts: BenchOptions) => Promise<Benc
   matmul: async () => (await import("./matmul.ts")).benchMatmul,
   ops: async () => (await import("./ops.ts")).benchOps,
   pipeline: async () => (await import("./pipeline.ts")).benchPipeline,
+  runs: async () => (await import("./runs.ts")).benchRuns,
   train: async () => (await import("./train.ts")).benchTrain,
 };
 

@@ -7,6 +7,10 @@ import type { Diagnostic } from "../pipeline/diagnostics.ts";
 import { formatDiagnostics } from "../pipeline/diagnostics.ts";
 import { analysePlan, executePlan, resolveStageNames, type StagePlanReport } from "../pipeline/engine.ts";
 import { type Executor, LocalExecutor, SubprocessExecutor } from "../pipeline/executor.ts";
+import { newRunId, SlurmExecutor } from "../pipeline/executor_slurm.ts";
+import { slurmAvailable } from "../pipeline/slurm/cli.ts";
+import { submitDetached } from "../pipeline/slurm/detach.ts";
+import { describeStageState, type SlurmStageState, slurmStates } from "../pipeline/slurm/status.ts";
 import type { Plan } from "../pipeline/plan.ts";
 import { defaultReporter, PlainReporter, summaryTable, writeStderr } from "../pipeline/progress.ts";
 import {
@@ -24,7 +28,7 @@ import {
 import { EXIT, registerCommand } from "./commands.ts";
 
 const RUN_USAGE =
-  `run FILE [--set k=v]... [--set profile=NAME] [--dry-run] [--force STAGE]... [--only STAGE]... [--jobs N] [--gpus N] [--keep-going] [--json] [--cache DIR] [--executor local|subprocess] ${PLAN_FLAGS_USAGE}`;
+  `run FILE [--set k=v]... [--set profile=NAME] [--dry-run] [--force STAGE]... [--only STAGE]... [--jobs N] [--gpus N] [--keep-going] [--json] [--cache DIR] [--executor local|subprocess|slurm] [--detach] ${PLAN_FLAGS_USAGE}`;
 
 function stageSets(plan: Plan, only: string[], force: string[]) {
   const diags: Diagnostic[] = [];
@@ -37,7 +41,7 @@ function stageSets(plan: Plan, only: string[], force: string[]) {
   return { only: onlySet, force: forceSet };
 }
 
-function planJson(plan: Plan, reports: StagePlanReport[]) {
+function planJson(plan: Plan, reports: StagePlanReport[], slurm?: Map<string, SlurmStageState>) {
   return {
     pipeline: plan.name,
     file: plan.file,
@@ -52,11 +56,12 @@ function planJson(plan: Plan, reports: StagePlanReport[]) {
       deps: r.deps,
       gpu: r.gpu,
       point: r.point,
+      ...(slurm?.has(r.name) ? { slurm: slurm.get(r.name) } : {}),
     })),
   };
 }
 
-function statusText(plan: Plan, reports: StagePlanReport[]): string {
+function statusText(plan: Plan, reports: StagePlanReport[], slurm?: Map<string, SlurmStageState>): string {
   const toRun = reports.filter((r) => r.action === "run").length;
   const prof = plan.profile ? `, profile ${plan.profile}` : "";
   const lines = [
@@ -64,6 +69,11 @@ function statusText(plan: Plan, reports: StagePlanReport[]): string {
   ];
   const w = Math.min(48, Math.max(...reports.map((r) => r.name.length)));
   for (const r of reports) {
+    const sl = slurm?.get(r.name);
+    if (sl) {
+      lines.push(`  ${sl.status.padEnd(6)}  ${r.name.padEnd(w)}  ${describeStageState(sl)}`);
+      continue;
+    }
     const head = `  ${r.action === "run" ? "run   " : "cached"}  ${r.name.padEnd(w)}`;
     if (r.reasons.length === 0) lines.push(head.trimEnd());
     else {
@@ -91,13 +101,18 @@ registerCommand({
       cache: { type: "string" },
       executor: { type: "string" },
       ...PLAN_FLAGS,
+      detach: { type: "boolean" },
     }, RUN_USAGE);
     if (positionals.length > 1) {
       throw new CliExit(EXIT.invalid, `run takes one FILE\nusage: ditflow ${RUN_USAGE}`);
     }
-    const jobs = intOption(values.jobs, "jobs", navigator.hardwareConcurrency || 1);
-    const gpus = intOption(values.gpus, "gpus", 1);
     const { plan } = await loadOrExit(positionals[0], values.set ?? [], RUN_USAGE, values);
+    // `--executor` beats the profile's `executor:`.
+    const executorName = values.executor ?? plan!.executor ?? "local";
+    const onSlurm = executorName === "slurm";
+    // On Slurm the cluster queues the work: jobs and GPUs are limited by the scheduler, not the head.
+    const jobs = intOption(values.jobs, "jobs", onSlurm ? 10_000 : navigator.hardwareConcurrency || 1);
+    const gpus = intOption(values.gpus, "gpus", onSlurm ? 10_000 : 1);
     const { only, force } = stageSets(plan!, many(values.only), many(values.force));
     const store = openStore(values.cache);
     if (values["dry-run"]) {
@@ -106,15 +121,63 @@ registerCommand({
       else out(statusText(plan!, reports));
       return EXIT.ok;
     }
+    if (values.detach && !onSlurm) throw new CliExit(EXIT.invalid, "--detach needs --executor slurm");
+    if (onSlurm && !(await slurmAvailable())) {
+      throw new CliExit(
+        EXIT.invalid,
+        "--executor slurm: `sinfo` does not answer (no Slurm client on this machine, or no controller); " +
+          "run on a login node of the cluster (see docs/slurm.md)",
+      );
+    }
+    if (values.detach) {
+      const run = newRunId();
+      let submitted;
+      try {
+        submitted = await submitDetached(plan!, store, {
+          file: positionals[0],
+          sets: values.set ?? [],
+          only,
+          force,
+          run,
+        });
+      } catch (e) {
+        throw new CliExit(EXIT.stageFailed, `--detach: ${(e as Error).message}`);
+      }
+      if (values.json) out(JSON.stringify({ pipeline: plan!.name, run, stages: submitted }, null, 2));
+      else {
+        for (const s of submitted) {
+          out(
+            `${s.adopted ? "already queued" : "submitted"}  job ${s.job}  ${s.stage}${
+              s.after.length ? `  (after ${s.after.join(", ")})` : ""
+            }`,
+          );
+        }
+        out(
+          submitted.length
+            ? `${submitted.length} stage(s) on Slurm (run ${run}); follow with \`ditflow status ${
+              positionals[0]
+            }\`, stop with \`ditflow cancel ${positionals[0]}\``
+            : "nothing to run: every stage is cached",
+        );
+      }
+      return EXIT.ok;
+    }
     let executor: Executor;
-    if (!values.executor || values.executor === "local") executor = new LocalExecutor(store);
-    else if (values.executor === "subprocess") executor = new SubprocessExecutor(store);
-    else throw new CliExit(EXIT.invalid, `unknown --executor ${values.executor} (local, subprocess)`);
+    if (executorName === "local") executor = new LocalExecutor(store);
+    else if (executorName === "subprocess") executor = new SubprocessExecutor(store);
+    else if (executorName === "slurm") executor = new SlurmExecutor(store);
+    else throw new CliExit(EXIT.invalid, `unknown --executor ${executorName} (local, subprocess, slurm)`);
     const ac = new AbortController();
     let interrupts = 0;
     const onSignal = () => {
       interrupts++;
-      if (interrupts > 1) Deno.exit(EXIT.interrupted);
+      if (interrupts > 1) {
+        if (executor instanceof SlurmExecutor) {
+          const ids = executor.cancelSubmittedSync();
+          if (ids.length) writeStderr(`\ncancelled Slurm job(s) ${ids.join(", ")}\n`);
+        }
+        Deno.exit(EXIT.interrupted);
+      }
       writeStderr("\ninterrupted: stopping running stages (press Ctrl-C again to exit at once)\n");
       ac.abort();
     };
@@ -153,6 +216,9 @@ registerCommand({
     }
     for (const s of report.stages.filter((s) => s.result === "failed")) {
       err(`\nstage ${s.name} failed: ${s.error}`);
+      if (s.job) {
+        err(`  ${s.job.executor} job ${s.job.id}: ${s.job.state}${s.job.reason ? ` (${s.job.reason})` : ""}`);
+      }
       for (const l of s.logTail ?? []) err(`  | ${l}`);
       if (s.logPath) err(`  log: ${s.logPath}`);
     }
@@ -186,9 +252,16 @@ registerCommand({
     }, STATUS_USAGE);
     const { plan } = await loadOrExit(positionals[0], values.set ?? [], STATUS_USAGE, values);
     const { only, force } = stageSets(plan!, many(values.only), many(values.force));
-    const reports = await analysePlan(plan!, openStore(values.cache), { only, force });
-    if (values.json) out(JSON.stringify(planJson(plan!, reports), null, 2));
-    else out(statusText(plan!, reports));
+    const store = openStore(values.cache);
+    const reports = await analysePlan(plan!, store, { only, force });
+    let slurm: Map<string, SlurmStageState> | undefined;
+    try {
+      slurm = await slurmStates(store, plan!.name, reports);
+    } catch (e) {
+      err(`(Slurm jobs unknown: ${(e as Error).message})`);
+    }
+    if (values.json) out(JSON.stringify(planJson(plan!, reports, slurm), null, 2));
+    else out(statusText(plan!, reports, slurm));
     return EXIT.ok;
   },
 });
@@ -209,24 +282,43 @@ export function dagMermaid(plan: Plan): string {
   return lines.join("\n");
 }
 
-/** Renders the plan as indented ASCII, one stage per line, with its inputs. */
+/** Lists stage names, collapsing to `N × base[…]` per base name when the list is long. */
+function stageList(names: string[]): string {
+  const plain = names.join(", ");
+  if (names.length <= 3 && plain.length <= 50) return plain;
+  const byBase = new Map<string, number>();
+  for (const n of names) byBase.set(n.replace(/\[.*/, ""), (byBase.get(n.replace(/\[.*/, "")) ?? 0) + 1);
+  return [...byBase].map(([b, c]) => (c > 1 ? `${c} × ${b}[…]` : b)).join(", ");
+}
+
+/**
+ * Renders the plan as ASCII, one stage per line in run order, with its edges spelled out: the stages that
+ * use its outputs (USED BY) and, for each input, the upstream outputs it reads (INPUTS). No indentation:
+ * a stage's position says nothing about what it depends on; only its edges do.
+ */
 export function dagAscii(plan: Plan): string {
-  const depth = new Map<string, number>();
-  for (const s of plan.stages) depth.set(s.name, Math.max(-1, ...s.deps.map((d) => depth.get(d) ?? 0)) + 1);
+  const usedBy = new Map<string, string[]>(plan.stages.map((s) => [s.name, []]));
+  for (const s of plan.stages) {
+    for (const d of new Set(s.inputs.flatMap((i) => i.refs.map((r) => r.stage)))) usedBy.get(d)?.push(s.name);
+  }
   const rows = plan.stages.map((s) => {
-    const left = `${"  ".repeat(depth.get(s.name)!)}${depth.get(s.name)! > 0 ? "└─ " : ""}${s.name}`;
     const ins = s.inputs.map((i) =>
       `${i.name} ← ${
-        i.refs.length > 3
-          ? `${i.refs.length} × ${i.refs[0].stage.replace(/\[.*/, "")}[…]`
+        i.refs.length > 3 || (i.refs.length > 1 && i.refs.map((r) => r.stage).join(", ").length > 50)
+          ? `${i.refs.length} × ${i.refs[0].stage.replace(/\[.*/, "")}[…].${i.refs[0].output}`
           : i.refs.map((r) => `${r.stage}.${r.output}`).join(", ")
       }`
     );
-    return { left, kind: s.kind.name + (s.gpu ? " (gpu)" : ""), ins: ins.join("; ") };
+    return [
+      s.name,
+      s.kind.name + (s.gpu ? " (gpu)" : ""),
+      usedBy.get(s.name)!.length ? stageList(usedBy.get(s.name)!) : "-",
+      ins.length ? ins.join("; ") : "- (source)",
+    ];
   });
-  const w = Math.max(...rows.map((r) => r.left.length));
-  const wk = Math.max(...rows.map((r) => r.kind.length));
-  return rows.map((r) => `${r.left.padEnd(w)}  ${r.kind.padEnd(wk)}  ${r.ins}`.trimEnd()).join("\n");
+  const table = [["STAGE", "KIND", "USED BY", "INPUTS (input ← upstream.output)"], ...rows];
+  const w = [0, 1, 2].map((i) => Math.max(...table.map((r) => r[i].length)));
+  return table.map((r) => r.map((c, i) => (i < 3 ? c.padEnd(w[i]) : c)).join("  ").trimEnd()).join("\n");
 }
 
 registerCommand({

@@ -5,8 +5,11 @@
  */
 
 import { closest } from "../pipeline/diagnostics.ts";
+import type { Plan } from "../pipeline/plan.ts";
 import { runStage, type StageJob } from "../pipeline/run_stage.ts";
 import { type ArtifactMeta, type ArtifactProblem, formatProblem, type Store } from "../pipeline/store.ts";
+import { type DetachedDescriptor, recordInRef, resolveDetached } from "../pipeline/slurm/detach.ts";
+import { SlurmLayout } from "../pipeline/slurm/layout.ts";
 import { CliExit, err, loadExtraKindModules, openStore, out, parse } from "./common.ts";
 import { EXIT, registerCommand } from "./commands.ts";
 
@@ -32,6 +35,39 @@ function findMeta(store: Store, what: string, pipeline?: string): ArtifactMeta[]
   return found;
 }
 
+/** `show`'s lines about a stage's latest Slurm job: id, exit code, and the stable log path. */
+function slurmLines(store: Store, pipeline: string, stage: string): string[] {
+  const layout = new SlurmLayout(store);
+  const rec = layout.readRecord(pipeline, stage);
+  if (!rec) return [];
+  const code = layout.exitCode(rec.job);
+  return [
+    `  slurm     job ${rec.job}${rec.detached ? " (detached)" : ""}, submitted ${rec.submitted}${
+      code === undefined ? "" : `, exit code ${code}`
+    }`,
+    `  slurm log ${rec.log}`,
+  ];
+}
+
+/** Slurm job records of stages called `what` (expanded or file name), for stages without an artifact. */
+function slurmRecordsNamed(store: Store, what: string, pipeline?: string) {
+  const layout = new SlurmLayout(store);
+  const found = [];
+  try {
+    for (const p of Deno.readDirSync(`${layout.root}/stages`)) {
+      for (const f of Deno.readDirSync(`${layout.root}/stages/${p.name}`)) {
+        if (!f.name.endsWith(".json")) continue;
+        try {
+          const rec = JSON.parse(Deno.readTextFileSync(`${layout.root}/stages/${p.name}/${f.name}`));
+          if (pipeline && rec.pipeline !== pipeline) continue;
+          if (rec.stage === what || rec.stage.replace(/\[.*$/, "") === what) found.push(rec);
+        } catch { /* being written */ }
+      }
+    }
+  } catch { /* no Slurm jobs */ }
+  return found as { stage: string; pipeline: string }[];
+}
+
 function fmtBytes(n: number): string {
   if (n < 1024) return `${n} B`;
   if (n < 1 << 20) return `${(n / 1024).toFixed(1)} KiB`;
@@ -55,6 +91,18 @@ registerCommand({
     const store = openStore(values.cache);
     const metas = findMeta(store, what, values.pipeline);
     if (metas.length === 0) {
+      const jobs = slurmRecordsNamed(store, what, values.pipeline);
+      if (jobs.length) {
+        for (const j of jobs) {
+          out(
+            [
+              `${j.stage}  (pipeline ${j.pipeline}): no artifact yet`,
+              ...slurmLines(store, j.pipeline, j.stage),
+            ].join("\n"),
+          );
+        }
+        return EXIT.ok;
+      }
       const names = store.readRefs().flatMap((r) => Object.keys(r.stages));
       const c = closest(what, names);
       throw new CliExit(
@@ -75,6 +123,7 @@ registerCommand({
         `  key       ${m.key}`,
         `  path      ${dir}`,
         `  log       ${dir}/log.txt`,
+        ...slurmLines(store, m.pipeline, m.name),
         `  ran       ${m.timings.started} on ${m.host}, ${(m.timings.ms / 1000).toFixed(2)}s`,
         `  seed      ${m.components.seed}`,
         `  params    ${JSON.stringify(m.components.params)}`,
@@ -253,7 +302,25 @@ registerCommand({
   },
 });
 
-const EXEC_USAGE = "exec-stage JOBFILE [--cache DIR] [--jsonl]";
+const EXEC_USAGE =
+  "exec-stage JOBFILE [--cache DIR] [--jsonl] [--outcome-dir DIR] | exec-stage --detached DESCRIPTOR [--cache DIR] [--outcome-dir DIR]";
+
+function readJobFile(store: Store, given: string | undefined): StageJob {
+  let file = given;
+  if (!file) throw new CliExit(EXIT.invalid, `missing JOBFILE\nusage: ditflow ${EXEC_USAGE}`);
+  if (/^[0-9a-f]{64}$/.test(file)) {
+    // A key: the job file the engine (or a cluster executor) wrote for it.
+    const key = file;
+    const found = [...(function* () {
+      try {
+        yield* Deno.readDirSync(`${store.root}/jobs`);
+      } catch { /* none */ }
+    })()].map((e) => e.name).find((n) => n.startsWith(key) && n.endsWith(".json"));
+    if (!found) throw new CliExit(EXIT.invalid, `no job file for key ${key} in ${store.root}/jobs`);
+    file = `${store.root}/jobs/${found}`;
+  }
+  return JSON.parse(Deno.readTextFileSync(file)) as StageJob;
+}
 
 registerCommand({
   name: "exec-stage",
@@ -263,24 +330,28 @@ registerCommand({
     const { values, positionals } = parse(args, {
       cache: { type: "string" },
       jsonl: { type: "boolean" },
+      detached: { type: "string" },
+      "outcome-dir": { type: "string" },
     }, EXEC_USAGE);
     const store = openStore(values.cache);
-    let file = positionals[0];
-    if (!file) throw new CliExit(EXIT.invalid, `missing JOBFILE\nusage: ditflow ${EXEC_USAGE}`);
-    if (/^[0-9a-f]{64}$/.test(file)) {
-      // A key: the job file the engine (or a cluster executor) wrote for it.
-      const key = file;
-      const found = [...(function* () {
-        try {
-          yield* Deno.readDirSync(`${store.root}/jobs`);
-        } catch { /* none */ }
-      })()].map((e) => e.name).find((n) => n.startsWith(key) && n.endsWith(".json"));
-      if (!found) throw new CliExit(EXIT.invalid, `no job file for key ${key} in ${store.root}/jobs`);
-      file = `${store.root}/jobs/${found}`;
-    }
-    const job = JSON.parse(Deno.readTextFileSync(file)) as StageJob;
     await loadExtraKindModules();
+    let detachedPlan: Plan | undefined;
+    let job: StageJob;
+    if (values.detached) {
+      // A detached Slurm job: resolve inputs and key now that the upstream jobs have finished.
+      const desc = JSON.parse(Deno.readTextFileSync(values.detached)) as DetachedDescriptor;
+      try {
+        const r = await resolveDetached(store, desc);
+        job = r.job;
+        detachedPlan = r.plan;
+      } catch (e) {
+        err(`${desc.stage}: failed: ${(e as Error).message}`);
+        return EXIT.stageFailed;
+      }
+      err(`${job.name}: key ${job.key}`);
+    } else job = readJobFile(store, positionals[0]);
     const ac = new AbortController();
+
     const onSignal = () => ac.abort();
     Deno.addSignalListener("SIGINT", onSignal);
     Deno.addSignalListener("SIGTERM", onSignal);
@@ -295,7 +366,26 @@ registerCommand({
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
     if (values.jsonl) emit({ outcome });
-    else out(`${job.name}: ${outcome.status}`);
+    else {
+      out(`${job.name}: ${outcome.status}`);
+      if (outcome.status === "failed") {
+        err(`${job.name}: failed: ${outcome.error.split("\n")[0]}`);
+        err(`${job.name}: log of the failed attempt: ${outcome.logPath}`);
+      }
+    }
+    if (detachedPlan && (outcome.status === "ran" || outcome.status === "cached")) {
+      await recordInRef(store, detachedPlan, job.name, job.key);
+    }
+    // In a Slurm job: say whether this job produced the artifact or found it made by another process.
+    const slurmJob = Deno.env.get("SLURM_JOB_ID");
+    if (values["outcome-dir"] && slurmJob) {
+      const path = `${values["outcome-dir"]}/${slurmJob}.outcome.json`;
+      const by = outcome.status === "cached" ? outcome.by : undefined;
+      try {
+        Deno.writeTextFileSync(`${path}.tmp`, JSON.stringify({ status: outcome.status, by, key: job.key }));
+        Deno.renameSync(`${path}.tmp`, path);
+      } catch { /* the exit status still says enough */ }
+    }
     return outcome.status === "ran" || outcome.status === "cached"
       ? EXIT.ok
       : outcome.status === "aborted"

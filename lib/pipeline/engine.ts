@@ -13,7 +13,7 @@ import { type CodeFingerprint, fingerprintModule } from "./fingerprint.ts";
 import { digestPath } from "./hash.ts";
 import type { Plan, PlannedStage } from "./plan.ts";
 import type { Reporter, SummaryRow } from "./progress.ts";
-import type { StageJob, StageOutcome } from "./run_stage.ts";
+import type { ClusterJobInfo, StageJob, StageOutcome } from "./run_stage.ts";
 import { type NodeState, schedule } from "./scheduler.ts";
 import type { InputArtifact } from "./stage.ts";
 import { type ArtifactMeta, formatProblem, type Store } from "./store.ts";
@@ -236,6 +236,8 @@ export interface StageRunReport {
   logTail?: string[];
   /** True when another process produced the artifact while this one waited. */
   byOtherProcess?: boolean;
+  /** The cluster job of a failed stage (Slurm: job id, state, reason), when a cluster executor ran it. */
+  job?: ClusterJobInfo;
 }
 
 /** The result of a run. */
@@ -245,6 +247,71 @@ export interface RunReport {
   /** 0 success, 1 a stage failed, 130 interrupted. */
   exitCode: number;
   ms: number;
+}
+
+/**
+ * The job of one stage: its resolved inputs (from the keys of its upstream stages, which must be in the
+ * store), its key components and its cache key. Used by the engine just before a stage starts, and by a
+ * detached Slurm job, which resolves its inputs when it starts.
+ */
+export async function stageJob(
+  plan: Plan,
+  s: PlannedStage,
+  keys: Map<string, string>,
+  store: Store,
+  force = false,
+): Promise<StageJob> {
+  const code = codeOf(s);
+  const inputs: StageJob["inputs"] = {};
+  const digests: Record<string, string[]> = {};
+  for (const inp of s.inputs) {
+    const arts: InputArtifact[] = [];
+    for (const r of inp.refs) {
+      const k = keys.get(r.stage);
+      const meta = k ? store.readMeta(k) : undefined;
+      if (!k || !meta) {
+        throw new Error(`input ${inp.name} of ${s.name}: upstream ${r.stage} is not in the cache`);
+      }
+      const digest = meta.outputs[r.output]?.digest ?? "";
+      arts.push({
+        dir: store.outputDir(k, r.output),
+        stage: r.stage,
+        output: r.output,
+        key: k,
+        digest,
+        point: plan.byName.get(r.stage)?.point ?? {},
+        metrics: meta.metrics ?? {},
+      });
+    }
+    inputs[inp.name] = { many: inp.many, artifacts: arts };
+    digests[inp.name] = arts.map((a) => a.digest);
+  }
+  const components: KeyComponents = {
+    kind: s.kind.name,
+    code: code.hash,
+    params: s.params,
+    inputs: digests,
+    files: await filesOf(s),
+    seed: s.seed,
+    version: DITFLOW_VERSION,
+  };
+  return {
+    key: cacheKey(components),
+    name: s.name,
+    base: s.base,
+    pipeline: plan.name,
+    kind: s.kind.name,
+    module: s.kind.module,
+    params: s.params,
+    seed: s.seed,
+    point: s.point,
+    inputs,
+    components,
+    codeFiles: code.files,
+    force,
+    resources: s.resources,
+    gpu: s.gpu,
+  };
 }
 
 /** Runs a plan. */
@@ -260,39 +327,9 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Run
   const keys = new Map<string, string>();
   const reports = new Map<string, StageRunReport>();
   const runOne = async (s: PlannedStage): Promise<"ok" | "failed" | "aborted"> => {
-    const code = codeOf(s);
-    const inputs: StageJob["inputs"] = {};
-    const digests: Record<string, string[]> = {};
-    for (const inp of s.inputs) {
-      const arts: InputArtifact[] = [];
-      for (const r of inp.refs) {
-        const k = keys.get(r.stage)!;
-        const meta = store.readMeta(k)!;
-        const digest = meta.outputs[r.output]?.digest ?? "";
-        arts.push({
-          dir: store.outputDir(k, r.output),
-          stage: r.stage,
-          output: r.output,
-          key: k,
-          digest,
-          point: plan.byName.get(r.stage)?.point ?? {},
-          metrics: meta.metrics ?? {},
-        });
-      }
-      inputs[inp.name] = { many: inp.many, artifacts: arts };
-      digests[inp.name] = arts.map((a) => a.digest);
-    }
-    const components: KeyComponents = {
-      kind: s.kind.name,
-      code: code.hash,
-      params: s.params,
-      inputs: digests,
-      files: await filesOf(s),
-      seed: s.seed,
-      version: DITFLOW_VERSION,
-    };
-    const key = cacheKey(components);
     let force = opts.force?.has(s.name) ?? false;
+    const job = await stageJob(plan, s, keys, store, force);
+    const key = job.key;
     const base = { name: s.name, base: s.base, kind: s.kind.name, key };
     if (!force) {
       const meta = store.readMeta(key);
@@ -300,7 +337,7 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Run
       // by its producer, replacing it, so that no stage is ever fed a modified artifact.
       const modified = meta ? store.quickCheck(key) : [];
       if (modified.length > 0) {
-        force = true;
+        force = job.force = true;
         opts.reporter.stageLog(
           s.name,
           `stored artifact was modified (${
@@ -315,21 +352,6 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Run
         return "ok";
       }
     }
-    const job: StageJob = {
-      key,
-      name: s.name,
-      base: s.base,
-      pipeline: plan.name,
-      kind: s.kind.name,
-      module: s.kind.module,
-      params: s.params,
-      seed: s.seed,
-      point: s.point,
-      inputs,
-      components,
-      codeFiles: code.files,
-      force,
-    };
     opts.reporter.stageStart(s.name, { kind: s.kind.name, gpu: s.gpu });
     let outcome: StageOutcome;
     try {
@@ -338,7 +360,10 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Run
         onProgress: (u) => opts.reporter.stageProgress(s.name, u),
         onLog: (l) => opts.reporter.stageLog(s.name, l),
         onWait: (h) =>
-          opts.reporter.stageWaiting(s.name, h ? `pid ${h.pid} on ${h.host}` : "another process"),
+          opts.reporter.stageWaiting(
+            s.name,
+            h ? (h.pid ? `pid ${h.pid} on ${h.host}` : h.host) : "another process",
+          ),
       });
     } catch (e) {
       outcome = { status: "failed", error: (e as Error).message, logPath: "", logTail: [] };
@@ -364,6 +389,7 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Run
         logPath: outcome.logPath,
         logTail: outcome.logTail,
       };
+      if (outcome.job) row.job = outcome.job;
       detail = outcome.error.split("\n")[0];
       result = "failed";
     } else {

@@ -197,3 +197,13 @@ export async function acquireLock(path: string, opts: AcquireOptions = {}): Prom
     if (opts.done?.()) return undefined;
   }
 }
+
+/**
+ * The live holder of the lock at `path`, or undefined when the lock is free or stale (a dead owner, an
+ * expired lease). Reads only; never takes or breaks the lock.
+ */
+export function liveHolder(path: string): LockInfo | undefined {
+  const cur = readLock(path);
+  if (!cur || isStale(cur)) return undefined;
+  return cur.info ?? { pid: 0, host: "?", start: null, created: "", token: "" };
+}

@@ -36,6 +36,8 @@ export interface StageDef {
   matrix?: YMap;
   seed?: YNode;
   description?: string;
+  /** `resources:` (cluster executors: CPUs, memory, time, GPUs, ...), validated in the plan. */
+  resources?: YMap;
   /** Stage keys that were misspelled (their absence is not reported again). */
   typos: string[];
   /** Set when an input reference was invalid (already reported). */
@@ -61,6 +63,8 @@ export interface ProfileDef {
   description?: string;
   vars: { name: string; pos: Pos; value: YNode }[];
   stages: ProfileStage[];
+  /** `executor:` (which executor `run` uses under this profile unless `--executor` says otherwise). */
+  executor?: { name: string; pos: Pos };
 }
 
 /** A pipeline file after the structural check. */
@@ -75,6 +79,8 @@ export interface PipelineDef {
   defaultSeed?: YNode;
   /** `defaults.with.<kind>`: parameter defaults per kind. */
   defaultsWith: { kind: string; pos: Pos; map: YMap }[];
+  /** `defaults.resources.<kind>`: cluster resources per kind. */
+  defaultsResources: { kind: string; pos: Pos; map: YMap }[];
   stages: StageDef[];
   /** `include:`: files with shared stage definitions, relative to this file (resolved by `load.ts`). */
   includes: { path: string; pos: Pos }[];
@@ -86,18 +92,22 @@ export interface PipelineDef {
   profile?: string;
   /** Stages removed by the selected profile (name → where the removal is written). */
   removed?: Map<string, Pos>;
+  /** The selected profile's `executor:`, when it sets one. */
+  executor?: { name: string; pos: Pos };
 }
 
 const TOP_KEYS = ["name", "description", "include", "plugins", "vars", "defaults", "profiles", "stages"];
 /** The keys of an `include:`d file: shared stage definitions only. */
 const INCLUDED_KEYS = ["description", "include", "stages"];
-const PROFILE_KEYS = ["description", "vars", "stages"];
+const PROFILE_KEYS = ["description", "vars", "stages", "executor"];
+/** The executors a profile's `executor:` may name. */
+export const EXECUTOR_NAMES = ["local", "subprocess", "slurm"];
 /** The `--set` key that selects a profile, and the name of the profile that applies without one. */
 export const PROFILE_KEY = "profile";
 /** The profile that applies when none is selected (when the pipeline declares it). */
 export const DEFAULT_PROFILE = "default";
-const STAGE_KEYS = ["uses", "with", "inputs", "matrix", "seed", "description"];
-const DEFAULT_KEYS = ["seed", "with"];
+const STAGE_KEYS = ["uses", "with", "inputs", "matrix", "seed", "description", "resources"];
+const DEFAULT_KEYS = ["seed", "with", "resources"];
 /** Stage and variable names: letters, digits, `_` and `-`, starting with a letter or `_`. */
 export const NAME_RE = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 
@@ -147,6 +157,7 @@ export function readPipelineDef(
     plugins: [],
     vars: [],
     defaultsWith: [],
+    defaultsResources: [],
     stages: [],
     profiles: [],
   };
@@ -223,6 +234,12 @@ export function readPipelineDef(
               const km = expectMap(k.value, `\`defaults.with.${k.key}\``, diags);
               if (km) def.defaultsWith.push({ kind: k.key, pos: k.keyPos, map: km });
             }
+          } else if (d.key === "resources") {
+            const r = expectMap(d.value, "`defaults.resources`", diags);
+            for (const k of r?.entries ?? []) {
+              const km = expectMap(k.value, `\`defaults.resources.${k.key}\``, diags);
+              if (km) def.defaultsResources.push({ kind: k.key, pos: k.keyPos, map: km });
+            }
           } else unknownKey(d.key, d.keyPos, DEFAULT_KEYS, "`defaults`", diags);
         }
         break;
@@ -295,6 +312,18 @@ function readProfiles(node: YNode, diags: Diagnostic[]): ProfileDef[] {
         case "vars":
           prof.vars = readVars(e.value, `\`profiles.${p.key}.vars\``, diags);
           break;
+        case "executor": {
+          const x = expectString(e.value, "`executor`", diags);
+          if (x === undefined) break;
+          if (!EXECUTOR_NAMES.includes(x)) {
+            diags.push({
+              pos: { ...e.value.pos, len: x.length },
+              message: `unknown executor \`${x}\` in profile \`${p.key}\``,
+              hint: suggestion(x, EXECUTOR_NAMES, "executors"),
+            });
+          } else prof.executor = { name: x, pos: { ...e.value.pos, len: x.length } };
+          break;
+        }
         case "stages": {
           if (e.value.type === "scalar" && e.value.value === null) break;
           const sm = expectMap(e.value, `\`profiles.${p.key}.stages\``, diags);
@@ -388,6 +417,7 @@ export function applyProfile(
   const prof = def.profiles.find((p) => p.name === name);
   const out: PipelineDef = { ...def, profile: name, vars: [...def.vars], stages: [...def.stages] };
   if (!prof) return { def: out, overrides: rest, ok: true };
+  out.executor = prof.executor;
   for (const v of prof.vars) {
     const i = out.vars.findIndex((x) => x.name === v.name);
     if (i >= 0) out.vars[i] = v;
@@ -473,6 +503,10 @@ function readStage(name: string, namePos: Pos, node: YNode, diags: Diagnostic[])
         break;
       case "description":
         st.description = expectString(e.value, "`description`", diags);
+        break;
+      case "resources":
+        if (e.value.type === "scalar" && e.value.value === null) break;
+        st.resources = expectMap(e.value, `\`${name}.resources\``, diags);
         break;
       default: {
         const typo = unknownKey(e.key, e.keyPos, STAGE_KEYS, `stage \`${name}\``, diags);

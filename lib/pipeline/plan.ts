@@ -33,6 +33,7 @@ import { getKind, listKinds } from "./registry.ts";
 import { checkFields, type ParamSchema } from "./schema.ts";
 import type { AnyStageKind, ArtifactInfo, InputSpec, UpstreamInfo, ValidateContext } from "./stage.ts";
 import { checkOutsideWrite } from "./project.ts";
+import { checkResources, mergeResourceMaps, RESOURCE_KEYS, type Resources } from "./resources.ts";
 import { describeNode, type Scalar, type YMap, type YNode } from "./yaml_source.ts";
 
 /** One upstream output an input is bound to. */
@@ -73,6 +74,8 @@ export interface PlannedStage {
   paramPos?: Record<string, Pos>;
   /** Where each input's first reference is written. */
   inputPos?: Record<string, Pos>;
+  /** Cluster resources (`defaults.resources.<kind>` merged with the stage's `resources:`); not in the key. */
+  resources: Resources;
 }
 
 /** Limits and permissions of {@link buildPlan}. */
@@ -99,6 +102,8 @@ export interface Plan {
   vars: Record<string, unknown>;
   /** The selected profile (`--set profile=NAME`, else `default` when declared); undefined when none. */
   profile?: string;
+  /** The executor the selected profile names (`executor:`), when it names one. */
+  executor?: string;
 }
 
 interface ParsedRef {
@@ -223,6 +228,31 @@ export function buildPlan(
       }
     }
     kindDefaults.set(d.kind, d.map);
+  }
+  // Resource defaults per kind: `defaults.resources.<kind>`.
+  const kindResources = new Map<string, YMap>();
+  for (const d of def.defaultsResources) {
+    if (!getKind(d.kind)) {
+      diags.push({
+        pos: { ...d.pos, len: d.kind.length },
+        message: `\`defaults.resources\` names unknown stage kind \`${d.kind}\``,
+        hint: suggestion(d.kind, listKinds().map((k) => k.name), "known kinds"),
+      });
+      continue;
+    }
+    for (const e of d.map.entries) {
+      if (!RESOURCE_KEYS.includes(e.key)) {
+        diags.push({
+          pos: { ...e.keyPos, len: e.key.length },
+          message: `unknown key \`${e.key}\` in \`defaults.resources.${d.kind}\``,
+          hint: suggestion(e.key, RESOURCE_KEYS, "resource keys"),
+        });
+      }
+    }
+    kindResources.set(d.kind, {
+      ...d.map,
+      entries: d.map.entries.filter((e) => RESOURCE_KEYS.includes(e.key)),
+    });
   }
   const defaultSeed = def.defaultSeed ? interpolate(def.defaultSeed, { vars, profile }, diags) : undefined;
 
@@ -482,6 +512,16 @@ export function buildPlan(
           });
         }
       }
+      let resources: Resources = {};
+      const kr = kindResources.get(kind.name);
+      if (kr || s.resources) {
+        const merged = interpolate(
+          mergeResourceMaps(s.resources?.pos ?? s.namePos, kr, s.resources),
+          scope,
+          diags,
+        );
+        resources = checkResources(merged as YMap, `${s.name}.resources`, def.baseDir, diags);
+      }
       const inputs: PlannedInput[] = [];
       const deps: string[] = [];
       for (const [inputName, refs] of st.refs) {
@@ -512,6 +552,7 @@ export function buildPlan(
         inputPos: Object.fromEntries(
           [...st.refs].filter(([, r]) => r.length > 0).map(([n, r]) => [n, r[0].pos]),
         ),
+        resources,
       });
       names.push(p.name);
     }
@@ -525,6 +566,7 @@ export function buildPlan(
     // each other's artifacts; cache keys do not depend on the profile at all.
     name: def.profile && def.profile !== DEFAULT_PROFILE ? `${def.name}@${def.profile}` : def.name,
     profile: def.profile,
+    executor: def.executor?.name,
     file: def.file,
     baseDir: def.baseDir,
     stages,

@@ -10,7 +10,9 @@
 import type { KeyComponents } from "./cache_key.ts";
 import { digestPath } from "./hash.ts";
 import { acquireLock, type KeyLock, type LockInfo } from "./lock.ts";
+import { LiveWriter } from "./live.ts";
 import { getKind, loadKindModule } from "./registry.ts";
+import type { Resources } from "./resources.ts";
 import type { InputArtifact, ProgressUpdate, StageContext } from "./stage.ts";
 import { type ArtifactMeta, formatProblem, sealFiles, type Store } from "./store.ts";
 import { DITFLOW_VERSION } from "./version.ts";
@@ -33,13 +35,31 @@ export interface StageJob {
   codeFiles: Record<string, string>;
   /** Replace an existing artifact (`--force`). */
   force?: boolean;
+  /** Cluster resources of the stage (cluster executors read them; not part of the key). */
+  resources?: Resources;
+  /** True when the stage's kind uses the GPU (a cluster executor asks for one). */
+  gpu?: boolean;
+}
+
+/** The cluster job behind an outcome (set by cluster executors). */
+export interface ClusterJobInfo {
+  /** The executor, e.g. `slurm`. */
+  executor: string;
+  /** The scheduler's job id. */
+  id: string;
+  /** The scheduler's final state, e.g. `FAILED`, `TIMEOUT`, `OUT_OF_MEMORY`, `NODE_FAIL`, `CANCELLED`. */
+  state: string;
+  /** The scheduler's reason, when it gives one. */
+  reason?: string;
+  /** Submissions of this stage in this run (more than 1 after retries). */
+  attempts?: number;
 }
 
 /** How a stage ended. */
 export type StageOutcome =
   | { status: "ran"; meta: ArtifactMeta }
   | { status: "cached"; meta: ArtifactMeta; by: "store" | "other-process" }
-  | { status: "failed"; error: string; logPath: string; logTail: string[] }
+  | { status: "failed"; error: string; logPath: string; logTail: string[]; job?: ClusterJobInfo }
   | { status: "aborted" };
 
 /** Options of {@link runStage}. */
@@ -84,6 +104,7 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
   if (!lock) return { status: "cached", meta: store.readMeta(job.key)!, by: "other-process" };
   let tmp: string | undefined;
   let logFile: Deno.FsFile | undefined;
+  let live: LiveWriter | undefined;
   const logLines: string[] = [];
   const t0 = performance.now();
   const started = new Date();
@@ -99,6 +120,12 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
       if (!kind) throw new Error(`stage kind ${job.kind} is not registered by ${job.module}`);
     }
     tmp = store.makeTmp(job.key);
+    live = new LiveWriter(store.root, {
+      key: job.key,
+      name: job.name,
+      pipeline: job.pipeline,
+      kind: job.kind,
+    });
     const outputs: Record<string, string> = {};
     for (const o of Object.keys(kind.outputs)) {
       outputs[o] = `${tmp}/out/${o}`;
@@ -151,7 +178,10 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
       checkpointDir,
       signal,
       log,
-      progress: (u) => opts.onProgress?.(u),
+      progress: (u) => {
+        live?.update(u);
+        opts.onProgress?.(u);
+      },
       metrics: (v) => Object.assign(metrics, v),
       setAdapter: (d) => {
         adapter = d;
@@ -232,6 +262,7 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
       logTail: logLines.slice(-10),
     };
   } finally {
+    live?.close();
     try {
       logFile?.close();
     } catch { /* closed */ }

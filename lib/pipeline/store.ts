@@ -8,6 +8,7 @@
  * checkpoints/<key>/           survives crashes; removed after the stage succeeds
  * refs/<pipeline>.json         the keys of each stage's last successful run (status, show, gc roots)
  * logs/<key>.failed.log        log of the last failed attempt
+ * progress/<key>.json          live progress of a running stage (see live.ts; removed when it ends)
  * ```
  * An object directory exists only once complete, so readers never lock.
  * @module

@@ -16,6 +16,33 @@ import { DIT_TRAIN_PARAMS, trainDiT } from "../train/dit_trainer.ts";
 import { tailMean, writeLossLog } from "../train/loss_log.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import type { ParamSchema, ParamValues } from "../pipeline/schema.ts";
+
+/** The model parameters of the `train` stage (the training ones are {@link DIT_TRAIN_PARAMS}). */
+export const DIT_MODEL_PARAMS = {
+  model: {
+    type: "string",
+    default: "DiT-S/2",
+    doc: "DiT-S/2 … DiT-XL/8; depth/hidden_size/num_heads/patch_size override it",
+  },
+  family: {
+    type: "enum",
+    values: Object.keys(DIT_FAMILIES),
+    default: "paper",
+    doc: "model sizes: the paper's, or `mini` (scaled down for CPU-only machines, same ratios)",
+  },
+  depth: { type: "int", optional: true, min: 1 },
+  hidden_size: { type: "int", optional: true, min: 4 },
+  num_heads: { type: "int", optional: true, min: 1 },
+  patch_size: { type: "int", optional: true, min: 1 },
+  block: {
+    type: "enum",
+    values: [...CONDITIONING_BLOCKS],
+    default: "adaLN-Zero",
+    doc: "conditioning block",
+  },
+  learn_sigma: { type: "bool", default: true },
+  class_dropout: { type: "number", default: 0.1, min: 0, max: 0.99 },
+} as const satisfies ParamSchema;
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
 import type { ValidateContext } from "../pipeline/stage.ts";
 import { single } from "./plan_checks.ts";
@@ -52,33 +79,6 @@ export function validateTrainParams(
     return [{ pos: ctx.at(where), message: `${msg}${/inputSize/.test(msg) ? known : ""}` }];
   }
 }
-
-/** The model parameters of the `train` stage (the training ones are {@link DIT_TRAIN_PARAMS}). */
-export const DIT_MODEL_PARAMS = {
-  model: {
-    type: "string",
-    default: "DiT-S/2",
-    doc: "DiT-S/2 … DiT-XL/8; depth/hidden_size/num_heads/patch_size override it",
-  },
-  family: {
-    type: "enum",
-    values: Object.keys(DIT_FAMILIES),
-    default: "paper",
-    doc: "model sizes: the paper's, or `mini` (scaled down for CPU-only machines, same ratios)",
-  },
-  depth: { type: "int", optional: true, min: 1 },
-  hidden_size: { type: "int", optional: true, min: 4 },
-  num_heads: { type: "int", optional: true, min: 1 },
-  patch_size: { type: "int", optional: true, min: 1 },
-  block: {
-    type: "enum",
-    values: [...CONDITIONING_BLOCKS],
-    default: "adaLN-Zero",
-    doc: "conditioning block",
-  },
-  learn_sigma: { type: "bool", default: true },
-  class_dropout: { type: "number", default: 0.1, min: 0, max: 0.99 },
-} as const satisfies ParamSchema;
 
 /** Builds the model config from the stage's params and the data's shape and classes. */
 export function modelConfigFromParams(

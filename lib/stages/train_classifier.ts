@@ -16,9 +16,9 @@ import { backward } from "../tensor/backward.ts";
 import type { Generator } from "../tensor/rng.ts";
 import { tensor, tidy } from "../tensor/tensor.ts";
 import { getRuntime } from "../gpu/runtime.ts";
-import { expectSpace } from "./plan_checks.ts";
 import { paramDefaults, type ParamSchema, type ParamValues } from "../pipeline/schema.ts";
 import { trainLoop } from "../train/loop.ts";
+import { expectSpace } from "./plan_checks.ts";
 
 /** The file the stage writes (and `fid-ref`/`fid` read); defined with the LeNet file format. */
 export { CLASSIFIER_FILE };

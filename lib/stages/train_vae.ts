@@ -13,15 +13,15 @@ import { registerKind } from "../pipeline/registry.ts";
 import { readDataArtifact } from "../data/artifact.ts";
 import { saveGrid } from "../data/grid.ts";
 import { getRuntime } from "../gpu/runtime.ts";
-import { downsampleFactor } from "../models/autoencoder_kl.ts";
-import type { Diagnostic } from "../pipeline/diagnostics.ts";
-import { expectSpace, single } from "./plan_checks.ts";
 import { trainVae, VAE_ARCH_PARAMS, VAE_TRAIN_PARAMS, vaeConfigFromParams } from "../train/vae_trainer.ts";
 import { tailMean, writeLossLog } from "../train/loss_log.ts";
 import { VAE_FILE, writeVaeFile } from "../models/vae_file.ts";
 import { latentScaleFactor, reconstruct } from "../models/vae_inference.ts";
 import { psnr } from "../metrics/psnr.ts";
 import { scaleFactorParam } from "./vae_source.ts";
+import { downsampleFactor } from "../models/autoencoder_kl.ts";
+import type { Diagnostic } from "../pipeline/diagnostics.ts";
+import { expectSpace, single } from "./plan_checks.ts";
 
 /** Images of the scale-factor estimate (at most). */
 const SCALE_IMAGES = 2048;

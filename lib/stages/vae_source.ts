@@ -1,7 +1,7 @@
 /**
- * The VAE lookup and parameters shared by the `encode` and `decode` kinds: a `train-vae` output (input
- * `vae`) or a user-supplied diffusers safetensors (parameter `vae_path`), and the latent scale factor. Its
- * own module, so that `encode` does not import the `decode` stage (nor its code fingerprint cover it).
+ * The VAE lookup shared by the `encode` and `decode` kinds: a `train-vae` output (input `vae`) or a
+ * user-supplied diffusers safetensors (parameter `vae_path`), the parameters that choose it, and the
+ * latent scale factor.
  * @module
  */
 

@@ -473,5 +473,11 @@ Deno.test("CLI: run summary, status text, show, dag", async () => {
   assertStringIncludes(dag.stdout, "flowchart TD");
   assertStringIncludes(dag.stdout, "s0 -->|latents| s1");
   const ascii = await cli(sb, ["dag", f]);
-  assertStringIncludes(ascii.stdout, "└─ train[model=DiT-S/2,lr=0.0001]");
+  // One line per stage, no indentation; its edges spelled out (users and inputs).
+  assert(
+    /^train\[model=DiT-S\/2,lr=0\.0001\]\s+tiny_train \(gpu\)\s+report\s+latents ← encode\.latents$/m.test(
+      ascii.stdout,
+    ),
+    ascii.stdout,
+  );
 });
