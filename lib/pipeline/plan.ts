@@ -451,6 +451,7 @@ export function buildPlan(
 
   // Parameters and seeds of every point.
   const stages: PlannedStage[] = [];
+  const schemaFailed = new Set<string>();
   const groups = new Map<string, string[]>();
   for (const name of order) {
     const st = states.get(name)!;
@@ -476,11 +477,14 @@ export function buildPlan(
         else withMap = setPath(withMap, o.path, o.value, o.pos);
       }
       const paths: string[] = [];
+      const diagsBefore = diags.length;
       const params = checkFields(kind.params, withMap, s.name, {
         diags,
         baseDir: s.baseDir ?? def.baseDir,
         onPath: (abs) => paths.push(abs),
       }, { type: "map", pos: s.namePos, entries: [] });
+      // Deep validation only sees parameters that passed the schema (no cascade of follow-up errors).
+      if (diags.length > diagsBefore) schemaFailed.add(p.name);
       const paramPos: Record<string, Pos> = {};
       for (const e of withMap.entries) paramPos[e.key] = e.value.pos;
       for (const [pname, spec] of Object.entries(kind.params as ParamSchema)) {
@@ -554,7 +558,7 @@ export function buildPlan(
     }
     groups.set(s.name, names);
   }
-  validateStages(stages, diags);
+  validateStages(stages.filter((s) => !schemaFailed.has(s.name)), diags);
   const plainVars: Record<string, unknown> = {};
   for (const [k, v] of vars) plainVars[k] = v.type === "scalar" ? v.value : describeNode(v);
   return {
