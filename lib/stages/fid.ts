@@ -372,6 +372,14 @@ async function samplesClassLogits(
   }
 }
 
+/** Above this feature dimension `bootstrap: -1` (the default) computes no interval. */
+export const BOOTSTRAP_MAX_AUTO_DIM = 512;
+
+/** The bootstrap resamples of a `bootstrap` parameter for features of `dim` dimensions. */
+export function bootstrapReps(param: number, dim: number): number {
+  return param >= 0 ? param : dim <= BOOTSTRAP_MAX_AUTO_DIM ? 200 : 0;
+}
+
 /** The `fid` kind. */
 export const fidKind = defineKind({
   name: "fid",
@@ -397,9 +405,11 @@ export const fidKind = defineKind({
     },
     bootstrap: {
       type: "int",
-      default: 200,
-      min: 0,
-      doc: "resamples of the generated features for FID's 95% interval (0: none)",
+      default: -1,
+      min: -1,
+      doc:
+        "resamples of the generated features for FID's 95% interval (0: none; -1: 200 for features of at " +
+        `most ${BOOTSTRAP_MAX_AUTO_DIM} dimensions, none above: each resample costs a d×d eigendecomposition)`,
     },
     per_draw: {
       type: "int",
@@ -526,23 +536,29 @@ export const fidKind = defineKind({
         n_total: samples.count,
         pr_n: per,
       });
-    } else if (p.bootstrap > 0) {
+    } else if (bootstrapReps(p.bootstrap, ref.dim) > 0) {
       const b = bootstrapFid(ref, fake.features, samples.count, ref.dim, {
-        reps: p.bootstrap,
+        reps: bootstrapReps(p.bootstrap, ref.dim),
         seed: ctx.seed,
       });
       ctx.log(
         `FID 95% bootstrap interval [${b.low.toFixed(3)}, ${
           b.high.toFixed(3)
         }] (${b.reps} resamples of the ` +
-          `generated features, reference fixed)`,
+          `generated features, reference fixed; shifted by the bootstrap bias ${b.bias.toFixed(3)})`,
       );
       Object.assign(metrics, {
         fid_low: b.low,
         fid_high: b.high,
         fid_boot_std: b.std,
+        fid_boot_bias: b.bias,
         fid_bootstrap: b.reps,
       });
+    } else if (p.bootstrap < 0) {
+      ctx.log(
+        `no FID interval for ${ref.dim}-d features by default (each bootstrap resample costs a ` +
+          `${ref.dim}×${ref.dim} eigendecomposition); set bootstrap: N to compute one`,
+      );
     }
     if (p.kid_subsets > 0) {
       const k = kernelInceptionDistance(fake.features, samples.count, realFeat, nReal, ref.dim, {
