@@ -530,6 +530,10 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-every", type=int, default=100)
+    ap.add_argument("--noise-from", help="start sampling from this x_T (a safetensors with `noise` [N,C,H,W], "
+                    "as tools/twin_crosscheck.ts writes it) instead of fresh noise")
+    ap.add_argument("--sample-from", help="skip training: sample these weights (a state dict .pt, or a "
+                    "safetensors with the official keys such as ditflow's model.safetensors)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -557,6 +561,15 @@ def main():
     print(f"{args.model}-mini: {n_params:,} params; objective {args.objective}"
           f"{' (' + args.t_sampling + ')' if args.objective == 'sit' else ''}; {args.steps} steps, "
           f"batch {args.batch_size}, lr {args.lr}, EMA {args.ema}, seed {args.seed}", flush=True)
+
+    if args.sample_from:
+        if args.sample_from.endswith(".safetensors"):
+            sd = {k: torch.from_numpy(v) for k, v in read_safetensors(args.sample_from)[0].items()}
+        else:
+            sd = torch.load(args.sample_from, map_location="cpu")
+        ema.load_state_dict(sd, strict=True)
+        args.steps = 0
+        print(f"sampling the weights of {args.sample_from} (no training)", flush=True)
 
     model.train()
     B = args.batch_size
@@ -602,6 +615,8 @@ def main():
     labels = torch.arange(S) % num_classes
     torch.manual_seed(args.seed)
     z = torch.randn(S, C, H, W, generator=torch.Generator().manual_seed(args.seed + 1))
+    if args.noise_from:
+        z = torch.from_numpy(read_safetensors(args.noise_from)[0]["noise"]).reshape(S, C, H, W)
     t0 = time.perf_counter()
     guided = args.cfg != 1.0
     with torch.no_grad():
@@ -653,6 +668,8 @@ def main():
         "cfg_scale": args.cfg,
         "cfg_mode": "all",
         "weights": "ema",
+        "sample_from": args.sample_from,
+        "noise_from": args.noise_from,
         "latents": os.path.abspath(args.latents),
         "latents_info": json.loads(md.get("info", "{}")),
     }
