@@ -24,8 +24,8 @@ STEPS=${STEPS:-3000}
 RUNS=${RUNS:-"ddpm:2e-3:0 sit:2e-3:0 ddpm:1e-4:0 ddpm:2e-3:1 sit:2e-3:1"}
 RESULTS=${RESULTS:-experiments/objective/twin_results.json}
 if [ -z "${LATENTS:-}" ]; then
-  LATENTS=$(deno run -A lib/cli/main.ts show latents --pipeline mnist --json --cache "$CACHE" |
-    $PY -c 'import json, sys; print(json.load(sys.stdin)[0]["path"] + "/out/latents")')
+  # The latents of the VAE that twin_eval.ts decodes with (the current code's cache keys).
+  LATENTS=$(deno run -A tools/twin_eval.ts --pipeline pipelines/mnist.yaml --cache "$CACHE" --locate latents.latents)
 fi
 echo "latents: $LATENTS" >&2
 mkdir -p "$OUT"

@@ -12,7 +12,9 @@
  *   deno run -A tools/twin_eval.ts --pipeline pipelines/mnist.yaml --cache /work/main/.ditflow \
  *     --samples /tmp/twin/ddpm_lr2e-3_s0 [--samples DIR ...] [--grid grid.png] [--seed 0]
  *
- * With several `--samples` it prints one line per artifact. `--seed` seeds the bootstrap and KID subsets
+ * `--locate latents.latents` prints the latents directory that the twin should train on (resolved the same
+ * way, so that its VAE is the one that decodes here); a samples artifact whose recorded latents came from
+ * another VAE is refused. With several `--samples` it prints one line per artifact. `--seed` seeds the bootstrap and KID subsets
  * (the fid stage uses the pipeline seed, 0).
  * @module
  */
@@ -37,7 +39,8 @@ import { readSafetensors } from "../lib/io/safetensors.ts";
 import { getRuntime } from "../lib/gpu/runtime.ts";
 
 const USAGE = "usage: deno run -A tools/twin_eval.ts --pipeline FILE --samples DIR [--samples DIR ...] " +
-  "[--cache DIR] [--set K=V ...] [--grid PNG] [--seed N] [--bootstrap 200] [--kid-subsets 100]";
+  "[--cache DIR] [--set K=V ...] [--grid PNG] [--seed N] [--bootstrap 200] [--kid-subsets 100]\n" +
+  "       deno run -A tools/twin_eval.ts --pipeline FILE --locate STAGE.OUTPUT [--cache DIR]";
 
 /** A stage output located in the store. */
 interface Located {
@@ -106,6 +109,14 @@ export async function scoreSamples(
 ): Promise<Record<string, unknown>> {
   const samples = await readDataArtifact(samplesDir);
   if (samples.space !== "latents") throw new Error(`${samplesDir} holds ${samples.space}, not latents`);
+  // The twin records the latents' provenance: they must come from the VAE that decodes them here.
+  const trainedOn = (samples.info.latents_info as { vae_key?: string } | undefined)?.vae_key;
+  if (trainedOn && trainedOn !== at.vae.key) {
+    throw new Error(
+      `${samplesDir} was trained on latents of VAE ${trainedOn.slice(0, 12)}, but the pipeline's vae is ` +
+        `${at.vae.key.slice(0, 12)}: train on \`twin_eval.ts --locate latents.latents\``,
+    );
+  }
   const vae = await resolveVae({ dir: at.vae.dir, stage: "vae" }, undefined);
   const scale = vae.cfg.scalingFactor;
   const model = AutoencoderKL.fromHost(vae.cfg, vae.state);
@@ -190,16 +201,25 @@ if (import.meta.main) {
       "kid-subsets": { type: "string" },
       "kid-subset-size": { type: "string" },
       k: { type: "string" },
+      locate: { type: "string" },
     },
     strict: true,
   });
+  const store = new Store(a.cache ?? defaultCacheRoot());
+  if (a.locate) {
+    // --locate STAGE.OUTPUT: print that output's directory as this tool resolves it, e.g. the latents
+    // that twin_mnist.py should train on (the ones encoded by the VAE that decodes here).
+    const [stage, output] = a.locate.split(".");
+    const at = await locateStages(a.pipeline!, a.set ?? [], store, { [stage]: output ?? stage });
+    console.log(at[stage].dir);
+    Deno.exit(0);
+  }
   const samples = a.samples ?? [];
   if (!samples.length) {
     console.error(USAGE);
     Deno.exit(2);
   }
   const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
-  const store = new Store(a.cache ?? defaultCacheRoot());
   const at = await locateStages(a.pipeline!, a.set ?? [], store, {
     vae: "vae",
     classifier: "classifier",
