@@ -27,6 +27,15 @@ export const CONDITIONING_BLOCKS: readonly ConditioningBlock[] = [
   "adaLN-Zero",
 ];
 
+/**
+ * The backbone: `dit` (the default), `uvit` (U-ViT: in-context t and y tokens, long skips; ε output only,
+ * so learnSigma must be false) or `mdt` (a DiT trained with MDT's masking and side-interpolator).
+ */
+export type Arch = "dit" | "uvit" | "mdt";
+
+/** All backbones. */
+export const ARCHS: readonly Arch[] = ["dit", "uvit", "mdt"];
+
 /** A complete DiT configuration. */
 export interface DiTConfig {
   /** Display name, e.g. `DiT-XL/2`, or `custom`. */
@@ -45,6 +54,13 @@ export interface DiTConfig {
   /** Predict the variance too: output channels are 2·inChannels. */
   learnSigma: boolean;
   block: ConditioningBlock;
+  /**
+   * U-ViT's long skips on a DiT: the first ⌊depth/2⌋ blocks feed the last ⌊depth/2⌋ in reverse order
+   * through `blocks.{i}.skip_linear` = Linear(2D, D) on concat(h_deep, h_shallow). Absent means false.
+   */
+  skips?: boolean;
+  /** The backbone (absent: `dit`). U-ViT reads the sizes as its embed_dim, depth, num_heads, mlp_ratio. */
+  arch?: Arch;
 }
 
 /** The paper's model sizes. */
@@ -170,6 +186,14 @@ export function validateConfig(c: DiTConfig): void {
   if (!CONDITIONING_BLOCKS.includes(c.block)) {
     problems.push(`block must be one of ${CONDITIONING_BLOCKS.join(", ")} (got ${c.block})`);
   }
+  if (c.arch !== undefined && !ARCHS.includes(c.arch)) {
+    problems.push(`arch must be one of ${ARCHS.join(", ")} (got ${c.arch})`);
+  }
+  if (c.arch === "uvit" && c.learnSigma) problems.push("a U-ViT predicts ε only: learnSigma must be false");
+  if (c.arch === "uvit" && c.depth < 2) problems.push("a U-ViT needs depth ≥ 2");
+  if (c.arch === "uvit" && c.skips) {
+    problems.push("skips is a DiT option (a U-ViT always has its long skips)");
+  }
   if (problems.length) throw new Error(`invalid DiT config ${c.name}: ${problems.join("; ")}`);
 }
 
@@ -193,6 +217,7 @@ const lin = (i: number, o: number, bias = true) => i * o + (bias ? o : 0);
  * (it is saved with the model), as in the paper's 675,129,632 for DiT-XL/2.
  */
 export function paramCounts(c: DiTConfig): Record<string, number> & { total: number } {
+  if (c.arch === "uvit") return uvitParamCounts(c);
   const D = c.hiddenSize;
   const { tokens, outChannels, mlpHidden } = derived(c);
   const p = c.patchSize;
@@ -220,7 +245,7 @@ export function paramCounts(c: DiTConfig): Record<string, number> & { total: num
     pos_embed: tokens * D,
     t_embedder: lin(256, D) + lin(D, D),
     y_embedder: (c.numClasses + (c.classDropoutProb > 0 ? 1 : 0)) * D,
-    blocks: c.depth * (perBlockBase + perBlockCond),
+    blocks: c.depth * (perBlockBase + perBlockCond) + (c.skips ? Math.floor(c.depth / 2) * lin(2 * D, D) : 0),
     final_layer: finalCond + lin(D, p * p * outChannels),
   };
   const total = Object.values(counts).reduce((a, b) => a + b, 0);
@@ -239,6 +264,7 @@ export function paramCount(c: DiTConfig): number {
  * fraction of a percent here).
  */
 export function gflops(c: DiTConfig): number {
+  if (c.arch === "uvit") return uvitGflops(c);
   const D = c.hiddenSize;
   const { tokens, outChannels, mlpHidden } = derived(c);
   const p = c.patchSize;
@@ -266,7 +292,46 @@ export function gflops(c: DiTConfig): number {
       break;
   }
   macs += c.depth * (perBlock + perBlockCond);
+  if (c.skips) macs += Math.floor(c.depth / 2) * T * 2 * D * D; // skip_linear
   macs += finalCond + tokens * D * p * p * outChannels;
+  return macs / 1e9;
+}
+
+/** U-ViT's parameter counts by top-level module (see lib/models/uvit.ts). */
+function uvitParamCounts(c: DiTConfig): Record<string, number> & { total: number } {
+  const D = c.hiddenSize;
+  const C = c.inChannels;
+  const p = c.patchSize;
+  const { tokens, mlpHidden } = derived(c);
+  const half = Math.floor(c.depth / 2);
+  const block = 2 * 2 * D + 3 * D * D + lin(D, D) + lin(D, mlpHidden) + lin(mlpHidden, D);
+  const counts = {
+    pos_embed: (2 + tokens) * D,
+    patch_embed: D * C * p * p + D,
+    label_emb: (c.numClasses + (c.classDropoutProb > 0 ? 1 : 0)) * D,
+    in_blocks: half * block,
+    mid_block: block,
+    out_blocks: half * (block + lin(2 * D, D)),
+    norm: 2 * D,
+    decoder_pred: lin(D, p * p * C),
+    final_layer: C * C * 9 + C,
+  };
+  return { ...counts, total: Object.values(counts).reduce((a, b) => a + b, 0) };
+}
+
+/** U-ViT's forward multiply-adds per sample, counted as {@link gflops} counts DiT's. */
+function uvitGflops(c: DiTConfig): number {
+  const D = c.hiddenSize;
+  const C = c.inChannels;
+  const p = c.patchSize;
+  const { tokens, mlpHidden } = derived(c);
+  const T = tokens + 2;
+  const half = Math.floor(c.depth / 2);
+  let macs = tokens * D * C * p * p; // patch embedding
+  macs += (2 * half + 1) * (T * (3 * D * D + D * D + 2 * D * mlpHidden) + 2 * T * T * D);
+  macs += half * T * 2 * D * D; // skip_linear
+  macs += T * D * p * p * C; // decoder_pred
+  macs += c.inputSize * c.inputSize * C * C * 9; // final 3×3 conv
   return macs / 1e9;
 }
 
