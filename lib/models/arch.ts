@@ -9,7 +9,7 @@ import { DiT } from "./dit.ts";
 import { UViT } from "./uvit.ts";
 import type { HostTensor, InitRng } from "./host_tensor.ts";
 
-/** A diffusion backbone: a DiT (with or without long skips, also MDT's) or a U-ViT. */
+/** A diffusion backbone: a DiT (with or without long skips) or a U-ViT. */
 export type Backbone = DiT | UViT;
 
 /** The class of a config's backbone: `init(cfg, rng)` and `fromHost(cfg, state)`. */

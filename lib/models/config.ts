@@ -28,13 +28,13 @@ export const CONDITIONING_BLOCKS: readonly ConditioningBlock[] = [
 ];
 
 /**
- * The backbone: `dit` (the default), `uvit` (U-ViT: in-context t and y tokens, long skips; ε output only,
- * so learnSigma must be false) or `mdt` (a DiT trained with MDT's masking and side-interpolator).
+ * The backbone: `dit` (the default) or `uvit` (U-ViT: in-context t and y tokens, long skips; ε output
+ * only, so learnSigma must be false).
  */
-export type Arch = "dit" | "uvit" | "mdt";
+export type Arch = "dit" | "uvit";
 
 /** All backbones. */
-export const ARCHS: readonly Arch[] = ["dit", "uvit", "mdt"];
+export const ARCHS: readonly Arch[] = ["dit", "uvit"];
 
 /** A complete DiT configuration. */
 export interface DiTConfig {

@@ -10,7 +10,14 @@
 import { defineKind } from "../pipeline/stage.ts";
 import { registerKind } from "../pipeline/registry.ts";
 import { readDataArtifact } from "../data/artifact.ts";
-import { CONDITIONING_BLOCKS, DIT_FAMILIES, type DiTConfig, ditConfig, gflops } from "../models/config.ts";
+import {
+  ARCHS,
+  CONDITIONING_BLOCKS,
+  DIT_FAMILIES,
+  type DiTConfig,
+  ditConfig,
+  gflops,
+} from "../models/config.ts";
 import { writeStateDict } from "../models/checkpoint.ts";
 import { DIT_TRAIN_PARAMS, trainDiT } from "../train/dit_trainer.ts";
 import { tailMean, writeLossLog } from "../train/loss_log.ts";
@@ -40,7 +47,19 @@ export const DIT_MODEL_PARAMS = {
     default: "adaLN-Zero",
     doc: "conditioning block",
   },
-  learn_sigma: { type: "bool", default: true },
+  learn_sigma: { type: "bool", default: true, doc: "predict the variance too (DiT; U-ViT predicts ε only)" },
+  arch: {
+    type: "enum",
+    values: [...ARCHS],
+    optional: true,
+    doc: "backbone: dit (default) or uvit (U-ViT: t, y as tokens, long skips; learn_sigma is ignored: " +
+      "ε only); absent means dit, so DiT stages keep their cache keys",
+  },
+  skips: {
+    type: "bool",
+    optional: true,
+    doc: "dit only: add U-ViT's long skips (blocks.i.skip_linear) to the DiT; absent means false",
+  },
   class_dropout: { type: "number", default: 0.1, min: 0, max: 0.99 },
 } as const satisfies ParamSchema;
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
@@ -72,6 +91,10 @@ export function validateTrainParams(
       ? "hidden_size"
       : /depth/.test(msg) && p.depth !== undefined
       ? "depth"
+      : /skips/.test(msg)
+      ? "skips"
+      : /U-ViT|arch/.test(msg)
+      ? "arch"
       : /family/.test(msg)
       ? "family"
       : "model";
@@ -97,17 +120,27 @@ export function modelConfigFromParams(
   if (p.hidden_size !== undefined) overrides.hiddenSize = p.hidden_size;
   if (p.num_heads !== undefined) overrides.numHeads = p.num_heads;
   if (p.patch_size !== undefined) overrides.patchSize = p.patch_size;
+  const arch = p.arch ?? "dit";
+  if (arch !== "dit") overrides.arch = arch as DiTConfig["arch"];
+  if (arch === "uvit") overrides.learnSigma = false;
+  if (p.skips) {
+    if (arch !== "dit") throw new Error(`skips is a DiT option (arch ${arch} has its own skips or none)`);
+    overrides.skips = true;
+  }
   const cfg = ditConfig(p.model, overrides, p.family ?? "paper");
   const custom = p.depth !== undefined || p.hidden_size !== undefined || p.num_heads !== undefined ||
     p.patch_size !== undefined;
-  return custom ? { ...cfg, name: `${cfg.name}*` } : cfg;
+  // The backbone shows in the name: `U-ViT-B/2-mini`, `DiT-B/2-mini+skips`.
+  let name = arch === "uvit" ? cfg.name.replace(/^DiT-/, "U-ViT-") : cfg.name;
+  if (p.skips) name += "+skips";
+  return { ...cfg, name: custom ? `${name}*` : name };
 }
 
 /** The `train` kind. */
 export const trainKind = defineKind({
   name: "train",
   module: import.meta.url,
-  description: "train a DiT (DDPM mse+vb, or SiT velocity) with AdamW and EMA",
+  description: "train a DiT, DiT+skips or U-ViT (DDPM mse+vb, or SiT velocity) with AdamW and EMA",
   gpu: true,
   params: { ...DIT_MODEL_PARAMS, ...DIT_TRAIN_PARAMS },
   inputs: { data: { doc: "a dataset artifact (mnist, encode)" } },
@@ -163,6 +196,8 @@ export const trainKind = defineKind({
       gflops: gflops(cfg),
       model: cfg.name,
       block: cfg.block,
+      arch: cfg.arch ?? "dit",
+      skips: cfg.skips ?? false,
       resumed_from: res.resumedFrom,
     });
   },

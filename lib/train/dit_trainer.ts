@@ -11,7 +11,8 @@
  */
 
 import { type DiTConfig, paramCount } from "../models/config.ts";
-import { DiT, type HostTensor } from "../models/dit.ts";
+import type { HostTensor } from "../models/dit.ts";
+import { type Backbone, backboneClass } from "../models/arch.ts";
 import { createSchedule } from "../diffusion/schedule.ts";
 import { trainingLosses } from "../diffusion/gaussian.ts";
 import { sitLoss } from "../diffusion/sit.ts";
@@ -102,7 +103,7 @@ export type StepInfo = StepProgress<DiTLossEntry>;
 
 /** The result of a training run. */
 export interface TrainResult {
-  model: DiT;
+  model: Backbone;
   ema: Map<string, HostTensor>;
   losses: DiTLossEntry[];
   steps: number;
@@ -191,7 +192,7 @@ export async function trainDiT(
   ];
   const res = await trainLoop({
     ...o,
-    model: modelHooks(DiT, cfg, o.seed),
+    model: modelHooks(backboneClass(cfg), cfg, o.seed),
     checkpoint: DIT_CHECKPOINT,
     config: cfg,
     optim: { lr: o.lr, betas: o.betas ?? [0.9, 0.999], weightDecay: o.weight_decay },
@@ -212,6 +213,7 @@ export async function trainDiT(
       const denoiser = {
         inChannels: cfg.inChannels,
         learnSigma: cfg.learnSigma,
+        timestepDim: model.timestepDim,
         forward: model.forward.bind(model),
       };
       const batch = sampleBatch(data, gen, N, o.flip, cfg.classDropoutProb);
