@@ -28,13 +28,14 @@ export const CONDITIONING_BLOCKS: readonly ConditioningBlock[] = [
 ];
 
 /**
- * The backbone: `dit` (the default) or `uvit` (U-ViT: in-context t and y tokens, long skips; ε output
- * only, so learnSigma must be false).
+ * The backbone: `dit` (the default), `uvit` (U-ViT: in-context t and y tokens, long skips; ε output
+ * only, so learnSigma must be false) or `mdt` (MDTv2: an adaLN-Zero DiT with relative position bias, an
+ * encoder/decoder with long skips, trained with masked tokens and a side-interpolator).
  */
-export type Arch = "dit" | "uvit";
+export type Arch = "dit" | "uvit" | "mdt";
 
 /** All backbones. */
-export const ARCHS: readonly Arch[] = ["dit", "uvit"];
+export const ARCHS: readonly Arch[] = ["dit", "uvit", "mdt"];
 
 /** A complete DiT configuration. */
 export interface DiTConfig {
@@ -61,6 +62,10 @@ export interface DiTConfig {
   skips?: boolean;
   /** The backbone (absent: `dit`). U-ViT reads the sizes as its embed_dim, depth, num_heads, mlp_ratio. */
   arch?: Arch;
+  /** MDT: blocks of the decoder (`de_blocks`); the encoder has ⌊(depth − decodeLayers)/2⌋ in and out. */
+  decodeLayers?: number;
+  /** MDT: the training mask ratio r (each batch masks r + 0.2·u of the tokens, u ~ U[0, 1)). */
+  maskRatio?: number;
 }
 
 /** The paper's model sizes. */
@@ -218,6 +223,7 @@ const lin = (i: number, o: number, bias = true) => i * o + (bias ? o : 0);
  */
 export function paramCounts(c: DiTConfig): Record<string, number> & { total: number } {
   if (c.arch === "uvit") return uvitParamCounts(c);
+  if (c.arch === "mdt") return mdtParamCounts(c);
   const D = c.hiddenSize;
   const { tokens, outChannels, mlpHidden } = derived(c);
   const p = c.patchSize;
@@ -265,6 +271,7 @@ export function paramCount(c: DiTConfig): number {
  */
 export function gflops(c: DiTConfig): number {
   if (c.arch === "uvit") return uvitGflops(c);
+  if (c.arch === "mdt") return mdtGflops(c);
   const D = c.hiddenSize;
   const { tokens, outChannels, mlpHidden } = derived(c);
   const p = c.patchSize;
@@ -332,6 +339,51 @@ function uvitGflops(c: DiTConfig): number {
   macs += half * T * 2 * D * D; // skip_linear
   macs += T * D * p * p * C; // decoder_pred
   macs += c.inputSize * c.inputSize * C * C * 9; // final 3×3 conv
+  return macs / 1e9;
+}
+
+/** MDT's blocks: encoder in/out, decoder, side-interpolator. */
+function mdtBlocks(c: DiTConfig): { half: number; decode: number } {
+  const decode = c.decodeLayers ?? 0;
+  return { half: Math.floor((c.depth - decode) / 2), decode };
+}
+
+/** MDT's parameter counts by top-level module (see lib/models/mdt.ts). */
+function mdtParamCounts(c: DiTConfig): Record<string, number> & { total: number } {
+  const D = c.hiddenSize;
+  const p = c.patchSize;
+  const { tokens, outChannels, mlpHidden } = derived(c);
+  const g = Math.round(Math.sqrt(tokens));
+  const { half, decode } = mdtBlocks(c);
+  const block = lin(D, 3 * D) + lin(D, D) + ((2 * g - 1) ** 2 + 3) * c.numHeads + lin(D, mlpHidden) +
+    lin(mlpHidden, D) + lin(D, 6 * D);
+  const skip = lin(2 * D, D);
+  const counts = {
+    pos_embed: tokens * D,
+    decoder_pos_embed: tokens * D,
+    mask_token: D,
+    x_embedder: D * c.inChannels * p * p + D,
+    t_embedder: lin(256, D) + lin(D, D),
+    y_embedder: (c.numClasses + (c.classDropoutProb > 0 ? 1 : 0)) * D,
+    en_inblocks: half * block,
+    en_outblocks: half * (block + skip),
+    de_blocks: decode * (block + skip),
+    sideblocks: block,
+    final_layer: lin(D, 2 * D) + lin(D, p * p * outChannels),
+  };
+  return { ...counts, total: Object.values(counts).reduce((a, b) => a + b, 0) };
+}
+
+/** MDT's forward multiply-adds per sample at sampling (no mask, no side-interpolator). */
+function mdtGflops(c: DiTConfig): number {
+  const D = c.hiddenSize;
+  const p = c.patchSize;
+  const { tokens: T, outChannels, mlpHidden } = derived(c);
+  const { half, decode } = mdtBlocks(c);
+  const block = T * (3 * D * D + D * D + 2 * D * mlpHidden) + 2 * T * T * D + 6 * D * D;
+  let macs = T * D * c.inChannels * p * p + 256 * D + D * D;
+  macs += (2 * half + decode) * block + (half + decode) * T * 2 * D * D;
+  macs += 2 * D * D + T * D * p * p * outChannels;
   return macs / 1e9;
 }
 
