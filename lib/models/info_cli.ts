@@ -1,6 +1,6 @@
 /**
- * `deno task info MODEL [--block B] [--arch dit|uvit] [--skips] [--family paper|mini] [--json]`:
- * parameter count and GFLOPs of a DiT (or U-ViT, DiT + long skips) from its config, beside the
+ * `deno task info MODEL [--block B] [--arch dit|uvit|mdt] [--skips] [--family paper|mini] [--json]`:
+ * parameter count and GFLOPs of a DiT (or U-ViT, DiT + long skips, MDT) from its config, beside the
  * paper's Table 4 numbers where the model is one of the paper's. `all` lists every model.
  * @module
  */
@@ -33,6 +33,7 @@ export function infoMain(args: string[]): number {
         arch: { type: "string" },
         skips: { type: "boolean", default: false },
         family: { type: "string" },
+        "decode-layers": { type: "string" },
         "input-size": { type: "string" },
         "num-classes": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
@@ -47,7 +48,7 @@ export function infoMain(args: string[]): number {
     console.log(
       "usage: deno task info MODEL|all [--block adaLN-Zero|adaLN|cross-attention|in-context] " +
         `[--arch ${ARCHS.join("|")}] [--skips] [--family ${Object.keys(DIT_FAMILIES).join("|")}] ` +
-        "[--input-size N] [--num-classes N] [--json]",
+        "[--decode-layers N (mdt)] [--input-size N] [--num-classes N] [--json]",
     );
     return positionals.length === 0 && !values.help ? 2 : 0;
   }
@@ -73,8 +74,9 @@ export function infoMain(args: string[]): number {
         ...(arch !== "dit" ? { arch } : {}),
         ...(arch === "uvit" ? { learnSigma: false } : {}),
         ...(values.skips ? { skips: true } : {}),
+        ...(values["decode-layers"] ? { decodeLayers: Number(values["decode-layers"]) } : {}),
       }, values.family ?? "paper");
-      const prefix = arch === "uvit" ? "U-ViT-" : "DiT-";
+      const prefix = arch === "uvit" ? "U-ViT-" : arch === "mdt" ? "MDT-" : "DiT-";
       cfg = { ...cfg, name: cfg.name.replace(/^DiT-/, prefix) + (values.skips ? "+skips" : "") };
     } catch (e) {
       console.error(`info: ${(e as Error).message}`);

@@ -106,7 +106,7 @@ export function guidanceInterval(v: readonly number[]): [number, number] {
 export const sampleKind = defineKind({
   name: "sample",
   module: import.meta.url,
-  description: "sample a trained DiT or U-ViT (DDPM/DDIM or SiT ODE) with classifier-free guidance",
+  description: "sample a trained DiT, U-ViT or MDT (DDPM/DDIM or SiT ODE) with classifier-free guidance",
   gpu: true,
   params: {
     num_samples: { type: "int", default: 64, min: 1 },

@@ -52,8 +52,22 @@ export const DIT_MODEL_PARAMS = {
     type: "enum",
     values: [...ARCHS],
     optional: true,
-    doc: "backbone: dit (default) or uvit (U-ViT: t, y as tokens, long skips; learn_sigma is ignored: " +
-      "ε only); absent means dit, so DiT stages keep their cache keys",
+    doc: "backbone: dit (default), uvit (U-ViT: t, y as tokens, long skips; ε only) or mdt (MDTv2: masked " +
+      "training with a side-interpolator); absent means dit, so DiT stages keep their cache keys",
+  },
+  mask_ratio: {
+    type: "number",
+    optional: true,
+    min: 0,
+    max: 0.79,
+    doc: "mdt: mask ratio r; each step masks r + 0.2·u of the tokens (absent: 0.3, MDT's)",
+  },
+  decode_layers: {
+    type: "int",
+    optional: true,
+    min: 0,
+    doc:
+      "mdt: decoder blocks (de_blocks); the encoder has ⌊(depth − decode_layers)/2⌋ in and out (absent: 0)",
   },
   skips: {
     type: "bool",
@@ -93,6 +107,8 @@ export function validateTrainParams(
       ? "depth"
       : /skips/.test(msg)
       ? "skips"
+      : /decodeLayers|mask_ratio|maskRatio|decode_layers/.test(msg)
+      ? (p.decode_layers !== undefined ? "decode_layers" : "mask_ratio")
       : /U-ViT|arch/.test(msg)
       ? "arch"
       : /family/.test(msg)
@@ -123,6 +139,11 @@ export function modelConfigFromParams(
   const arch = p.arch ?? "dit";
   if (arch !== "dit") overrides.arch = arch as DiTConfig["arch"];
   if (arch === "uvit") overrides.learnSigma = false;
+  if (arch !== "mdt" && (p.mask_ratio !== undefined || p.decode_layers !== undefined)) {
+    throw new Error(`mask_ratio and decode_layers are MDT options (arch ${arch})`);
+  }
+  if (p.mask_ratio !== undefined) overrides.maskRatio = p.mask_ratio;
+  if (p.decode_layers !== undefined) overrides.decodeLayers = p.decode_layers;
   if (p.skips) {
     if (arch !== "dit") throw new Error(`skips is a DiT option (arch ${arch} has its own skips or none)`);
     overrides.skips = true;
@@ -131,7 +152,11 @@ export function modelConfigFromParams(
   const custom = p.depth !== undefined || p.hidden_size !== undefined || p.num_heads !== undefined ||
     p.patch_size !== undefined;
   // The backbone shows in the name: `U-ViT-B/2-mini`, `DiT-B/2-mini+skips`.
-  let name = arch === "uvit" ? cfg.name.replace(/^DiT-/, "U-ViT-") : cfg.name;
+  let name = arch === "uvit"
+    ? cfg.name.replace(/^DiT-/, "U-ViT-")
+    : arch === "mdt"
+    ? cfg.name.replace(/^DiT-/, "MDT-")
+    : cfg.name;
   if (p.skips) name += "+skips";
   return { ...cfg, name: custom ? `${name}*` : name };
 }
@@ -140,7 +165,7 @@ export function modelConfigFromParams(
 export const trainKind = defineKind({
   name: "train",
   module: import.meta.url,
-  description: "train a DiT, DiT+skips or U-ViT (DDPM mse+vb, or SiT velocity) with AdamW and EMA",
+  description: "train a DiT, DiT+skips, U-ViT or MDT (DDPM mse+vb, or SiT velocity) with AdamW and EMA",
   gpu: true,
   params: { ...DIT_MODEL_PARAMS, ...DIT_TRAIN_PARAMS },
   inputs: { data: { doc: "a dataset artifact (mnist, encode)" } },
@@ -198,6 +223,9 @@ export const trainKind = defineKind({
       block: cfg.block,
       arch: cfg.arch ?? "dit",
       skips: cfg.skips ?? false,
+      ...(cfg.arch === "mdt"
+        ? { mask_ratio: cfg.maskRatio ?? 0.3, decode_layers: cfg.decodeLayers ?? 0 }
+        : {}),
       resumed_from: res.resumedFrom,
     });
   },

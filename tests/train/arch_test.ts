@@ -1,6 +1,7 @@
 /**
- * Every backbone with both objectives: U-ViT and DiT + long skips train (DDPM and SiT), resume
- * bit-identically, and sample through the same code as the DiT (the SiT ODE and DDIM).
+ * Every backbone with both objectives: U-ViT, DiT + long skips and MDT train (DDPM and SiT), resume
+ * bit-identically (MDT's masks come from the training Philox stream, so its resume covers them), and
+ * sample through the same code as the DiT (the SiT ODE and DDIM; MDT without masks).
  */
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { gpu } from "../helpers/gradcheck.ts";
@@ -9,6 +10,9 @@ import { type DiTTrainOptions, type TrainData, trainDiT as train } from "../../l
 import type { Backbone } from "../../lib/models/arch.ts";
 import { UViT } from "../../lib/models/uvit.ts";
 import { DiT } from "../../lib/models/dit.ts";
+import { MDT } from "../../lib/models/mdt.ts";
+import { drawMask } from "../../lib/train/dit_trainer.ts";
+import { Generator } from "../../lib/tensor/rng.ts";
 import { sampleModel } from "../../lib/stages/sample.ts";
 import { modelConfigFromParams } from "../../lib/stages/train.ts";
 import { assertSameBits } from "../helpers/bits.ts";
@@ -34,6 +38,7 @@ const base = {
 const CONFIGS: Record<string, DiTConfig> = {
   uvit: customConfig({ ...base, learnSigma: false, arch: "uvit" }),
   skips: customConfig({ ...base, depth: 3, learnSigma: false, skips: true }),
+  mdt: customConfig({ ...base, depth: 3, learnSigma: false, arch: "mdt", decodeLayers: 1 }),
 };
 
 function opts(model: DiTConfig, o: Partial<DiTTrainOptions> = {}): DiTTrainOptions {
@@ -59,7 +64,7 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
     Deno.test(`${name} (${objective}): trains, resumes bit-identically, samples`, async () => {
       const d = data(8);
       const full = await train(d, opts(cfg, { objective }));
-      assert(full.model instanceof (name === "uvit" ? UViT : DiT), "backbone class");
+      assert(full.model instanceof (name === "uvit" ? UViT : name === "mdt" ? MDT : DiT), "backbone class");
       assert(full.losses.every((l) => Number.isFinite(l.loss)), "finite losses");
       const wFull = await weights(full.model);
       const dir = await Deno.makeTempDir();
@@ -109,4 +114,18 @@ Deno.test("train stage params: arch and skips build the configs and names; skips
     msg = (e as Error).message;
   }
   assert(msg.includes("skips is a DiT option"), msg);
+});
+
+Deno.test("MDT masks: drawn from the Philox stream (same state, same mask), ratio in [r, r + 0.2]", () => {
+  const a = drawMask(new Generator(9), 4, 16, 0.3);
+  const b = drawMask(new Generator(9), 4, 16, 0.3);
+  assertEquals([...a.idsKeep], [...b.idsKeep]);
+  assert(a.keep >= Math.floor(16 * 0.5) && a.keep <= Math.floor(16 * 0.7), `keep ${a.keep}`);
+  for (let n = 0; n < 4; n++) {
+    const masked = a.mask.subarray(n * 16, (n + 1) * 16).reduce((s, v) => s + v, 0);
+    assertEquals(masked, 16 - a.keep);
+    for (let k = 0; k < a.keep; k++) assertEquals(a.mask[n * 16 + a.idsKeep[n * a.keep + k]], 0);
+  }
+  const c = drawMask(new Generator(10), 4, 16, 0.3);
+  assert([...c.idsKeep].join() !== [...a.idsKeep].join(), "another seed, same mask");
 });
