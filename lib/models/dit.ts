@@ -12,7 +12,10 @@
  *   blocks.{i}.adaLN_modulation.1 (Linear D → 6D)
  *   final_layer.linear (D → p·p·out), final_layer.adaLN_modulation.1 (D → 2D)
  * Variants: `adaLN` has a D → 4D modulation (no gates); `cross-attention` adds
- * blocks.{i}.cross_attn.{q, kv, proj} and has no modulation; `in-context` has neither.
+ * blocks.{i}.cross_attn.{q, kv, proj} and has no modulation; `in-context` has neither. With `skips`
+ * (U-ViT's long skips, not in the official DiT), the last ⌊depth/2⌋ blocks add blocks.{i}.skip_linear
+ * (2D → D) after their adaLN_modulation. Layers declare their parameters where they are built (module.ts);
+ * the registration order is the state-dict order and the order of the initialisation draws.
  * @module
  */
 
