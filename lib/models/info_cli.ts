@@ -96,7 +96,7 @@ export function infoMain(args: string[]): number {
       model: cfg.name,
       block: arch === "uvit" ? "in-context+skips" : cfg.block,
       params: counts.total,
-      gflops: Number(gflops(cfg).toFixed(4)),
+      gflops: Number(gflops(cfg) < 1 ? gflops(cfg).toPrecision(4) : gflops(cfg).toFixed(4)),
       paper_params_m: paper?.paramsM,
       paper_gflops: paper?.gflops,
       param_breakdown: counts,
@@ -116,7 +116,7 @@ export function infoMain(args: string[]): number {
     const paper = r.paper_params_m ? `${r.paper_params_m}M, ${r.paper_gflops}` : "-";
     console.log(
       `${r.model.padEnd(18)} ${r.block.padEnd(16)} ${r.params.toLocaleString("en-US").padStart(13)} ${
-        r.gflops.toFixed(2).padStart(9)
+        (r.gflops < 0.1 ? r.gflops.toPrecision(3) : r.gflops.toFixed(2)).padStart(9)
       }   ${paper}`,
     );
   }
