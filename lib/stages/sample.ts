@@ -12,7 +12,7 @@ import { saveGrid } from "../data/grid.ts";
 import { readModelFile } from "../models/checkpoint.ts";
 import { gflops } from "../models/config.ts";
 import { snapshotFile, SNAPSHOTS } from "../models/snapshots.ts";
-import { DiT } from "../models/dit.ts";
+import { type Backbone, backboneClass } from "../models/arch.ts";
 import { createSchedule, spaceTimesteps } from "../diffusion/schedule.ts";
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
 import { single } from "./plan_checks.ts";
@@ -41,7 +41,7 @@ export interface SampleModelOptions extends SampleOptions {
 
 /** Samples one batch with the given labels; returns data-space values [N, C, H, W]. */
 export async function sampleModel(
-  model: DiT,
+  model: Backbone,
   labels: Uint32Array,
   o: SampleModelOptions,
 ): Promise<Float32Array> {
@@ -52,6 +52,7 @@ export async function sampleModel(
   const denoiser = {
     inChannels: cfg.inChannels,
     learnSigma: cfg.learnSigma,
+    timestepDim: model.timestepDim,
     forward: model.forward.bind(model),
   };
   const opts: SampleOptions = { ...o, nullClass: cfg.numClasses };
@@ -127,7 +128,7 @@ export function guidanceInterval(v: readonly number[]): [number, number] {
 export const sampleKind = defineKind({
   name: "sample",
   module: import.meta.url,
-  description: "sample a trained DiT (DDPM/DDIM or SiT ODE) with classifier-free guidance",
+  description: "sample a trained DiT, U-ViT or MDT (DDPM/DDIM or SiT ODE) with classifier-free guidance",
   gpu: true,
   params: {
     num_samples: { type: "int", default: 64, min: 1 },
@@ -237,7 +238,7 @@ export const sampleKind = defineKind({
     const clipDenoised = p.clip_denoised === "auto" ? space === "pixels" : p.clip_denoised === "true";
     const sampler = p.sampler === "auto" ? (objective === "sit" ? "heun" : "ddpm") : p.sampler;
     ctx.setAdapter((await getRuntime()).adapter);
-    const model = DiT.fromHost(cfg, state);
+    const model = backboneClass(cfg).fromHost(cfg, state);
     const numClasses = cfg.numClasses;
     const gen = new Generator(BigInt(ctx.seed) + 0x5eedn);
     const labels = p.labels === "cycle"
