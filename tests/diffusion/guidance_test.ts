@@ -117,15 +117,16 @@ Deno.test("guidance interval: [0, 1] is every step, an interval holding no step 
     numClasses: 3,
     learnSigma: false,
   });
-  const model = DiT.init(cfg, initRngFor(7));
-  // Perturb the zero-initialised output layers so the label matters.
-  for (const [name, p] of model.params) {
+  // The init weights with the zero-initialised adaLN and output layers perturbed, so the label matters.
+  const init = DiT.init(cfg, initRngFor(7));
+  const state = await init.stateDict();
+  init.dispose();
+  for (const [name, h] of state) {
     if (name.includes("adaLN") || name.startsWith("final_layer")) {
-      const v = await p.data();
-      for (let i = 0; i < v.length; i++) v[i] = 0.05 * Math.sin(i * 1.3 + name.length);
-      model.params.set(name, tensor(v, p.shape).keep());
+      h.data = h.data.map((_, i) => 0.05 * Math.sin(i * 1.3 + name.length));
     }
   }
+  const model = DiT.fromHost(cfg, state);
   const labels = Uint32Array.from([0, 1, 2]);
   const run = async (cfgScale: number, cfgInterval?: [number, number]) =>
     await sampleModel(model, labels, {
