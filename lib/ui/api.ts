@@ -135,9 +135,9 @@ export function readCurve(store: Store, f: ArtifactFile, name: string): Curve | 
   if (si < 0 || li < 0) return undefined;
   const steps: number[] = [], loss: number[] = [];
   for (const l of lines) {
-    const p = l.split(",");
-    const s = Number(p[si]), v = Number(p[li]);
-    if (Number.isFinite(s) && Number.isFinite(v) && p[li].trim() !== "") {
+    const fields = l.split(",");
+    const s = Number(fields[si]), v = Number(fields[li]);
+    if (Number.isFinite(s) && Number.isFinite(v) && fields[li].trim() !== "") {
       steps.push(s);
       loss.push(v);
     }
