@@ -5,6 +5,7 @@
  */
 
 import { groupRows } from "./charts.ts";
+import { parseLossCsv } from "./loss_csv.ts";
 import { writeChart } from "./plots.ts";
 import { type Row, slug } from "./rows.ts";
 import { requireKnown, type SectionContext, uniqueName } from "./sections.ts";
@@ -26,14 +27,7 @@ export async function readLossCsv(dir: string): Promise<[number, number][] | und
   } catch {
     return undefined;
   }
-  const [head, ...lines] = text.trim().split("\n");
-  const cols = head.split(",").map((c) => c.trim());
-  const si = cols.indexOf("step"), li = cols.indexOf("loss");
-  if (si < 0 || li < 0) return undefined;
-  return lines
-    .map((l) => l.split(","))
-    .map((f) => [Number(f[si]), Number(f[li])] as [number, number])
-    .filter(([s, l]) => Number.isFinite(s) && Number.isFinite(l));
+  return parseLossCsv(text);
 }
 
 /**
