@@ -161,6 +161,7 @@ function compatible(a: Point, b: Point): boolean {
   return true;
 }
 
+/** A stage definition while it is planned: its kind, its inputs' references, then its points. */
 interface DefState {
   def: StageDef;
   kind?: AnyStageKind;
@@ -168,7 +169,7 @@ interface DefState {
   points?: DefPoint[];
 }
 
-/** A stage definition point: its name, matrix point and the upstream points each input binds. */
+/** One point of a stage definition: its expanded name, matrix point, and the upstream points each input binds. */
 interface DefPoint {
   name: string;
   point: Point;
