@@ -13,7 +13,7 @@ import { acquireLock, type KeyLock, type LockInfo } from "./lock.ts";
 import { LiveWriter } from "./live.ts";
 import { getKind, loadKindModule } from "./registry.ts";
 import type { Resources } from "./resources.ts";
-import type { InputArtifact, ProgressUpdate, StageContext } from "./stage.ts";
+import type { InputArtifact, PriorRun, ProgressUpdate, StageContext } from "./stage.ts";
 import { type ArtifactMeta, formatProblem, sealFiles, type Store } from "./store.ts";
 import { DITFLOW_VERSION } from "./version.ts";
 
@@ -80,6 +80,41 @@ function fmtPart(p: unknown): string {
   } catch {
     return String(p);
   }
+}
+
+function isEmptyDir(dir: string): boolean {
+  try {
+    for (const _ of Deno.readDirSync(dir)) return false;
+  } catch { /* missing: empty */ }
+  return true;
+}
+
+/**
+ * The cached run of `job`'s kind whose key components equal the job's except a smaller numeric value of
+ * parameter `param` (the largest such value), with its outputs; undefined when there is none.
+ */
+export function findPrior(
+  store: Store,
+  job: Pick<StageJob, "kind" | "components">,
+  param: string,
+  outputs: string[],
+): PriorRun | undefined {
+  const want = job.components.params[param];
+  if (typeof want !== "number") return undefined;
+  const strip = (c: StageJob["components"]) =>
+    JSON.stringify({ ...c, params: { ...c.params, [param]: null } });
+  const target = strip(job.components);
+  let best: PriorRun | undefined;
+  for (const key of store.listKeys()) {
+    const meta = store.readMeta(key);
+    if (!meta || meta.kind !== job.kind) continue;
+    const v = meta.components.params[param];
+    if (typeof v !== "number" || v >= want || (best && v <= best.value)) continue;
+    if (strip(meta.components) !== target) continue;
+    if (store.quickCheck(key).length > 0) continue; // never continue from a modified artifact
+    best = { key, value: v, outputs: Object.fromEntries(outputs.map((o) => [o, store.outputDir(key, o)])) };
+  }
+  return best;
 }
 
 /** Runs one stage (see the module doc). Never throws for stage failures; returns the outcome. */
@@ -166,6 +201,10 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
       }
     }
     const signal = opts.signal ?? new AbortController().signal;
+    const prior = kind.extends && isEmptyDir(checkpointDir)
+      ? findPrior(store, job, kind.extends, Object.keys(kind.outputs))
+      : undefined;
+    if (prior) log(`continuing from cached run ${prior.key.slice(0, 12)} (${kind.extends} ${prior.value})`);
     const ctx: StageContext = {
       name: job.name,
       kind: job.kind,
@@ -177,6 +216,7 @@ export async function runStage(job: StageJob, opts: RunStageOptions): Promise<St
       point: job.point,
       checkpointDir,
       signal,
+      prior,
       log,
       progress: (u) => {
         live?.update(u);

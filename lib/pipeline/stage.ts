@@ -122,6 +122,19 @@ export interface InputArtifact {
   metrics?: Record<string, unknown>;
 }
 
+/**
+ * A cached run of the same kind that this stage can continue from (see {@link StageKind.extends}): its
+ * outputs hold a checkpoint of fewer steps of the same computation.
+ */
+export interface PriorRun {
+  /** The prior run's cache key. */
+  key: string;
+  /** The value of the extended parameter in the prior run (e.g. its `steps`). */
+  value: number;
+  /** Its output directories (read only), by output name. */
+  outputs: Record<string, string>;
+}
+
 /** A progress update: the current step, optionally the total, and any scalars (loss, ...) to show. */
 export interface ProgressUpdate {
   step: number;
@@ -163,6 +176,12 @@ export interface StageContext<
   readonly checkpointDir: string;
   /** Aborted on Ctrl-C or when the run is cancelled; long loops should check it. */
   readonly signal: AbortSignal;
+  /**
+   * For kinds that declare {@link StageKind.extends}: the cached run with everything equal but a smaller
+   * value of the extended parameter (the largest such value), when one exists and the checkpoint
+   * directory is still empty; the stage continues from its checkpoint instead of starting afresh.
+   */
+  readonly prior?: PriorRun;
   /** Writes a line to the stage's log (kept with the artifact, `log.txt`). */
   log(...parts: unknown[]): void;
   /** Reports progress (drives the live display and the ETA). Cheap; call it every step if you like. */
@@ -195,6 +214,13 @@ export interface StageKind<
   readonly gpu: boolean;
   /** Metric names shown in the run summary (default: the first three numeric metrics). */
   readonly headline?: readonly string[];
+  /**
+   * A numeric parameter (e.g. `steps`) along which a run extends a shorter one: when a run with every key
+   * component equal except a smaller value of it is cached, the stage receives it as `ctx.prior` and may
+   * continue from the checkpoint it left (so `--set steps=N` after an earlier run costs only the extra
+   * steps). The result must be bit-identical to a run from scratch; the cache key is unaffected.
+   */
+  readonly extends?: string;
   /** Extra files that belong to the implementation but are not found by the import walk (URLs). */
   readonly extraFiles?: readonly string[];
   /**

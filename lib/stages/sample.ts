@@ -10,6 +10,8 @@ import { registerKind } from "../pipeline/registry.ts";
 import { writeDataArtifact } from "../data/artifact.ts";
 import { saveGrid } from "../data/grid.ts";
 import { readModelFile } from "../models/checkpoint.ts";
+import { gflops } from "../models/config.ts";
+import { snapshotFile, SNAPSHOTS } from "../models/snapshots.ts";
 import { DiT } from "../models/dit.ts";
 import { createSchedule, spaceTimesteps } from "../diffusion/schedule.ts";
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
@@ -50,6 +52,13 @@ export const SAMPLE_PARAMS = {
     doc: "guide only steps whose trajectory position (0: noise … 1: data) is in [lo, hi)",
   },
   weights: { type: "enum", values: ["ema", "raw"], default: "ema" },
+  snapshot: {
+    type: "int",
+    default: 0,
+    min: 0,
+    doc:
+      "sample the EMA snapshot of this training step (the train stage's snapshot_every); 0: the final weights",
+  },
   labels: {
     type: "enum",
     values: ["cycle", "uniform"],
@@ -75,7 +84,7 @@ export type Objective = "ddpm" | "sit";
  * data space (they resolve `sampler: auto` and `clip_denoised: auto`), the seed, and a progress callback.
  */
 export type SampleModelOptions =
-  & Partial<Omit<SampleParams, "num_samples" | "batch_size" | "weights" | "labels">>
+  & Partial<Omit<SampleParams, "num_samples" | "batch_size" | "weights" | "snapshot" | "labels">>
   & {
     seed: number;
     objective: Objective;
@@ -101,7 +110,12 @@ export function resolveClipDenoised(
   return clip === "auto" ? space === "pixels" : clip === "true";
 }
 
-/** Samples one batch with the given labels; returns data-space values [N, C, H, W]. */
+/**
+ * Samples one batch with the given labels; returns data-space values [N, C, H, W]. Guidance follows
+ * `cfg_scale` and `cfg_mode`, only on the steps whose position on the trajectory lies in `cfg_interval`
+ * [lo, hi) (Kynkäänniemi et al. 2024; 0 at the first step from pure noise, 1 at the end, step k of K at
+ * k/K); the other steps run the conditional model alone (one forward of N, not 2N).
+ */
 export async function sampleModel(
   model: DiT,
   labels: Uint32Array,
@@ -161,6 +175,26 @@ export async function sampleModel(
   const out = await x.data();
   x.dispose();
   return out;
+}
+
+/** The weight file a `sample` stage reads: the final EMA or raw weights, or the EMA snapshot of a step. */
+export async function modelFile(dir: string, weights: "ema" | "raw", snapshot: number): Promise<string> {
+  if (snapshot === 0) return `${dir}/${weights === "ema" ? "model.safetensors" : "model_raw.safetensors"}`;
+  const file = `${dir}/${SNAPSHOTS}/${snapshotFile(snapshot)}`;
+  if (await Deno.stat(file).then(() => true, () => false)) return file;
+  const have: number[] = [];
+  try {
+    for await (const e of Deno.readDir(`${dir}/${SNAPSHOTS}`)) {
+      const m = /^step_(\d+)\.safetensors$/.exec(e.name);
+      if (m) have.push(Number(m[1]));
+    }
+  } catch { /* none */ }
+  throw new Error(
+    `sample: the model has no snapshot of step ${snapshot} (expected ${file}); ` +
+      (have.length
+        ? `it has steps ${have.sort((a, b) => a - b).join(", ")}`
+        : "it has none: set snapshot_every on its train stage"),
+  );
 }
 
 /** Checks a `cfg_interval` parameter: two numbers lo < hi in [0, 1]. */
@@ -230,11 +264,11 @@ export const sampleKind = defineKind({
   },
   async run(ctx) {
     const p = ctx.params;
-    const file = `${ctx.inputs.model.dir}/${
-      p.weights === "ema" ? "model.safetensors" : "model_raw.safetensors"
-    }`;
+    const file = await modelFile(ctx.inputs.model.dir, p.weights, p.snapshot);
     const { cfg, state, metadata } = await readModelFile(file);
     const objective = metadata.objective === "sit" ? "sit" : "ddpm";
+    const trainStep = Number(metadata.steps ?? 0);
+    const batch = Number(metadata.batch_size ?? 0);
     const space = metadata.data_space === "latents" ? "latents" : "pixels";
     const clipDenoised = resolveClipDenoised(p.clip_denoised, space);
     const sampler = resolveSampler(p.sampler, objective);
@@ -302,6 +336,9 @@ export const sampleKind = defineKind({
       steps: p.steps,
       cfg_scale: p.cfg_scale,
       clip_denoised: clipDenoised,
+      // Where the weights are on the training curve: step and training compute (GFLOPs × 3 × images seen).
+      train_step: trainStep,
+      train_gflops: batch > 0 ? gflops(cfg) * 3 * batch * trainStep : null,
     });
   },
 });

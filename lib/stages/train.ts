@@ -14,6 +14,9 @@ import { CONDITIONING_BLOCKS, DIT_FAMILIES, type DiTConfig, ditConfig, gflops } 
 import { writeStateDict } from "../models/checkpoint.ts";
 import { DIT_TRAIN_PARAMS, trainDiT } from "../train/dit_trainer.ts";
 import { tailMean, writeLossLog } from "../train/loss_log.ts";
+import { DIT_CHECKPOINT } from "../train/checkpoint.ts";
+import type { HostTensor } from "../models/host_tensor.ts";
+import { snapshotFile, SNAPSHOTS } from "../models/snapshots.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import type { ParamSchema, ParamValues } from "../pipeline/schema.ts";
 
@@ -103,6 +106,38 @@ export function modelConfigFromParams(
   return custom ? { ...cfg, name: `${cfg.name}*` } : cfg;
 }
 
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+async function copyDir(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const e of Deno.readDir(from)) {
+    if (e.isFile) await Deno.copyFile(`${from}/${e.name}`, `${to}/${e.name}`);
+  }
+}
+
+/**
+ * Seeds an empty checkpoint directory from a shorter cached run's output: its checkpoint (so training
+ * resumes at its last step) and its snapshots (so the curves cover the whole run). Copies are writable
+ * (the cached files are read-only).
+ */
+async function continueFrom(priorOut: string, ckptDir: string): Promise<void> {
+  const ck = `${priorOut}/${DIT_CHECKPOINT.file}`;
+  if (!(await exists(ck))) return;
+  await Deno.mkdir(ckptDir, { recursive: true });
+  await Deno.writeFile(`${ckptDir}/${DIT_CHECKPOINT.file}`, await Deno.readFile(ck));
+  const snaps = `${priorOut}/${SNAPSHOTS}`;
+  if (await exists(snaps)) {
+    await Deno.mkdir(`${ckptDir}/${SNAPSHOTS}`, { recursive: true });
+    for await (const e of Deno.readDir(snaps)) {
+      if (e.isFile) {
+        await Deno.writeFile(`${ckptDir}/${SNAPSHOTS}/${e.name}`, await Deno.readFile(`${snaps}/${e.name}`));
+      }
+    }
+  }
+}
+
 /** The `train` kind. */
 export const trainKind = defineKind({
   name: "train",
@@ -111,8 +146,17 @@ export const trainKind = defineKind({
   gpu: true,
   params: { ...DIT_MODEL_PARAMS, ...DIT_TRAIN_PARAMS },
   inputs: { data: { doc: "a dataset artifact (mnist, encode)" } },
-  outputs: { model: { doc: "model.safetensors (EMA), model_raw.safetensors, loss.csv, loss.png" } },
+  outputs: {
+    model: {
+      doc: "model.safetensors (EMA), model_raw.safetensors, loss.csv, loss.png, checkpoint.safetensors " +
+        "(what a longer run continues from), snapshots/step_N.safetensors (EMA weights along the run)",
+    },
+  },
   headline: ["final_loss", "img_per_s", "train_seconds"],
+  // A run of more steps continues from the checkpoint of a cached shorter one (bit-identical to training
+  // straight through: the checkpoint holds the weights, EMA, AdamW moments, Philox position and loss log,
+  // and every schedule depends on the step alone).
+  extends: "steps",
   validate: (p, ctx) => [...validateTrainParams(p, ctx)],
   describe(p, ctx) {
     const data = single(ctx, "data");
@@ -132,24 +176,45 @@ export const trainKind = defineKind({
     const runtime = await getRuntime();
     ctx.setAdapter(runtime.adapter);
     ctx.log(`adapter: ${runtime.adapter.description}`);
-    const res = await trainDiT(data, { ...p, model: cfg, seed: ctx.seed, ckptDir: ctx.checkpointDir }, {
-      log: (m) => ctx.log(m),
-      signal: ctx.signal,
-      onStep: (s) => ctx.progress({ step: s.step, total: s.total, loss: s.loss, "img/s": s.imgPerSec }),
-    });
-    const out = ctx.outputs.model;
     const meta = {
       objective: p.objective,
       data_space: data.space,
       data_info: JSON.stringify(data.info),
       steps: String(p.steps),
+      batch_size: String(p.batch_size),
     };
+    const snapDir = `${ctx.checkpointDir}/${SNAPSHOTS}`;
+    if (ctx.prior) await continueFrom(ctx.prior.outputs.model, ctx.checkpointDir);
+    const writeSnapshot = async (step: number, weights: Map<string, HostTensor>) => {
+      await Deno.mkdir(snapDir, { recursive: true });
+      await writeStateDict(`${snapDir}/${snapshotFile(step)}`, weights, cfg, {}, {
+        ...meta,
+        steps: String(step),
+        weights: "ema",
+      });
+    };
+    const res = await trainDiT(data, {
+      ...p,
+      model: cfg,
+      seed: ctx.seed,
+      ckptDir: ctx.checkpointDir,
+      writeSnapshot,
+    }, {
+      log: (m) => ctx.log(m),
+      signal: ctx.signal,
+      onStep: (s) => ctx.progress({ step: s.step, total: s.total, loss: s.loss, "img/s": s.imgPerSec }),
+    });
+    const out = ctx.outputs.model;
     await writeStateDict(`${out}/model.safetensors`, res.ema, cfg, {}, { ...meta, weights: "ema" });
     await writeStateDict(`${out}/model_raw.safetensors`, await res.model.stateDict(), cfg, {}, {
       ...meta,
       weights: "raw",
     });
     res.model.dispose();
+    // The final checkpoint and the snapshots go with the artifact (the checkpoint directory is removed).
+    const ck = `${ctx.checkpointDir}/${DIT_CHECKPOINT.file}`;
+    if (await exists(ck)) await Deno.copyFile(ck, `${out}/${DIT_CHECKPOINT.file}`);
+    if (await exists(snapDir)) await copyDir(snapDir, `${out}/${SNAPSHOTS}`);
     await writeLossLog(out, res.losses, ["step", "loss", "mse", "vb"], {
       label: cfg.name,
       title: `${cfg.name} (${cfg.block}) training loss`,
@@ -164,6 +229,11 @@ export const trainKind = defineKind({
       model: cfg.name,
       block: cfg.block,
       resumed_from: res.resumedFrom,
+      continued_from: ctx.prior ? ctx.prior.key : null,
+      batch_size: p.batch_size,
+      steps: p.steps,
+      // Training compute: forward GFLOPs per image × 3 (forward and backward) × images seen.
+      train_gflops: gflops(cfg) * 3 * p.batch_size * p.steps,
     });
   },
 });

@@ -73,6 +73,13 @@ export const DIT_TRAIN_PARAMS = {
     doc: "training timesteps: uniform, or t = sigmoid(n), n ~ N(0, 1) (ddpm: round(t · 999))",
   },
   flip: { type: "bool", default: false, doc: "random horizontal flips (off for digits)" },
+  snapshot_every: {
+    type: "int",
+    default: 0,
+    min: 0,
+    doc:
+      "keep the EMA weights every N steps (snapshots/step_N.safetensors) for curves over training; 0: none",
+  },
   ...LOOP_PARAMS,
 } as const satisfies ParamSchema;
 
@@ -87,6 +94,8 @@ export type DiTTrainOptions = Partial<DiTTrainParams> & {
   ckptDir?: string;
   /** AdamW's (β1, β2) (default (0.9, 0.999), as DiT). */
   betas?: [number, number];
+  /** Writes the EMA weights of step `step` (with `snapshot_every`). */
+  writeSnapshot?: (step: number, weights: Map<string, HostTensor>) => Promise<void>;
 };
 
 /** One logged step. */
@@ -201,6 +210,7 @@ export async function trainDiT(
       names: (m) => m.specs,
       decayAt: emaDecayAt(o.ema_decay, o.ema_warmup),
     },
+    snapshot: o.writeSnapshot ? { every: o.snapshot_every, write: o.writeSnapshot } : undefined,
     intro: () => [
       `training ${cfg.name} (${cfg.block}, ${
         nParams.toLocaleString("en-US")

@@ -114,6 +114,13 @@ export interface LoopSpec<M extends { dispose(): void }, E extends LossEntry> ex
     /** The decay of update `t` (0-based; one update per step, so t = the step). */
     decayAt(t: number): number;
   };
+  /**
+   * Snapshots along the run: every `every` steps (the last one too, when it falls on a multiple, so that a
+   * longer run continued from this one has the same snapshots as one trained straight through) `write`
+   * gets the step and the EMA weights (the raw weights without an EMA). Curves over training come from
+   * these.
+   */
+  snapshot?: { every: number; write(step: number, weights: Map<string, HostTensor>): Promise<void> };
   /** Lines logged once the model is ready (after "resumed from …"). */
   intro?: () => string[];
   /** One step: draws from `gen`, forward, backward; returns the loss terms to read back (total first). */
@@ -200,6 +207,12 @@ export async function trainLoop<M extends { dispose(): void }, E extends LossEnt
         log(
           `step ${step + 1}/${spec.steps} loss ${e.loss.toFixed(4)}${detail} ` +
             `${imgPerSec.toFixed(1)} img/s ETA ${etaSec.toFixed(0)}s`,
+        );
+      }
+      if (spec.snapshot && spec.snapshot.every > 0 && (step + 1) % spec.snapshot.every === 0) {
+        await spec.snapshot.write(
+          step + 1,
+          ema && spec.ema ? await emaToHost(ema, spec.ema.names(model)) : await spec.model.stateDict(model),
         );
       }
       if (spec.ckptDir && ckKind && ((spec.ckpt_every > 0 && (step + 1) % spec.ckpt_every === 0) || isLast)) {
