@@ -36,7 +36,7 @@ import { fmtValue, groupValue, known, knownNames, metricValue, num, type Row } f
 
 const NAME = String.raw`[A-Za-z_][A-Za-z0-9_./-]*`;
 const DIR = String.raw`(falls|rises|decreases|increases)`;
-const GROUP = String.raw`(?:,?\s+(?:per|within|for each)\s+(${NAME}))?`;
+const GROUP = String.raw`(?:,?\s+(?:per|within|for each)\s+(${NAME}(?:\+${NAME})*))?`;
 const RHO = String.raw`(?:,?\s+(?:rho|ρ)\s*(<=|≤|>=|≥)\s*(-?[0-9]*\.?[0-9]+))?`;
 
 /** The pattern of a `trend` or `monotone` finding (also the parameter's validation pattern). */

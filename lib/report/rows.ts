@@ -100,12 +100,18 @@ export function metricValue(row: Row, name: string): unknown {
  * name may be finer (train's `model` is `DiT-S/2`, which includes the patch size).
  */
 export function groupValue(row: Row, name: string): unknown {
+  if (name.includes("+")) {
+    // A combined grouping, `model+patch`: the parts' values joined (`S/4`); undefined when one is missing.
+    const parts = name.split("+").map((n) => groupValue(row, n.trim()));
+    return parts.some((v) => v === undefined || v === null) ? undefined : parts.join("/");
+  }
   if (name in row.point) return row.point[name];
   return row.metrics[name];
 }
 
-/** True when some row has `name` as a metric or axis. */
+/** True when some row has `name` as a metric or axis (each part of a combined `a+b` grouping). */
 export function known(rows: Row[], name: string): boolean {
+  if (name.includes("+")) return name.split("+").every((n) => known(rows, n.trim()));
   return rows.some((r) => name in r.metrics || name in r.point);
 }
 

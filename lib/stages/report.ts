@@ -93,7 +93,12 @@ export const reportKind = defineKind({
             pattern: String.raw`^\s*${NAME}(\s*,\s*${NAME})*\s*$`,
             doc: "metric(s) on the y axis: `fid` or `precision,recall`",
           },
-          series: { type: "string", optional: true, pattern: `^${NAME}$`, doc: "one line per value of this" },
+          series: {
+            type: "string",
+            optional: true,
+            pattern: `^${NAME}(\\+${NAME})*$`,
+            doc: "one line per value of this (or of several axes: `model+patch`)",
+          },
           log: { type: "enum", values: ["none", "x", "y", "xy"], default: "none" },
           title: { type: "string", optional: true },
           file: {

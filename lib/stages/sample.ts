@@ -338,6 +338,7 @@ export const sampleKind = defineKind({
       clip_denoised: clipDenoised,
       // Where the weights are on the training curve: step and training compute (GFLOPs × 3 × images seen).
       train_step: trainStep,
+      gflops: gflops(cfg),
       train_gflops: batch > 0 ? gflops(cfg) * 3 * batch * trainStep : null,
     });
   },

@@ -59,6 +59,7 @@ export function validateTrainParams(
   ctx: ValidateContext,
 ): Diagnostic[] {
   const data = single(ctx, "data");
+  if (typeof p.model !== "string") return []; // reported by the parameter checks
   const nameMatch = /^(?:DiT-)?(S|B|L|XL)\/(\d+)$/.exec(p.model.trim());
   const patch = p.patch_size ?? (nameMatch ? Number(nameMatch[2]) : 1);
   const shape: [number, number, number] = data?.shape ?? [4, patch, patch];
