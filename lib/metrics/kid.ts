@@ -22,6 +22,11 @@ export interface KidOptions {
   subsetSize?: number;
   /** Seed of the subset draws. */
   seed?: number;
+  /**
+   * Rows of each set the subsets are drawn from (the first ones; default 2,000): the Gram matrices are
+   * pool² float64 entries, 32 MB at 2,000.
+   */
+  pool?: number;
 }
 
 /** The result of {@link kernelInceptionDistance}. */
@@ -102,8 +107,8 @@ export function sampleWithoutReplacement(gen: Generator, n: number, m: number): 
 }
 
 /**
- * KID of `nGen` generated feature rows against `nReal` real ones (dimension d). With `subsetSize` ≥ both
- * set sizes every subset is the whole set and the standard deviation is 0.
+ * KID of `nGen` generated feature rows against `nReal` real ones (dimension d), from the first `pool` rows
+ * of each. With `subsetSize` ≥ both set sizes every subset is the whole set and the standard deviation is 0.
  */
 export function kernelInceptionDistance(
   gen: Float32Array | Float64Array,
@@ -114,6 +119,9 @@ export function kernelInceptionDistance(
   o: KidOptions = {},
 ): KidResult {
   const subsets = o.subsets ?? 100;
+  const pool = o.pool ?? 2000;
+  nGen = Math.min(nGen, pool);
+  nReal = Math.min(nReal, pool);
   const m = Math.min(o.subsetSize ?? 1000, nGen, nReal);
   if (m < 2) throw new Error(`KID needs at least 2 samples in each set, got ${nGen} and ${nReal}`);
   const kxx = polynomialGram(gen, nGen, gen, nGen, d);

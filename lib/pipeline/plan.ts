@@ -221,15 +221,17 @@ export function buildPlan(
   const order = topoDefs(def, states, diags);
   for (const name of order) expandPoints(pc, states, states.get(name)!);
   const stages: PlannedStage[] = [];
+  const schemaFailed = new Set<string>();
   const groups = new Map<string, string[]>();
   for (const name of order) {
     const st = states.get(name)!;
     if (!st.points || !st.kind) continue;
-    const planned = planPoints(pc, st, defaults, stageOverrides.get(name) ?? [], opts);
+    const planned = planPoints(pc, st, defaults, stageOverrides.get(name) ?? [], opts, schemaFailed);
     stages.push(...planned);
     groups.set(name, planned.map((s) => s.name));
   }
-  validateStages(stages, diags);
+  // Deep validation only sees parameters that passed the schema (no cascade of follow-up errors).
+  validateStages(stages.filter((s) => !schemaFailed.has(s.name)), diags);
   const plainVars: Record<string, unknown> = {};
   for (const [k, v] of pc.vars) plainVars[k] = v.type === "scalar" ? v.value : describeNode(v);
   return {
@@ -570,13 +572,17 @@ function expandPoints(pc: PlanContext, states: Map<string, DefState>, st: DefSta
   }));
 }
 
-/** Phase 5: the planned stages of one definition's points (parameters, seed, resources, inputs). */
+/**
+ * Phase 5: the planned stages of one definition's points (parameters, seed, resources, inputs). The names
+ * of points whose parameters failed the schema are added to `schemaFailed`.
+ */
 function planPoints(
   pc: PlanContext,
   st: DefState,
   defaults: KindDefaults,
   overrides: Override[],
   opts: PlanOptions,
+  schemaFailed: Set<string>,
 ): PlannedStage[] {
   const { def, diags } = pc;
   const s = st.def;
@@ -590,11 +596,13 @@ function planPoints(
       else withMap = setPath(withMap, o.path, o.value, o.pos);
     }
     const paths: string[] = [];
+    const diagsBefore = diags.length;
     const params = checkFields(kind.params, withMap, s.name, {
       diags,
       baseDir: s.baseDir ?? def.baseDir,
       onPath: (abs) => paths.push(abs),
     }, { type: "map", pos: s.namePos, entries: [] });
+    if (diags.length > diagsBefore) schemaFailed.add(pt.name);
     const paramPos: Record<string, Pos> = {};
     for (const e of withMap.entries) paramPos[e.key] = e.value.pos;
     checkWrites(pc, st, params, paramPos, opts);

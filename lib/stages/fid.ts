@@ -69,16 +69,19 @@ function validateExtractor(
   if (p.extractor === "classifier" && ctx.input("classifier").length === 0) {
     out.push({
       pos: ctx.at("extractor"),
-      message:
-        `${kind} stage \`${ctx.stage}\` uses the classifier extractor but binds no \`classifier\` input`,
+      message: `${kind} stage \`${ctx.stage}\`: extractor classifier needs the \`classifier\` input ` +
+        "(a train-classifier output), and none is bound",
       hint: "bind `classifier: <train-classifier stage>.classifier`, or use `extractor: inception`",
     });
   }
   if (p.extractor === "inception" && p.weights === undefined) {
     out.push({
       pos: ctx.at("extractor"),
-      message: `${kind} stage \`${ctx.stage}\` uses the inception extractor but sets no \`weights\``,
-      hint: `set \`weights: ${DEFAULT_INCEPTION_WEIGHTS}\` (see tools/convert_inception_checkpoint.py)`,
+      message: `${kind} stage \`${ctx.stage}\`: extractor inception needs \`weights:\`, the FID Inception ` +
+        "weights converted to safetensors",
+      hint: `e.g. \`weights: ${DEFAULT_INCEPTION_WEIGHTS}\` (relative to the pipeline file): download ` +
+        `pt_inception-2015-12-05-6726825d.pth from ${FID_WEIGHTS_URL} and run ` +
+        `tools/convert_inception_checkpoint.py <pth> ${DEFAULT_INCEPTION_WEIGHTS}`,
     });
   }
   return out;

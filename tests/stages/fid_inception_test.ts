@@ -119,15 +119,26 @@ Deno.test("mnist → fid-ref → fid with the inception extractor (synthetic wei
   const e2 = r2.report.stages.find((s) => s.name === "fid")!.error ?? "";
   assert(e2.includes("another feature space") && e2.includes("inception_size 75 vs 80"), e2);
 
-  // The classifier extractor against an inception reference: refused too (no classifier given: named).
+  // The classifier extractor without a classifier input: refused at plan time (validation), naming it.
+  const planError = async (f: string) => {
+    try {
+      await runIn(sb, f);
+      return "";
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
   const cls = sb.write("cls.yaml", pipeline("{ extractor: classifier }"));
-  const e3 = (await runIn(sb, cls)).report.stages.find((s) => s.name === "fid")!.error ?? "";
+  const e3 = await planError(cls);
   assert(e3.includes("needs the `classifier` input"), e3);
 
-  // No weights: the error says what to set and where the weights come from.
+  // No weights: refused at plan time too; the message says what to set (the hint where they come from).
   const none = sb.write("none.yaml", pipeline("{ extractor: inception }", "{ extractor: inception }"));
-  const e4 = (await runIn(sb, none)).report.stages.find((s) => s.name === "ref")!.error ?? "";
-  assert(e4.includes("needs `weights:`") && e4.includes(FID_WEIGHTS_URL), e4);
+  const e4 = await planError(none);
+  assert(e4.includes("needs `weights:`"), e4);
+  const { loadPipeline } = await import("../../lib/pipeline/load.ts");
+  const hints = (await loadPipeline(none)).diagnostics.map((d) => d.hint ?? "").join("\n");
+  assert(hints.includes(FID_WEIGHTS_URL), hints);
 });
 
 Deno.test("fid-ref: a weights path that does not exist is a validation error naming it", async () => {
