@@ -368,6 +368,14 @@ async function samplesClassLogits(
   }
 }
 
+/** Above this feature dimension `bootstrap: -1` (the default) computes no interval. */
+export const BOOTSTRAP_MAX_AUTO_DIM = 512;
+
+/** The bootstrap resamples of a `bootstrap` parameter for features of `dim` dimensions. */
+export function bootstrapReps(param: number, dim: number): number {
+  return param >= 0 ? param : dim <= BOOTSTRAP_MAX_AUTO_DIM ? 200 : 0;
+}
+
 /** The parameters of the `fid` stage: the extractor's, and how the scores and their intervals are computed. */
 export const FID_PARAMS = {
   ...EXTRACTOR_PARAMS,
@@ -386,9 +394,10 @@ export const FID_PARAMS = {
   },
   bootstrap: {
     type: "int",
-    default: 200,
-    min: 0,
-    doc: "resamples of the generated features for FID's 95% interval (0: none)",
+    default: -1,
+    min: -1,
+    doc: "resamples of the generated features for FID's 95% interval (0: none; -1: 200 for features of at " +
+      `most ${BOOTSTRAP_MAX_AUTO_DIM} dimensions, none above: each resample costs a d×d eigendecomposition)`,
   },
   per_draw: {
     type: "int",
@@ -427,7 +436,7 @@ interface Scores {
 
 /**
  * The FID's interval: with `per_draw`, FID, precision and recall at that N as the mean over disjoint draws
- * with the draws' spread as the interval (real-data floors at the generated N); else, with `bootstrap`, a
+ * with the draws' spread as the interval (real-data floors at the generated N); else, with `bootstrap` (see {@link bootstrapReps}), a
  * 95% bootstrap interval over the generated features (reference fixed); else none.
  */
 function fidInterval(p: FidParams, sc: Scores, log: (m: string) => void): Record<string, unknown> {
@@ -467,13 +476,26 @@ function fidInterval(p: FidParams, sc: Scores, log: (m: string) => void): Record
       pr_n: per,
     };
   }
-  if (p.bootstrap > 0) {
-    const b = bootstrapFid(ref, fake.features, sc.n, ref.dim, { reps: p.bootstrap, seed: sc.seed });
+  const reps = bootstrapReps(p.bootstrap, ref.dim);
+  if (reps > 0) {
+    const b = bootstrapFid(ref, fake.features, sc.n, ref.dim, { reps, seed: sc.seed });
     log(
       `FID 95% bootstrap interval [${b.low.toFixed(3)}, ${b.high.toFixed(3)}] (${b.reps} resamples of the ` +
-        `generated features, reference fixed)`,
+        `generated features, reference fixed; shifted by the bootstrap bias ${b.bias.toFixed(3)})`,
     );
-    return { fid_low: b.low, fid_high: b.high, fid_boot_std: b.std, fid_bootstrap: b.reps };
+    return {
+      fid_low: b.low,
+      fid_high: b.high,
+      fid_boot_std: b.std,
+      fid_boot_bias: b.bias,
+      fid_bootstrap: b.reps,
+    };
+  }
+  if (p.bootstrap < 0) {
+    log(
+      `no FID interval for ${ref.dim}-d features by default (each bootstrap resample costs a ` +
+        `${ref.dim}×${ref.dim} eigendecomposition); set bootstrap: N to compute one`,
+    );
   }
   return {};
 }

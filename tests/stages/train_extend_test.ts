@@ -8,33 +8,12 @@ import { assert, assertEquals } from "../pipeline/assert.ts";
 import { gpu } from "../helpers/gradcheck.ts";
 import { runIn, Sandbox } from "../pipeline/helpers.ts";
 import "../../lib/stages/mod.ts";
-import { writeDataArtifact } from "../../lib/data/artifact.ts";
-import { defineKind } from "../../lib/pipeline/stage.ts";
-import { registerKind } from "../../lib/pipeline/registry.ts";
+
+import { tinyDataKind } from "../helpers/tiny_data.ts";
 
 await gpu();
 
-registerKind(defineKind({
-  name: "extend-test-data",
-  module: import.meta.url,
-  gpu: false,
-  params: {},
-  inputs: {},
-  outputs: { dataset: {} },
-  async run(ctx) {
-    const n = 8, per = 64;
-    await writeDataArtifact(ctx.outputs.dataset, {
-      x: new Float32Array(n * per).map((_, i) => Math.sin(i * 0.37) * 0.8),
-      y: Uint32Array.from({ length: n }, (_, i) => i % 2),
-      shape: [1, 8, 8],
-      count: n,
-      numClasses: 2,
-      classNames: ["a", "b"],
-      space: "pixels",
-      info: { dataset: "extend-test" },
-    });
-  },
-}));
+tinyDataKind("extend-test-data");
 
 const PIPE = (steps: number, snapshot = 0) =>
   `name: extend

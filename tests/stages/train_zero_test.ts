@@ -7,39 +7,17 @@ import { assert, assertEquals } from "../pipeline/assert.ts";
 import { gpu } from "../helpers/gradcheck.ts";
 import { runIn, Sandbox } from "../pipeline/helpers.ts";
 import "../../lib/stages/mod.ts";
-import { readDataArtifact, writeDataArtifact } from "../../lib/data/artifact.ts";
-import { defineKind } from "../../lib/pipeline/stage.ts";
-import { registerKind } from "../../lib/pipeline/registry.ts";
+import { readDataArtifact } from "../../lib/data/artifact.ts";
 import { readModelFile } from "../../lib/models/checkpoint.ts";
 import { DiT } from "../../lib/models/dit.ts";
 import { initRngFor } from "../../lib/train/init_rng.ts";
 import { assertSameBits } from "../helpers/bits.ts";
 
+import { tinyDataKind } from "../helpers/tiny_data.ts";
+
 await gpu();
 
-/** 8 tiny 1×8×8 images in 2 classes. */
-registerKind(defineKind({
-  name: "zero-test-data",
-  module: import.meta.url,
-  gpu: false,
-  params: {},
-  inputs: {},
-  outputs: { dataset: {} },
-  async run(ctx) {
-    const n = 8, per = 64;
-    const x = new Float32Array(n * per).map((_, i) => Math.sin(i * 0.37) * 0.8);
-    await writeDataArtifact(ctx.outputs.dataset, {
-      x,
-      y: Uint32Array.from({ length: n }, (_, i) => i % 2),
-      shape: [1, 8, 8],
-      count: n,
-      numClasses: 2,
-      classNames: ["a", "b"],
-      space: "pixels",
-      info: { dataset: "zero-test" },
-    });
-  },
-}));
+tinyDataKind("zero-test-data", "zero-test");
 
 const PIPE = (steps: number) =>
   `name: zero
@@ -103,6 +81,7 @@ Deno.test("train steps: 1 writes the same metadata keys as steps: 0 (and a loss 
   const out = sb.store.outputDir(row.key!, "model");
   const one = await readModelFile(`${out}/model.safetensors`);
   assertEquals(Object.keys(one.metadata).sort(), [
+    "batch_size",
     "data_info",
     "data_space",
     "ditflow_config",
