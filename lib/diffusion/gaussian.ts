@@ -32,8 +32,16 @@ import { timestepEmbedding } from "../models/dit.ts";
 export interface Denoiser {
   readonly inChannels: number;
   readonly learnSigma: boolean;
-  /** The model's forward: x [N, C, H, W], tEmb [N, 256], y u32 [N]. */
+  /** Width of the timestep frequency embedding the model takes (default 256, DiT's; U-ViT: its width). */
+  readonly timestepDim?: number;
+  /** The model's forward: x [N, C, H, W], tEmb [N, timestepDim], y u32 [N]. */
   forward(x: Tensor, tEmb: Tensor, y: Tensor): Tensor;
+}
+
+/** The timestep frequency embedding [N, timestepDim] of timesteps `t` for a denoiser. */
+export function timestepInput(model: Denoiser, t: ArrayLike<number>): Tensor {
+  const dim = model.timestepDim ?? 256;
+  return tensor(timestepEmbedding(t, dim), [t.length, dim]);
 }
 
 /** Per-sample coefficients [N, 1, 1, 1] gathered from a table at timestep indices. */
@@ -134,7 +142,7 @@ export function trainingLosses(
   noise: Tensor,
 ): LossTerms {
   const xt = qSample(s, x0, t, noise);
-  const tEmb = tensor(timestepEmbedding(Array.from(t, (i) => s.timestepMap[i])), [t.length, 256]);
+  const tEmb = timestepInput(model, Array.from(t, (i) => s.timestepMap[i]));
   const out = model.forward(xt, tEmb, y);
   const C = model.inChannels;
   let epsHat: Tensor;
@@ -238,7 +246,7 @@ export function pSample(
 ): Tensor {
   const N = x.shape[0];
   const t = new Array(N).fill(i);
-  const tEmb = tensor(timestepEmbedding(new Array(N).fill(s.timestepMap[i])), [N, 256]);
+  const tEmb = timestepInput(model, new Array(N).fill(s.timestepMap[i]));
   const { eps, v } = splitOutput(model, guidedOutput(model, x, tEmb, y, opts));
   const p = pMeanVariance(s, x, t, eps, v, opts.clipDenoised ?? false);
   if (i === 0) return p.mean;
@@ -261,7 +269,7 @@ export function ddimSample(
 ): Tensor {
   const N = x.shape[0];
   const t = new Array(N).fill(i);
-  const tEmb = tensor(timestepEmbedding(new Array(N).fill(s.timestepMap[i])), [N, 256]);
+  const tEmb = timestepInput(model, new Array(N).fill(s.timestepMap[i]));
   const { eps: epsModel } = splitOutput(model, guidedOutput(model, x, tEmb, y, opts));
   let predX0 = sub(
     mul(coef(s.sqrtRecipAlphasCumprod, t), x),

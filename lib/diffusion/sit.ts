@@ -10,8 +10,7 @@ import { add, mul, scale, square, sub } from "../tensor/ops/elementwise.ts";
 import { mean } from "../tensor/ops/reduce.ts";
 import { chunk } from "../tensor/ops/layout.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
-import { timestepEmbedding } from "../models/dit.ts";
-import { type Denoiser, guidedOutput, type SampleOptions } from "./gaussian.ts";
+import { type Denoiser, guidedOutput, type SampleOptions, timestepInput } from "./gaussian.ts";
 
 function perSample(v: ArrayLike<number>): Tensor {
   return tensor(Float32Array.from(v), [v.length, 1, 1, 1]);
@@ -33,7 +32,7 @@ export function sitLoss(
   const omt = perSample(Array.from(t, (v) => 1 - v));
   const xt = add(mul(tt, x1), mul(omt, noise));
   const target = sub(x1, noise);
-  const vHat = velocity(model, model.forward(xt, tensor(timestepEmbedding(t), [t.length, 256]), y));
+  const vHat = velocity(model, model.forward(xt, timestepInput(model, t), y));
   const mse = mean(square(sub(vHat, target)), [1, 2, 3]);
   return { loss: mean(mse), mse };
 }
@@ -55,13 +54,13 @@ export function odeStep(
   const dt = t1 - t0;
   const v0 = velocity(
     model,
-    guidedOutput(model, x, tensor(timestepEmbedding(new Array(N).fill(t0)), [N, 256]), y, opts),
+    guidedOutput(model, x, timestepInput(model, new Array(N).fill(t0)), y, opts),
   );
   const xEuler = add(x, scale(v0, dt));
   if (method === "euler") return xEuler;
   const v1 = velocity(
     model,
-    guidedOutput(model, xEuler, tensor(timestepEmbedding(new Array(N).fill(t1)), [N, 256]), y, opts),
+    guidedOutput(model, xEuler, timestepInput(model, new Array(N).fill(t1)), y, opts),
   );
   return add(x, scale(add(v0, v1), dt / 2));
 }

@@ -30,8 +30,9 @@ import { sum } from "../tensor/ops/reduce.ts";
 import { chunk, permute, reshape } from "../tensor/ops/layout.ts";
 import { conv2d, upsampleNearest } from "../tensor/ops/conv.ts";
 import { groupNorm } from "../tensor/ops/groupnorm.ts";
-import { fmtShape, type Tensor, tensor } from "../tensor/tensor.ts";
-import { type HostTensor, type InitRng, StateDictError } from "./host_tensor.ts";
+import { fmtShape, type Tensor } from "../tensor/tensor.ts";
+import type { HostTensor, InitRng } from "./host_tensor.ts";
+import { Conv2dParams, fanIn, Linear, Model, Module, NormParams, type ParamInfo } from "./module.ts";
 
 /** The configuration of an AutoencoderKL (diffusers' config names in camelCase). */
 export interface AutoencoderKLConfig {
@@ -80,14 +81,8 @@ export function downsampleFactor(cfg: AutoencoderKLConfig): number {
 
 const EPS = 1e-6;
 
-/** One parameter of the layout: name, shape, and PyTorch's default initialisation kind. */
-export interface VaeParamSpec {
-  name: string;
-  shape: number[];
-  /** `fanin`: U(±1/√fan_in) (PyTorch's default for Conv2d/Linear weights and biases); `ones`/`zeros`: norms. */
-  init: "fanin" | "ones" | "zeros";
-  fanIn: number;
-}
+/** Name, shape and trainability of one parameter, in diffusers' module order. */
+export type VaeParamSpec = ParamInfo;
 
 /** Checks a config; throws naming the problem. */
 export function checkVaeConfig(cfg: AutoencoderKLConfig): void {
@@ -103,87 +98,227 @@ export function checkVaeConfig(cfg: AutoencoderKLConfig): void {
 
 /** The parameter layout of a config, in diffusers' module order. */
 export function vaeParamSpecs(cfg: AutoencoderKLConfig): VaeParamSpec[] {
-  checkVaeConfig(cfg);
-  const specs: VaeParamSpec[] = [];
-  const conv = (name: string, out: number, inp: number, k: number) => {
-    const fanIn = inp * k * k;
-    specs.push({ name: `${name}.weight`, shape: [out, inp, k, k], init: "fanin", fanIn });
-    specs.push({ name: `${name}.bias`, shape: [out], init: "fanin", fanIn });
-  };
-  const lin = (name: string, out: number, inp: number) => {
-    specs.push({ name: `${name}.weight`, shape: [out, inp], init: "fanin", fanIn: inp });
-    specs.push({ name: `${name}.bias`, shape: [out], init: "fanin", fanIn: inp });
-  };
-  const norm = (name: string, c: number) => {
-    specs.push({ name: `${name}.weight`, shape: [c], init: "ones", fanIn: 0 });
-    specs.push({ name: `${name}.bias`, shape: [c], init: "zeros", fanIn: 0 });
-  };
-  const resnet = (name: string, inp: number, out: number) => {
-    norm(`${name}.norm1`, inp);
-    conv(`${name}.conv1`, out, inp, 3);
-    norm(`${name}.norm2`, out);
-    conv(`${name}.conv2`, out, out, 3);
-    if (inp !== out) conv(`${name}.conv_shortcut`, out, inp, 1);
-  };
-  const mid = (name: string, c: number) => {
-    resnet(`${name}.resnets.0`, c, c);
-    const a = `${name}.attentions.0`;
-    norm(`${a}.group_norm`, c);
-    lin(`${a}.to_q`, c, c);
-    lin(`${a}.to_k`, c, c);
-    lin(`${a}.to_v`, c, c);
-    lin(`${a}.to_out.0`, c, c);
-    resnet(`${name}.resnets.1`, c, c);
-  };
-  const chans = cfg.blockOutChannels;
-  const last = chans[chans.length - 1];
-  const L = cfg.latentChannels;
-  const R = cfg.layersPerBlock;
-  // Encoder
-  conv("encoder.conv_in", chans[0], cfg.inChannels, 3);
-  let out = chans[0];
-  chans.forEach((c, i) => {
-    const inp = out;
-    out = c;
-    for (let j = 0; j < R; j++) resnet(`encoder.down_blocks.${i}.resnets.${j}`, j === 0 ? inp : out, out);
-    if (i < chans.length - 1) conv(`encoder.down_blocks.${i}.downsamplers.0.conv`, out, out, 3);
-  });
-  mid("encoder.mid_block", last);
-  norm("encoder.conv_norm_out", last);
-  conv("encoder.conv_out", 2 * L, last, 3);
-  // Decoder
-  conv("decoder.conv_in", last, L, 3);
-  mid("decoder.mid_block", last);
-  const rev = [...chans].reverse();
-  out = rev[0];
-  rev.forEach((c, i) => {
-    const prev = out;
-    out = c;
-    for (let j = 0; j <= R; j++) resnet(`decoder.up_blocks.${i}.resnets.${j}`, j === 0 ? prev : out, out);
-    if (i < rev.length - 1) conv(`decoder.up_blocks.${i}.upsamplers.0.conv`, out, out, 3);
-  });
-  norm("decoder.conv_norm_out", chans[0]);
-  conv("decoder.conv_out", cfg.outChannels, chans[0], 3);
-  conv("quant_conv", 2 * L, 2 * L, 1);
-  conv("post_quant_conv", L, L, 1);
-  return specs;
+  return new AutoencoderKL(cfg).specs;
 }
 
 /** Initial host values: PyTorch's default initialisation (U(±1/√fan_in) for convs and linears). */
 export function initVaeParams(cfg: AutoencoderKLConfig, rng: InitRng): Map<string, HostTensor> {
-  const out = new Map<string, HostTensor>();
-  for (const s of vaeParamSpecs(cfg)) {
-    const n = s.shape.reduce((a, b) => a * b, 1);
-    let data: Float32Array;
-    if (s.init === "ones") data = new Float32Array(n).fill(1);
-    else if (s.init === "zeros") data = new Float32Array(n);
-    else {
-      const bound = 1 / Math.sqrt(s.fanIn);
-      data = Float32Array.from(rng.uniform(n), (u) => (2 * u - 1) * bound);
-    }
-    out.set(s.name, { shape: [...s.shape], data });
+  return new AutoencoderKL(cfg).initHost(rng);
+}
+
+/** PyTorch's default Conv2d init: weight and bias U(±1/√(in·k·k)). */
+class Conv extends Conv2dParams {
+  constructor(parent: Module, name: string, out: number, inp: number, k: number) {
+    const f = fanIn(inp * k * k);
+    super(parent, name, inp, out, k, { weight: f, bias: f });
   }
-  return out;
+
+  apply(x: Tensor, padding: 0 | 1 | [number, number, number, number] = 1, stride = 1): Tensor {
+    return conv2d(x, this.weight.value, this.bias.value, stride === 1 ? { padding } : { stride, padding });
+  }
+}
+
+/** A GroupNorm with affine parameters. */
+class GroupNorm extends NormParams {
+  constructor(parent: Module, name: string, c: number, readonly groups: number) {
+    super(parent, name, c);
+  }
+
+  apply(x: Tensor): Tensor {
+    return groupNorm(x, this.groups, this.weight.value, this.bias.value, EPS);
+  }
+}
+
+/** `ResnetBlock2D` without time embedding: x + conv2(silu(norm2(conv1(silu(norm1(x)))))). */
+class ResnetBlock2D extends Module {
+  readonly norm1: GroupNorm;
+  readonly conv1: Conv;
+  readonly norm2: GroupNorm;
+  readonly conv2: Conv;
+  readonly convShortcut: Conv | null;
+  constructor(parent: Module, name: string, inp: number, out: number, groups: number) {
+    super(parent, name);
+    this.norm1 = new GroupNorm(this, "norm1", inp, groups);
+    this.conv1 = new Conv(this, "conv1", out, inp, 3);
+    this.norm2 = new GroupNorm(this, "norm2", out, groups);
+    this.conv2 = new Conv(this, "conv2", out, out, 3);
+    this.convShortcut = inp !== out ? new Conv(this, "conv_shortcut", out, inp, 1) : null;
+  }
+
+  forward(x: Tensor): Tensor {
+    let h = this.conv1.apply(silu(this.norm1.apply(x)));
+    h = this.conv2.apply(silu(this.norm2.apply(h)));
+    const shortcut = this.convShortcut ? this.convShortcut.apply(x, 0) : x;
+    return add(shortcut, h);
+  }
+}
+
+/** diffusers' `Attention` with one head over the h·w positions, GroupNorm first, with a residual. */
+class SpatialAttention extends Module {
+  readonly groupNorm: GroupNorm;
+  readonly toQ: Linear;
+  readonly toK: Linear;
+  readonly toV: Linear;
+  readonly toOut: Linear;
+  constructor(parent: Module, name: string, c: number, groups: number) {
+    super(parent, name);
+    const f = { weight: fanIn(c), bias: fanIn(c) };
+    this.groupNorm = new GroupNorm(this, "group_norm", c, groups);
+    this.toQ = new Linear(this, "to_q", c, c, f);
+    this.toK = new Linear(this, "to_k", c, c, f);
+    this.toV = new Linear(this, "to_v", c, c, f);
+    this.toOut = new Linear(this, "to_out.0", c, c, f);
+  }
+
+  forward(x: Tensor): Tensor {
+    const [N, C, H, W] = x.shape;
+    const T = H * W;
+    const hs = permute(reshape(this.groupNorm.apply(x), [N, C, T]), [0, 2, 1]); // [N, T, C]
+    const lin = (l: Linear, t: Tensor) => linear(t, l.weight.value, l.bias.value);
+    const q = lin(this.toQ, hs);
+    const k = lin(this.toK, hs);
+    const v = lin(this.toV, hs);
+    let o: Tensor;
+    if (C <= ATTENTION_MAX_HEAD_DIM) {
+      const heads = (t: Tensor) => reshape(t, [N, 1, T, C]);
+      o = reshape(attention(heads(q), heads(k), heads(v)), [N, T, C]);
+    } else {
+      // Head dims beyond the fused kernel's limit (SD: 512): scores, softmax and the weighted sum.
+      const scores = scale(matmul(q, k, { transB: true }), 1 / Math.sqrt(C)); // [N, T, T]
+      o = matmul(softmax(scores), v);
+    }
+    const out = permute(lin(this.toOut, o), [0, 2, 1]); // [N, C, T]
+    return add(reshape(out, [N, C, H, W]), x);
+  }
+}
+
+/** `UNetMidBlock2D`: resnet, attention, resnet. */
+class MidBlock extends Module {
+  readonly resnet0: ResnetBlock2D;
+  readonly attention: SpatialAttention;
+  readonly resnet1: ResnetBlock2D;
+  constructor(parent: Module, name: string, c: number, groups: number) {
+    super(parent, name);
+    this.resnet0 = new ResnetBlock2D(this, "resnets.0", c, c, groups);
+    this.attention = new SpatialAttention(this, "attentions.0", c, groups);
+    this.resnet1 = new ResnetBlock2D(this, "resnets.1", c, c, groups);
+  }
+
+  forward(x: Tensor): Tensor {
+    return this.resnet1.forward(this.attention.forward(this.resnet0.forward(x)));
+  }
+}
+
+/** One resolution level: resnets, then a down- or upsampler (all but the last level). */
+class Level extends Module {
+  readonly resnets: ResnetBlock2D[];
+  readonly sampler: Conv | null;
+  constructor(
+    parent: Module,
+    name: string,
+    inp: number,
+    out: number,
+    layers: number,
+    groups: number,
+    sampler: "downsamplers" | "upsamplers" | null,
+  ) {
+    super(parent, name);
+    this.resnets = Array.from(
+      { length: layers },
+      (_, j) => new ResnetBlock2D(this, `resnets.${j}`, j === 0 ? inp : out, out, groups),
+    );
+    this.sampler = sampler ? new Conv(this, `${sampler}.0.conv`, out, out, 3) : null;
+  }
+}
+
+/** diffusers' `Encoder`. */
+class Encoder extends Module {
+  readonly convIn: Conv;
+  readonly downBlocks: Level[];
+  readonly midBlock: MidBlock;
+  readonly convNormOut: GroupNorm;
+  readonly convOut: Conv;
+  constructor(parent: Module, cfg: AutoencoderKLConfig) {
+    super(parent, "encoder");
+    const chans = cfg.blockOutChannels;
+    const last = chans[chans.length - 1];
+    const G = cfg.normNumGroups;
+    this.convIn = new Conv(this, "conv_in", chans[0], cfg.inChannels, 3);
+    let out = chans[0];
+    this.downBlocks = chans.map((c, i) => {
+      const inp = out;
+      out = c;
+      return new Level(
+        this,
+        `down_blocks.${i}`,
+        inp,
+        out,
+        cfg.layersPerBlock,
+        G,
+        i < chans.length - 1 ? "downsamplers" : null,
+      );
+    });
+    this.midBlock = new MidBlock(this, "mid_block", last, G);
+    this.convNormOut = new GroupNorm(this, "conv_norm_out", last, G);
+    this.convOut = new Conv(this, "conv_out", 2 * cfg.latentChannels, last, 3);
+  }
+
+  forward(x: Tensor): Tensor {
+    let h = this.convIn.apply(x);
+    for (const level of this.downBlocks) {
+      for (const r of level.resnets) h = r.forward(h);
+      // Downsample2D(padding=0): pad right and bottom by one, then a stride-2 3×3 conv.
+      if (level.sampler) h = level.sampler.apply(h, [0, 1, 0, 1], 2);
+    }
+    h = this.midBlock.forward(h);
+    h = silu(this.convNormOut.apply(h));
+    return this.convOut.apply(h);
+  }
+}
+
+/** diffusers' `Decoder`. */
+class Decoder extends Module {
+  readonly convIn: Conv;
+  readonly midBlock: MidBlock;
+  readonly upBlocks: Level[];
+  readonly convNormOut: GroupNorm;
+  readonly convOut: Conv;
+  constructor(parent: Module, cfg: AutoencoderKLConfig) {
+    super(parent, "decoder");
+    const chans = cfg.blockOutChannels;
+    const last = chans[chans.length - 1];
+    const G = cfg.normNumGroups;
+    this.convIn = new Conv(this, "conv_in", last, cfg.latentChannels, 3);
+    this.midBlock = new MidBlock(this, "mid_block", last, G);
+    const rev = [...chans].reverse();
+    let out = rev[0];
+    this.upBlocks = rev.map((c, i) => {
+      const prev = out;
+      out = c;
+      return new Level(
+        this,
+        `up_blocks.${i}`,
+        prev,
+        out,
+        cfg.layersPerBlock + 1,
+        G,
+        i < rev.length - 1 ? "upsamplers" : null,
+      );
+    });
+    this.convNormOut = new GroupNorm(this, "conv_norm_out", chans[0], G);
+    this.convOut = new Conv(this, "conv_out", cfg.outChannels, chans[0], 3);
+  }
+
+  forward(z: Tensor): Tensor {
+    let h = this.convIn.apply(z);
+    h = this.midBlock.forward(h);
+    for (const level of this.upBlocks) {
+      for (const r of level.resnets) h = r.forward(h);
+      if (level.sampler) h = level.sampler.apply(upsampleNearest(h, 2));
+    }
+    h = silu(this.convNormOut.apply(h));
+    return this.convOut.apply(h);
+  }
 }
 
 const OLD_ATTENTION_NAMES: [RegExp, string][] = [
@@ -257,21 +392,29 @@ export function clamp(x: Tensor, lo: number, hi: number): Tensor {
 }
 
 /** An AutoencoderKL on the GPU. */
-export class AutoencoderKL {
+export class AutoencoderKL extends Model {
   readonly cfg: AutoencoderKLConfig;
-  /** Every parameter by diffusers name, in module order. */
-  readonly params: Map<string, Tensor>;
-  readonly specs: VaeParamSpec[];
+  readonly encoderNet: Encoder;
+  readonly decoderNet: Decoder;
+  readonly quantConv: Conv;
+  readonly postQuantConv: Conv;
 
-  private constructor(cfg: AutoencoderKLConfig, params: Map<string, Tensor>) {
+  /** The module tree of a config, parameters registered but not loaded (see {@link AutoencoderKL.init}). */
+  constructor(cfg: AutoencoderKLConfig) {
+    super(cfg.name);
+    checkVaeConfig(cfg);
     this.cfg = cfg;
-    this.params = params;
-    this.specs = vaeParamSpecs(cfg);
+    const L = cfg.latentChannels;
+    this.encoderNet = new Encoder(this, cfg);
+    this.decoderNet = new Decoder(this, cfg);
+    this.quantConv = new Conv(this, "quant_conv", 2 * L, 2 * L, 1);
+    this.postQuantConv = new Conv(this, "post_quant_conv", L, L, 1);
   }
 
   /** A freshly initialised model (PyTorch's default initialisation). */
   static init(cfg: AutoencoderKLConfig, rng: InitRng): AutoencoderKL {
-    return AutoencoderKL.fromHost(cfg, initVaeParams(cfg, rng));
+    const m = new AutoencoderKL(cfg);
+    return m.load(m.initHost(rng));
   }
 
   /**
@@ -288,96 +431,7 @@ export class AutoencoderKL {
       const [n, h] = modernise(k, v);
       map.set(n, h);
     }
-    const specs = vaeParamSpecs(cfg);
-    const problems: string[] = [];
-    for (const s of specs) {
-      const h = map.get(s.name);
-      if (!h) problems.push(`missing key ${s.name} ${fmtShape(s.shape)}`);
-      else if (h.shape.length !== s.shape.length || h.shape.some((d, i) => d !== s.shape[i])) {
-        problems.push(
-          `${s.name}: checkpoint has shape ${fmtShape(h.shape)}, model expects ${fmtShape(s.shape)}`,
-        );
-      }
-    }
-    const known = new Set(specs.map((s) => s.name));
-    for (const k of map.keys()) if (!known.has(k)) problems.push(`unexpected key ${k}`);
-    if (problems.length) throw new StateDictError(cfg.name, problems);
-    const params = new Map<string, Tensor>();
-    for (const s of specs) {
-      const t = tensor(map.get(s.name)!.data, s.shape, "f32", s.name).keep();
-      t.requiresGrad = true;
-      params.set(s.name, t);
-    }
-    return new AutoencoderKL(cfg, params);
-  }
-
-  /** The trainable parameters, in module order. */
-  trainable(): Tensor[] {
-    return this.specs.map((s) => this.params.get(s.name)!);
-  }
-
-  /** Reads every parameter back to the host. */
-  async stateDict(): Promise<Map<string, HostTensor>> {
-    const out = new Map<string, HostTensor>();
-    for (const s of this.specs) out.set(s.name, { shape: [...s.shape], data: await this.#p(s.name).data() });
-    return out;
-  }
-
-  /** Releases the parameters. */
-  dispose(): void {
-    for (const t of this.params.values()) t.dispose();
-  }
-
-  #p(name: string): Tensor {
-    const t = this.params.get(name);
-    if (!t) throw new Error(`internal: no parameter ${name}`);
-    return t;
-  }
-
-  #conv(name: string, x: Tensor, padding: 0 | 1 = 1): Tensor {
-    return conv2d(x, this.#p(`${name}.weight`), this.#p(`${name}.bias`), { padding });
-  }
-
-  #norm(name: string, x: Tensor): Tensor {
-    return groupNorm(x, this.cfg.normNumGroups, this.#p(`${name}.weight`), this.#p(`${name}.bias`), EPS);
-  }
-
-  /** ResnetBlock2D without time embedding: x + conv2(silu(norm2(conv1(silu(norm1(x)))))). */
-  #resnet(name: string, x: Tensor): Tensor {
-    let h = this.#conv(`${name}.conv1`, silu(this.#norm(`${name}.norm1`, x)));
-    h = this.#conv(`${name}.conv2`, silu(this.#norm(`${name}.norm2`, h)));
-    const shortcut = this.params.has(`${name}.conv_shortcut.weight`)
-      ? this.#conv(`${name}.conv_shortcut`, x, 0)
-      : x;
-    return add(shortcut, h);
-  }
-
-  /** Single-head self-attention over the h·w positions, GroupNorm first, with a residual. */
-  #attention(name: string, x: Tensor): Tensor {
-    const [N, C, H, W] = x.shape;
-    const T = H * W;
-    const hs = permute(reshape(this.#norm(`${name}.group_norm`, x), [N, C, T]), [0, 2, 1]); // [N, T, C]
-    const lin = (k: string, t: Tensor) =>
-      linear(t, this.#p(`${name}.${k}.weight`), this.#p(`${name}.${k}.bias`));
-    const q = lin("to_q", hs);
-    const k = lin("to_k", hs);
-    const v = lin("to_v", hs);
-    let o: Tensor;
-    if (C <= ATTENTION_MAX_HEAD_DIM) {
-      const heads = (t: Tensor) => reshape(t, [N, 1, T, C]);
-      o = reshape(attention(heads(q), heads(k), heads(v)), [N, T, C]);
-    } else {
-      // Head dims beyond the fused kernel's limit (SD: 512): scores, softmax and the weighted sum.
-      const scores = scale(matmul(q, k, { transB: true }), 1 / Math.sqrt(C)); // [N, T, T]
-      o = matmul(softmax(scores), v);
-    }
-    const out = permute(lin("to_out.0", o), [0, 2, 1]); // [N, C, T]
-    return add(reshape(out, [N, C, H, W]), x);
-  }
-
-  #mid(name: string, x: Tensor): Tensor {
-    const h = this.#resnet(`${name}.resnets.0`, x);
-    return this.#resnet(`${name}.resnets.1`, this.#attention(`${name}.attentions.0`, h));
+    return new AutoencoderKL(cfg).load(map);
   }
 
   /** The encoder: images [N, in, H, W] → [N, 2L, H/f, W/f] (before quant_conv). */
@@ -392,42 +446,17 @@ export class AutoencoderKL {
     if (x.shape[2] % f !== 0 || x.shape[3] % f !== 0) {
       throw new Error(`${cfg.name}: image size ${x.shape[2]}×${x.shape[3]} is not a multiple of ${f}`);
     }
-    let h = this.#conv("encoder.conv_in", x);
-    const levels = cfg.blockOutChannels.length;
-    for (let i = 0; i < levels; i++) {
-      for (let j = 0; j < cfg.layersPerBlock; j++) {
-        h = this.#resnet(`encoder.down_blocks.${i}.resnets.${j}`, h);
-      }
-      if (i < levels - 1) {
-        // Downsample2D(padding=0): pad right and bottom by one, then a stride-2 3×3 conv.
-        const c = `encoder.down_blocks.${i}.downsamplers.0.conv`;
-        h = conv2d(h, this.#p(`${c}.weight`), this.#p(`${c}.bias`), { stride: 2, padding: [0, 1, 0, 1] });
-      }
-    }
-    h = this.#mid("encoder.mid_block", h);
-    h = silu(this.#norm("encoder.conv_norm_out", h));
-    return this.#conv("encoder.conv_out", h);
+    return this.encoderNet.forward(x);
   }
 
   /** The decoder: latents [N, L, h, w] (after post_quant_conv) → images [N, out, h·f, w·f]. */
   decoder(z: Tensor): Tensor {
-    const cfg = this.cfg;
-    let h = this.#conv("decoder.conv_in", z);
-    h = this.#mid("decoder.mid_block", h);
-    const levels = cfg.blockOutChannels.length;
-    for (let i = 0; i < levels; i++) {
-      for (let j = 0; j <= cfg.layersPerBlock; j++) {
-        h = this.#resnet(`decoder.up_blocks.${i}.resnets.${j}`, h);
-      }
-      if (i < levels - 1) h = this.#conv(`decoder.up_blocks.${i}.upsamplers.0.conv`, upsampleNearest(h, 2));
-    }
-    h = silu(this.#norm("decoder.conv_norm_out", h));
-    return this.#conv("decoder.conv_out", h);
+    return this.decoderNet.forward(z);
   }
 
   /** `AutoencoderKL.encode`: the posterior q(z | x) from images [N, in, H, W] (in [-1, 1]). */
   encode(x: Tensor): DiagonalGaussianDistribution {
-    return new DiagonalGaussianDistribution(this.#conv("quant_conv", this.encoder(x), 0));
+    return new DiagonalGaussianDistribution(this.quantConv.apply(this.encoder(x), 0));
   }
 
   /** `AutoencoderKL.decode`: images from latents z [N, L, h, w] (unscaled: divide by scalingFactor first). */
@@ -438,7 +467,7 @@ export class AutoencoderKL {
         `${cfg.name}: latents have shape ${fmtShape(z.shape)}, expected [N, ${cfg.latentChannels}, h, w]`,
       );
     }
-    return this.decoder(this.#conv("post_quant_conv", z, 0));
+    return this.decoder(this.postQuantConv.apply(z, 0));
   }
 
   /** Reconstruction through the posterior: decode(sample(noise)) or decode(mode()) without noise. */

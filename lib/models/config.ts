@@ -27,6 +27,16 @@ export const CONDITIONING_BLOCKS: readonly ConditioningBlock[] = [
   "adaLN-Zero",
 ];
 
+/**
+ * The backbone: `dit` (the default), `uvit` (U-ViT: in-context t and y tokens, long skips; ε output
+ * only, so learnSigma must be false) or `mdt` (MDTv2: an adaLN-Zero DiT with relative position bias, an
+ * encoder/decoder with long skips, trained with masked tokens and a side-interpolator).
+ */
+export type Arch = "dit" | "uvit" | "mdt";
+
+/** All backbones. */
+export const ARCHS: readonly Arch[] = ["dit", "uvit", "mdt"];
+
 /** A complete DiT configuration. */
 export interface DiTConfig {
   /** Display name, e.g. `DiT-XL/2`, or `custom`. */
@@ -45,6 +55,17 @@ export interface DiTConfig {
   /** Predict the variance too: output channels are 2·inChannels. */
   learnSigma: boolean;
   block: ConditioningBlock;
+  /**
+   * U-ViT's long skips on a DiT: the first ⌊depth/2⌋ blocks feed the last ⌊depth/2⌋ in reverse order
+   * through `blocks.{i}.skip_linear` = Linear(2D, D) on concat(h_deep, h_shallow). Absent means false.
+   */
+  skips?: boolean;
+  /** The backbone (absent: `dit`). U-ViT reads the sizes as its embed_dim, depth, num_heads, mlp_ratio. */
+  arch?: Arch;
+  /** MDT: blocks of the decoder (`de_blocks`); the encoder has ⌊(depth − decodeLayers)/2⌋ in and out. */
+  decodeLayers?: number;
+  /** MDT: the training mask ratio r (each batch masks r + 0.2·u of the tokens, u ~ U[0, 1)). */
+  maskRatio?: number;
 }
 
 /** The paper's model sizes. */
@@ -170,6 +191,14 @@ export function validateConfig(c: DiTConfig): void {
   if (!CONDITIONING_BLOCKS.includes(c.block)) {
     problems.push(`block must be one of ${CONDITIONING_BLOCKS.join(", ")} (got ${c.block})`);
   }
+  if (c.arch !== undefined && !ARCHS.includes(c.arch)) {
+    problems.push(`arch must be one of ${ARCHS.join(", ")} (got ${c.arch})`);
+  }
+  if (c.arch === "uvit" && c.learnSigma) problems.push("a U-ViT predicts ε only: learnSigma must be false");
+  if (c.arch === "uvit" && c.depth < 2) problems.push("a U-ViT needs depth ≥ 2");
+  if (c.arch === "uvit" && c.skips) {
+    problems.push("skips is a DiT option (a U-ViT always has its long skips)");
+  }
   if (problems.length) throw new Error(`invalid DiT config ${c.name}: ${problems.join("; ")}`);
 }
 
@@ -193,6 +222,8 @@ const lin = (i: number, o: number, bias = true) => i * o + (bias ? o : 0);
  * (it is saved with the model), as in the paper's 675,129,632 for DiT-XL/2.
  */
 export function paramCounts(c: DiTConfig): Record<string, number> & { total: number } {
+  if (c.arch === "uvit") return uvitParamCounts(c);
+  if (c.arch === "mdt") return mdtParamCounts(c);
   const D = c.hiddenSize;
   const { tokens, outChannels, mlpHidden } = derived(c);
   const p = c.patchSize;
@@ -220,7 +251,7 @@ export function paramCounts(c: DiTConfig): Record<string, number> & { total: num
     pos_embed: tokens * D,
     t_embedder: lin(256, D) + lin(D, D),
     y_embedder: (c.numClasses + (c.classDropoutProb > 0 ? 1 : 0)) * D,
-    blocks: c.depth * (perBlockBase + perBlockCond),
+    blocks: c.depth * (perBlockBase + perBlockCond) + (c.skips ? Math.floor(c.depth / 2) * lin(2 * D, D) : 0),
     final_layer: finalCond + lin(D, p * p * outChannels),
   };
   const total = Object.values(counts).reduce((a, b) => a + b, 0);
@@ -239,6 +270,8 @@ export function paramCount(c: DiTConfig): number {
  * fraction of a percent here).
  */
 export function gflops(c: DiTConfig): number {
+  if (c.arch === "uvit") return uvitGflops(c);
+  if (c.arch === "mdt") return mdtGflops(c);
   const D = c.hiddenSize;
   const { tokens, outChannels, mlpHidden } = derived(c);
   const p = c.patchSize;
@@ -266,7 +299,91 @@ export function gflops(c: DiTConfig): number {
       break;
   }
   macs += c.depth * (perBlock + perBlockCond);
+  if (c.skips) macs += Math.floor(c.depth / 2) * T * 2 * D * D; // skip_linear
   macs += finalCond + tokens * D * p * p * outChannels;
+  return macs / 1e9;
+}
+
+/** U-ViT's parameter counts by top-level module (see lib/models/uvit.ts). */
+function uvitParamCounts(c: DiTConfig): Record<string, number> & { total: number } {
+  const D = c.hiddenSize;
+  const C = c.inChannels;
+  const p = c.patchSize;
+  const { tokens, mlpHidden } = derived(c);
+  const half = Math.floor(c.depth / 2);
+  const block = 2 * 2 * D + 3 * D * D + lin(D, D) + lin(D, mlpHidden) + lin(mlpHidden, D);
+  const counts = {
+    pos_embed: (2 + tokens) * D,
+    patch_embed: D * C * p * p + D,
+    label_emb: (c.numClasses + (c.classDropoutProb > 0 ? 1 : 0)) * D,
+    in_blocks: half * block,
+    mid_block: block,
+    out_blocks: half * (block + lin(2 * D, D)),
+    norm: 2 * D,
+    decoder_pred: lin(D, p * p * C),
+    final_layer: C * C * 9 + C,
+  };
+  return { ...counts, total: Object.values(counts).reduce((a, b) => a + b, 0) };
+}
+
+/** U-ViT's forward multiply-adds per sample, counted as {@link gflops} counts DiT's. */
+function uvitGflops(c: DiTConfig): number {
+  const D = c.hiddenSize;
+  const C = c.inChannels;
+  const p = c.patchSize;
+  const { tokens, mlpHidden } = derived(c);
+  const T = tokens + 2;
+  const half = Math.floor(c.depth / 2);
+  let macs = tokens * D * C * p * p; // patch embedding
+  macs += (2 * half + 1) * (T * (3 * D * D + D * D + 2 * D * mlpHidden) + 2 * T * T * D);
+  macs += half * T * 2 * D * D; // skip_linear
+  macs += T * D * p * p * C; // decoder_pred
+  macs += c.inputSize * c.inputSize * C * C * 9; // final 3×3 conv
+  return macs / 1e9;
+}
+
+/** MDT's blocks: encoder in/out, decoder, side-interpolator. */
+function mdtBlocks(c: DiTConfig): { half: number; decode: number } {
+  const decode = c.decodeLayers ?? 0;
+  return { half: Math.floor((c.depth - decode) / 2), decode };
+}
+
+/** MDT's parameter counts by top-level module (see lib/models/mdt.ts). */
+function mdtParamCounts(c: DiTConfig): Record<string, number> & { total: number } {
+  const D = c.hiddenSize;
+  const p = c.patchSize;
+  const { tokens, outChannels, mlpHidden } = derived(c);
+  const g = Math.round(Math.sqrt(tokens));
+  const { half, decode } = mdtBlocks(c);
+  const block = lin(D, 3 * D) + lin(D, D) + ((2 * g - 1) ** 2 + 3) * c.numHeads + lin(D, mlpHidden) +
+    lin(mlpHidden, D) + lin(D, 6 * D);
+  const skip = lin(2 * D, D);
+  const counts = {
+    pos_embed: tokens * D,
+    decoder_pos_embed: tokens * D,
+    mask_token: D,
+    x_embedder: D * c.inChannels * p * p + D,
+    t_embedder: lin(256, D) + lin(D, D),
+    y_embedder: (c.numClasses + (c.classDropoutProb > 0 ? 1 : 0)) * D,
+    en_inblocks: half * block,
+    en_outblocks: half * (block + skip),
+    de_blocks: decode * (block + skip),
+    sideblocks: block,
+    final_layer: lin(D, 2 * D) + lin(D, p * p * outChannels),
+  };
+  return { ...counts, total: Object.values(counts).reduce((a, b) => a + b, 0) };
+}
+
+/** MDT's forward multiply-adds per sample at sampling (no mask, no side-interpolator). */
+function mdtGflops(c: DiTConfig): number {
+  const D = c.hiddenSize;
+  const p = c.patchSize;
+  const { tokens: T, outChannels, mlpHidden } = derived(c);
+  const { half, decode } = mdtBlocks(c);
+  const block = T * (3 * D * D + D * D + 2 * D * mlpHidden) + 2 * T * T * D + 6 * D * D;
+  let macs = T * D * c.inChannels * p * p + 256 * D + D * D;
+  macs += (2 * half + decode) * block + (half + decode) * T * 2 * D * D;
+  macs += 2 * D * D + T * D * p * p * outChannels;
   return macs / 1e9;
 }
 

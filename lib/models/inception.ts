@@ -31,7 +31,8 @@ import { fmtShape, ShapeError, type Tensor, tensor, tidy } from "../tensor/tenso
 import { noGrad } from "../tensor/autograd.ts";
 import { readSafetensors, type TensorInput, writeSafetensors } from "../io/safetensors.ts";
 import { rt } from "../gpu/runtime.ts";
-import { type HostTensor, StateDictError } from "./host_tensor.ts";
+import type { HostTensor } from "./host_tensor.ts";
+import { checkStateDict } from "./module.ts";
 
 /** Width of the pool3 features. */
 export const INCEPTION_POOL3_DIM = 2048;
@@ -254,25 +255,12 @@ export class InceptionV3 {
   static fromState(state: Map<string, HostTensor> | Record<string, HostTensor>): InceptionV3 {
     const map = state instanceof Map ? state : new Map(Object.entries(state));
     const specs = inceptionParamSpecs();
-    const problems: string[] = [];
-    for (const s of specs) {
-      const h = map.get(s.name);
-      if (!h) problems.push(`missing key ${s.name} ${fmtShape(s.shape)}`);
-      else if (h.shape.length !== s.shape.length || h.shape.some((d, i) => d !== s.shape[i])) {
-        problems.push(
-          `${s.name}: checkpoint has shape ${fmtShape(h.shape)}, the model expects ${fmtShape(s.shape)}`,
-        );
-      } else if (h.data.length !== s.shape.reduce((a, b) => a * b, 1)) {
-        problems.push(`${s.name}: ${h.data.length} values for shape ${fmtShape(s.shape)}`);
-      }
-    }
-    const known = new Set(specs.map((s) => s.name));
-    for (const k of map.keys()) {
-      if (!known.has(k) && !k.endsWith(".num_batches_tracked")) problems.push(`unexpected key ${k}`);
-    }
-    if (problems.length) {
-      throw new StateDictError("the FID Inception-v3 (1008 classes, no aux logits)", problems);
-    }
+    checkStateDict(
+      "the FID Inception-v3 (1008 classes, no aux logits)",
+      specs,
+      map,
+      (k) => k.endsWith(".num_batches_tracked"),
+    );
     const convs = new Map<string, FoldedConv>();
     const get = (n: string) => map.get(n)!.data;
     for (const spec of inceptionConvSpecs()) {

@@ -1,13 +1,17 @@
 /**
- * `deno task info MODEL [--block B] [--json]`: parameter count and GFLOPs of a DiT from its config,
- * beside the paper's Table 4 numbers where the model is one of the paper's. `all` lists every model.
+ * `deno task info MODEL [--block B] [--arch dit|uvit|mdt] [--skips] [--family paper|mini] [--json]`:
+ * parameter count and GFLOPs of a DiT (or U-ViT, DiT + long skips, MDT) from its config, beside the
+ * paper's Table 4 numbers where the model is one of the paper's. `all` lists every model.
  * @module
  */
 
 import { parseArgs } from "node:util";
 import {
+  type Arch,
+  ARCHS,
   CONDITIONING_BLOCKS,
   type ConditioningBlock,
+  DIT_FAMILIES,
   DIT_MODEL_NAMES,
   ditConfig,
   gflops,
@@ -26,6 +30,10 @@ export function infoMain(args: string[]): number {
       options: {
         json: { type: "boolean", default: false },
         block: { type: "string" },
+        arch: { type: "string" },
+        skips: { type: "boolean", default: false },
+        family: { type: "string" },
+        "decode-layers": { type: "string" },
         "input-size": { type: "string" },
         "num-classes": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
@@ -39,7 +47,8 @@ export function infoMain(args: string[]): number {
   if (values.help || positionals.length === 0) {
     console.log(
       "usage: deno task info MODEL|all [--block adaLN-Zero|adaLN|cross-attention|in-context] " +
-        "[--input-size N] [--num-classes N] [--json]",
+        `[--arch ${ARCHS.join("|")}] [--skips] [--family ${Object.keys(DIT_FAMILIES).join("|")}] ` +
+        "[--decode-layers N (mdt)] [--input-size N] [--num-classes N] [--json]",
     );
     return positionals.length === 0 && !values.help ? 2 : 0;
   }
@@ -47,6 +56,11 @@ export function infoMain(args: string[]): number {
   const block = values.block as ConditioningBlock | undefined;
   if (block && !CONDITIONING_BLOCKS.includes(block)) {
     console.error(`info: unknown block "${block}"; valid: ${CONDITIONING_BLOCKS.join(", ")}`);
+    return 2;
+  }
+  const arch = (values.arch ?? "dit") as Arch;
+  if (!ARCHS.includes(arch)) {
+    console.error(`info: unknown arch "${arch}"; valid: ${ARCHS.join(", ")}`);
     return 2;
   }
   const rows = [];
@@ -57,13 +71,20 @@ export function infoMain(args: string[]): number {
         ...(block ? { block } : {}),
         ...(values["input-size"] ? { inputSize: Number(values["input-size"]) } : {}),
         ...(values["num-classes"] ? { numClasses: Number(values["num-classes"]) } : {}),
-      });
+        ...(arch !== "dit" ? { arch } : {}),
+        ...(arch === "uvit" ? { learnSigma: false } : {}),
+        ...(values.skips ? { skips: true } : {}),
+        ...(values["decode-layers"] ? { decodeLayers: Number(values["decode-layers"]) } : {}),
+      }, values.family ?? "paper");
+      const prefix = arch === "uvit" ? "U-ViT-" : arch === "mdt" ? "MDT-" : "DiT-";
+      cfg = { ...cfg, name: cfg.name.replace(/^DiT-/, prefix) + (values.skips ? "+skips" : "") };
     } catch (e) {
       console.error(`info: ${(e as Error).message}`);
       return 2;
     }
     const counts = paramCounts(cfg);
-    const isPaperShape = cfg.inputSize === 32 && cfg.numClasses === 1000;
+    const isPaperShape = cfg.inputSize === 32 && cfg.numClasses === 1000 && arch === "dit" && !cfg.skips &&
+      (values.family ?? "paper") === "paper";
     const paper = !isPaperShape
       ? undefined
       : cfg.block === "adaLN-Zero"
@@ -73,9 +94,9 @@ export function infoMain(args: string[]): number {
       : undefined;
     rows.push({
       model: cfg.name,
-      block: cfg.block,
+      block: arch === "uvit" ? "in-context+skips" : cfg.block,
       params: counts.total,
-      gflops: Number(gflops(cfg).toFixed(4)),
+      gflops: Number(gflops(cfg) < 1 ? gflops(cfg).toPrecision(4) : gflops(cfg).toFixed(4)),
       paper_params_m: paper?.paramsM,
       paper_gflops: paper?.gflops,
       param_breakdown: counts,
@@ -87,15 +108,15 @@ export function infoMain(args: string[]): number {
     return 0;
   }
   console.log(
-    `${"model".padEnd(10)} ${"block".padEnd(16)} ${"params".padStart(13)} ${
+    `${"model".padEnd(18)} ${"block".padEnd(16)} ${"params".padStart(13)} ${
       "GFLOPs".padStart(9)
     }   paper (params M, GFLOPs)`,
   );
   for (const r of rows) {
     const paper = r.paper_params_m ? `${r.paper_params_m}M, ${r.paper_gflops}` : "-";
     console.log(
-      `${r.model.padEnd(10)} ${r.block.padEnd(16)} ${r.params.toLocaleString("en-US").padStart(13)} ${
-        r.gflops.toFixed(2).padStart(9)
+      `${r.model.padEnd(18)} ${r.block.padEnd(16)} ${r.params.toLocaleString("en-US").padStart(13)} ${
+        (r.gflops < 0.1 ? r.gflops.toPrecision(3) : r.gflops.toFixed(2)).padStart(9)
       }   ${paper}`,
     );
   }

@@ -14,6 +14,7 @@ import { linear } from "../tensor/ops/matmul.ts";
 import { maxPool2d, relu } from "../tensor/ops/pool.ts";
 import { reshape } from "../tensor/ops/layout.ts";
 import { fmtShape, ShapeError, type Tensor, tensor, tidy } from "../tensor/tensor.ts";
+import { Conv2dParams, fanIn, Linear, Model, type Module } from "./module.ts";
 import { noGrad } from "../tensor/autograd.ts";
 import { Generator } from "../tensor/rng.ts";
 import { readSafetensors, type TensorInput, writeSafetensors } from "../io/safetensors.ts";
@@ -49,66 +50,61 @@ function finalSide(cfg: LeNetConfig): number {
 
 /** Names and shapes of the parameters, in order. */
 export function lenetParamShapes(cfg: LeNetConfig): { name: string; shape: number[] }[] {
-  const s = finalSide(cfg);
-  if (s < 1) throw new Error(`LeNet: input size ${cfg.inputSize} is too small (at least 16)`);
-  const flat = cfg.c2 * s * s;
-  return [
-    { name: "conv1.weight", shape: [cfg.c1, cfg.inChannels, 5, 5] },
-    { name: "conv1.bias", shape: [cfg.c1] },
-    { name: "conv2.weight", shape: [cfg.c2, cfg.c1, 5, 5] },
-    { name: "conv2.bias", shape: [cfg.c2] },
-    { name: "fc1.weight", shape: [120, flat] },
-    { name: "fc1.bias", shape: [120] },
-    { name: "fc2.weight", shape: [LENET_FEATURE_DIM, 120] },
-    { name: "fc2.bias", shape: [LENET_FEATURE_DIM] },
-    { name: "fc3.weight", shape: [cfg.numClasses, LENET_FEATURE_DIM] },
-    { name: "fc3.bias", shape: [cfg.numClasses] },
-  ];
+  return new LeNet(cfg).specs.map(({ name, shape }) => ({ name, shape }));
+}
+
+/** Conv2d parameters with PyTorch's default init: weight and bias U(±1/√fan_in). */
+class Conv extends Conv2dParams {
+  constructor(parent: Module, name: string, inp: number, out: number, k: number) {
+    const f = fanIn(inp * k * k);
+    super(parent, name, inp, out, k, { weight: f, bias: f });
+  }
+}
+
+/** Linear parameters with PyTorch's default init: weight and bias U(±1/√fan_in). */
+class Fc extends Linear {
+  constructor(parent: Module, name: string, inp: number, out: number) {
+    super(parent, name, inp, out, { weight: fanIn(inp), bias: fanIn(inp) });
+  }
 }
 
 /** A LeNet on the GPU; its parameters are kept tensors (call {@link LeNet.dispose}). */
-export class LeNet {
-  /** Parameters by name, in {@link lenetParamShapes} order. */
-  readonly params: Map<string, Tensor>;
+export class LeNet extends Model {
+  readonly conv1: Conv;
+  readonly conv2: Conv;
+  readonly fc1: Fc;
+  readonly fc2: Fc;
+  readonly fc3: Fc;
 
-  private constructor(readonly cfg: LeNetConfig, host: Map<string, Float32Array>) {
-    this.params = new Map();
-    for (const { name, shape } of lenetParamShapes(cfg)) {
-      const d = host.get(name);
-      if (!d) throw new Error(`LeNet: parameter ${name} is missing`);
-      const n = shape.reduce((a, b) => a * b, 1);
-      if (d.length !== n) throw new Error(`LeNet: ${name} has ${d.length} values, expected [${shape}]`);
-      const t = tensor(d, shape, "f32", name).keep();
-      t.requiresGrad = true;
-      this.params.set(name, t);
-    }
+  /** The module tree of a config, parameters registered but not loaded. */
+  constructor(readonly cfg: LeNetConfig) {
+    super("LeNet");
+    const s = finalSide(cfg);
+    if (s < 1) throw new Error(`LeNet: input size ${cfg.inputSize} is too small (at least 16)`);
+    this.conv1 = new Conv(this, "conv1", cfg.inChannels, cfg.c1, 5);
+    this.conv2 = new Conv(this, "conv2", cfg.c1, cfg.c2, 5);
+    this.fc1 = new Fc(this, "fc1", cfg.c2 * s * s, 120);
+    this.fc2 = new Fc(this, "fc2", 120, LENET_FEATURE_DIM);
+    this.fc3 = new Fc(this, "fc3", LENET_FEATURE_DIM, cfg.numClasses);
   }
 
-  /** A freshly initialised LeNet (PyTorch's default init, drawn from `new Generator(seed)`). */
+  /** A freshly initialised LeNet (PyTorch's default init, drawn from `new Generator(seed)`, in order). */
   static init(cfg: LeNetConfig, seed: number): LeNet {
     const gen = new Generator(seed);
-    const host = new Map<string, Float32Array>();
-    const specs = lenetParamShapes(cfg);
-    for (let i = 0; i < specs.length; i += 2) {
-      const w = specs[i];
-      const fanIn = w.shape.slice(1).reduce((a, b) => a * b, 1);
-      const bound = 1 / Math.sqrt(fanIn);
-      for (const s of [w, specs[i + 1]]) {
-        const n = s.shape.reduce((a, b) => a * b, 1);
-        const u = gen.uniformCpu(n);
-        host.set(s.name, u.map((v) => (2 * v - 1) * bound));
-      }
-    }
-    return new LeNet(cfg, host);
+    const rng = {
+      uniform: (n: number) => Float64Array.from(gen.uniformCpu(n)),
+      normal: (n: number) => Float64Array.from(gen.normalCpu(n)),
+    };
+    const net = new LeNet(cfg);
+    return net.load(net.initHost(rng));
   }
 
   /** A LeNet from host weights (e.g. {@link readLeNet}). */
   static fromState(cfg: LeNetConfig, state: Map<string, Float32Array>): LeNet {
-    return new LeNet(cfg, state);
-  }
-
-  #p(name: string): Tensor {
-    return this.params.get(name)!;
+    const net = new LeNet(cfg);
+    const shapes = new Map(net.specs.map((s) => [s.name, s.shape]));
+    const host = new Map([...state].map(([k, data]) => [k, { shape: shapes.get(k) ?? [data.length], data }]));
+    return net.load(host);
   }
 
   /** The penultimate activations relu(fc2(...)) of x [N, C, H, W]: [N, 84]. */
@@ -122,11 +118,11 @@ export class LeNet {
         `input ${fmtShape(x.shape)} does not fit [N, ${c.inChannels}, ${c.inputSize}, ${c.inputSize}]`,
       );
     }
-    let h = maxPool2d(relu(conv2d(x, this.#p("conv1.weight"), this.#p("conv1.bias"))), 2);
-    h = maxPool2d(relu(conv2d(h, this.#p("conv2.weight"), this.#p("conv2.bias"))), 2);
+    let h = maxPool2d(relu(conv2d(x, this.conv1.weight.value, this.conv1.bias.value)), 2);
+    h = maxPool2d(relu(conv2d(h, this.conv2.weight.value, this.conv2.bias.value)), 2);
     h = reshape(h, [x.shape[0], h.size / x.shape[0]]);
-    h = relu(linear(h, this.#p("fc1.weight"), this.#p("fc1.bias")));
-    return relu(linear(h, this.#p("fc2.weight"), this.#p("fc2.bias")));
+    h = relu(linear(h, this.fc1.weight.value, this.fc1.bias.value));
+    return relu(linear(h, this.fc2.weight.value, this.fc2.bias.value));
   }
 
   /** Class logits of x [N, C, H, W]: [N, classes]. */
@@ -136,19 +132,7 @@ export class LeNet {
 
   /** The last layer applied to {@link features}. */
   logitsFromFeatures(f: Tensor): Tensor {
-    return linear(f, this.#p("fc3.weight"), this.#p("fc3.bias"));
-  }
-
-  /** The weights read back to the host. */
-  async stateDict(): Promise<Map<string, Float32Array>> {
-    const out = new Map<string, Float32Array>();
-    for (const [k, t] of this.params) out.set(k, await t.data());
-    return out;
-  }
-
-  /** Releases the parameters (and their gradients). */
-  dispose(): void {
-    for (const t of this.params.values()) t.dispose();
+    return linear(f, this.fc3.weight.value, this.fc3.bias.value);
   }
 }
 
@@ -161,7 +145,7 @@ export async function writeLeNet(
   const tensors: Record<string, TensorInput> = {};
   const state = await net.stateDict();
   for (const { name, shape } of lenetParamShapes(net.cfg)) {
-    tensors[name] = { dtype: "F32", shape, data: state.get(name)! };
+    tensors[name] = { dtype: "F32", shape, data: state.get(name)!.data };
   }
   await writeSafetensors(path, tensors, { ...metadata, lenet_config: JSON.stringify(net.cfg) });
 }

@@ -12,7 +12,7 @@ import { saveGrid } from "../data/grid.ts";
 import { readModelFile } from "../models/checkpoint.ts";
 import { gflops } from "../models/config.ts";
 import { snapshotFile, SNAPSHOTS } from "../models/snapshots.ts";
-import { DiT } from "../models/dit.ts";
+import { type Backbone, backboneClass } from "../models/arch.ts";
 import { createSchedule, spaceTimesteps } from "../diffusion/schedule.ts";
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
 import { paramDefaults, type ParamSchema, type ParamValues } from "../pipeline/schema.ts";
@@ -117,7 +117,7 @@ export function resolveClipDenoised(
  * k/K); the other steps run the conditional model alone (one forward of N, not 2N).
  */
 export async function sampleModel(
-  model: DiT,
+  model: Backbone,
   labels: Uint32Array,
   opts: SampleModelOptions,
 ): Promise<Float32Array> {
@@ -131,6 +131,7 @@ export async function sampleModel(
   const denoiser = {
     inChannels: cfg.inChannels,
     learnSigma: cfg.learnSigma,
+    timestepDim: model.timestepDim,
     forward: model.forward.bind(model),
   };
   const guided: SampleOptions = {
@@ -209,7 +210,7 @@ export function guidanceInterval(v: readonly number[]): [number, number] {
 export const sampleKind = defineKind({
   name: "sample",
   module: import.meta.url,
-  description: "sample a trained DiT (DDPM/DDIM or SiT ODE) with classifier-free guidance",
+  description: "sample a trained DiT, U-ViT or MDT (DDPM/DDIM or SiT ODE) with classifier-free guidance",
   gpu: true,
   params: SAMPLE_PARAMS,
   inputs: { model: { doc: "a train stage's model output" } },
@@ -273,7 +274,7 @@ export const sampleKind = defineKind({
     const clipDenoised = resolveClipDenoised(p.clip_denoised, space);
     const sampler = resolveSampler(p.sampler, objective);
     ctx.setAdapter((await getRuntime()).adapter);
-    const model = DiT.fromHost(cfg, state);
+    const model = backboneClass(cfg).fromHost(cfg, state);
     const numClasses = cfg.numClasses;
     const gen = new Generator(BigInt(ctx.seed) + 0x5eedn);
     const labels = p.labels === "cycle"

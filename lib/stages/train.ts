@@ -10,7 +10,14 @@
 import { defineKind } from "../pipeline/stage.ts";
 import { registerKind } from "../pipeline/registry.ts";
 import { readDataArtifact } from "../data/artifact.ts";
-import { CONDITIONING_BLOCKS, DIT_FAMILIES, type DiTConfig, ditConfig, gflops } from "../models/config.ts";
+import {
+  ARCHS,
+  CONDITIONING_BLOCKS,
+  DIT_FAMILIES,
+  type DiTConfig,
+  ditConfig,
+  gflops,
+} from "../models/config.ts";
 import { writeStateDict } from "../models/checkpoint.ts";
 import { DIT_TRAIN_PARAMS, trainDiT } from "../train/dit_trainer.ts";
 import { tailMean, writeLossLog } from "../train/loss_log.ts";
@@ -43,7 +50,33 @@ export const DIT_MODEL_PARAMS = {
     default: "adaLN-Zero",
     doc: "conditioning block",
   },
-  learn_sigma: { type: "bool", default: true },
+  learn_sigma: { type: "bool", default: true, doc: "predict the variance too (DiT; U-ViT predicts ε only)" },
+  arch: {
+    type: "enum",
+    values: [...ARCHS],
+    optional: true,
+    doc: "backbone: dit (default), uvit (U-ViT: t, y as tokens, long skips; ε only) or mdt (MDTv2: masked " +
+      "training with a side-interpolator); absent means dit, so DiT stages keep their cache keys",
+  },
+  mask_ratio: {
+    type: "number",
+    optional: true,
+    min: 0,
+    max: 0.79,
+    doc: "mdt: mask ratio r; each step masks r + 0.2·u of the tokens (absent: 0.3, MDT's)",
+  },
+  decode_layers: {
+    type: "int",
+    optional: true,
+    min: 0,
+    doc:
+      "mdt: decoder blocks (de_blocks); the encoder has ⌊(depth − decode_layers)/2⌋ in and out (absent: 0)",
+  },
+  skips: {
+    type: "bool",
+    optional: true,
+    doc: "dit only: add U-ViT's long skips (blocks.i.skip_linear) to the DiT; absent means false",
+  },
   class_dropout: { type: "number", default: 0.1, min: 0, max: 0.99 },
 } as const satisfies ParamSchema;
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
@@ -76,6 +109,12 @@ export function validateTrainParams(
       ? "hidden_size"
       : /depth/.test(msg) && p.depth !== undefined
       ? "depth"
+      : /skips/.test(msg)
+      ? "skips"
+      : /decodeLayers|mask_ratio|maskRatio|decode_layers/.test(msg)
+      ? (p.decode_layers !== undefined ? "decode_layers" : "mask_ratio")
+      : /U-ViT|arch/.test(msg)
+      ? "arch"
       : /family/.test(msg)
       ? "family"
       : "model";
@@ -101,10 +140,29 @@ export function modelConfigFromParams(
   if (p.hidden_size !== undefined) overrides.hiddenSize = p.hidden_size;
   if (p.num_heads !== undefined) overrides.numHeads = p.num_heads;
   if (p.patch_size !== undefined) overrides.patchSize = p.patch_size;
+  const arch = p.arch ?? "dit";
+  if (arch !== "dit") overrides.arch = arch as DiTConfig["arch"];
+  if (arch === "uvit") overrides.learnSigma = false;
+  if (arch !== "mdt" && (p.mask_ratio !== undefined || p.decode_layers !== undefined)) {
+    throw new Error(`mask_ratio and decode_layers are MDT options (arch ${arch})`);
+  }
+  if (p.mask_ratio !== undefined) overrides.maskRatio = p.mask_ratio;
+  if (p.decode_layers !== undefined) overrides.decodeLayers = p.decode_layers;
+  if (p.skips) {
+    if (arch !== "dit") throw new Error(`skips is a DiT option (arch ${arch} has its own skips or none)`);
+    overrides.skips = true;
+  }
   const cfg = ditConfig(p.model, overrides, p.family ?? "paper");
   const custom = p.depth !== undefined || p.hidden_size !== undefined || p.num_heads !== undefined ||
     p.patch_size !== undefined;
-  return custom ? { ...cfg, name: `${cfg.name}*` } : cfg;
+  // The backbone shows in the name: `U-ViT-B/2-mini`, `DiT-B/2-mini+skips`.
+  let name = arch === "uvit"
+    ? cfg.name.replace(/^DiT-/, "U-ViT-")
+    : arch === "mdt"
+    ? cfg.name.replace(/^DiT-/, "MDT-")
+    : cfg.name;
+  if (p.skips) name += "+skips";
+  return { ...cfg, name: custom ? `${name}*` : name };
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -143,7 +201,7 @@ async function continueFrom(priorOut: string, ckptDir: string): Promise<void> {
 export const trainKind = defineKind({
   name: "train",
   module: import.meta.url,
-  description: "train a DiT (DDPM mse+vb, or SiT velocity) with AdamW and EMA",
+  description: "train a DiT, DiT+skips, U-ViT or MDT (DDPM mse+vb, or SiT velocity) with AdamW and EMA",
   gpu: true,
   params: { ...DIT_MODEL_PARAMS, ...DIT_TRAIN_PARAMS },
   inputs: { data: { doc: "a dataset artifact (mnist, encode)" } },
@@ -229,6 +287,11 @@ export const trainKind = defineKind({
       gflops: gflops(cfg),
       model: cfg.name,
       block: cfg.block,
+      arch: cfg.arch ?? "dit",
+      skips: cfg.skips ?? false,
+      ...(cfg.arch === "mdt"
+        ? { mask_ratio: cfg.maskRatio ?? 0.3, decode_layers: cfg.decodeLayers ?? 0 }
+        : {}),
       resumed_from: res.resumedFrom,
       continued_from: ctx.prior ? ctx.prior.key : null,
       batch_size: p.batch_size,

@@ -10,8 +10,10 @@
  * @module
  */
 
-import { type DiTConfig, paramCount } from "../models/config.ts";
-import { DiT, type HostTensor } from "../models/dit.ts";
+import { derived, type DiTConfig, paramCount } from "../models/config.ts";
+import type { HostTensor } from "../models/dit.ts";
+import { type Backbone, backboneClass } from "../models/arch.ts";
+import { maskFromUniforms, MDT, MDT_MASK_RATIO, type MdtMask } from "../models/mdt.ts";
 import { createSchedule } from "../diffusion/schedule.ts";
 import { trainingLosses } from "../diffusion/gaussian.ts";
 import { sitLoss } from "../diffusion/sit.ts";
@@ -19,7 +21,8 @@ import type { Generator } from "../tensor/rng.ts";
 import { backward } from "../tensor/backward.ts";
 import { noGrad } from "../tensor/autograd.ts";
 import { concat, reshape } from "../tensor/ops/layout.ts";
-import { tensor, tidy } from "../tensor/tensor.ts";
+import { type Tensor, tensor, tidy } from "../tensor/tensor.ts";
+import { add } from "../tensor/ops/elementwise.ts";
 import { paramDefaults, type ParamSchema, type ParamValues } from "../pipeline/schema.ts";
 import {
   emaDecayAt,
@@ -111,7 +114,7 @@ export type StepInfo = StepProgress<DiTLossEntry>;
 
 /** The result of a training run. */
 export interface TrainResult {
-  model: DiT;
+  model: Backbone;
   ema: Map<string, HostTensor>;
   losses: DiTLossEntry[];
   steps: number;
@@ -171,6 +174,15 @@ export function drawTimesteps(
   return objective === "ddpm" ? Array.from(gen.randintCpu(n, numTimesteps)) : Array.from(gen.uniformCpu(n));
 }
 
+/**
+ * An MDT training mask from the training stream: one uniform for the ratio (mask_ratio + 0.2·u), then
+ * N·T uniforms whose per-sample argsort is the shuffle (MDT's `random_masking`).
+ */
+export function drawMask(gen: Generator, N: number, T: number, maskRatio: number): MdtMask {
+  const u = gen.uniformCpu(1 + N * T);
+  return maskFromUniforms(N, T, maskRatio, u[0], u.subarray(1));
+}
+
 /** Trains a DiT. Resumes from `ckptDir/checkpoint.safetensors` when it exists. */
 export async function trainDiT(
   data: TrainData,
@@ -200,7 +212,7 @@ export async function trainDiT(
   ];
   const res = await trainLoop({
     ...o,
-    model: modelHooks(DiT, cfg, o.seed),
+    model: modelHooks(backboneClass(cfg), cfg, o.seed),
     checkpoint: DIT_CHECKPOINT,
     config: cfg,
     optim: { lr: o.lr, betas: o.betas ?? [0.9, 0.999], weightDecay: o.weight_decay },
@@ -222,6 +234,7 @@ export async function trainDiT(
       const denoiser = {
         inChannels: cfg.inChannels,
         learnSigma: cfg.learnSigma,
+        timestepDim: model.timestepDim,
         forward: model.forward.bind(model),
       };
       const batch = sampleBatch(data, gen, N, o.flip, cfg.classDropoutProb);
@@ -230,9 +243,23 @@ export async function trainDiT(
         const x0 = tensor(batch.x, shape);
         const y = tensor(batch.y, [N], "u32");
         const noise = gen.normal(shape);
-        const res = o.objective === "ddpm"
-          ? trainingLosses(denoiser, schedule, x0, tDraw, y, noise)
-          : { ...sitLoss(denoiser, x0, tDraw, y, noise), vb: null };
+        const lossOf = (d: typeof denoiser, eps: Tensor) =>
+          o.objective === "ddpm"
+            ? trainingLosses(d, schedule, x0, tDraw, y, eps)
+            : { ...sitLoss(d, x0, tDraw, y, eps), vb: null };
+        const res = lossOf(denoiser, noise);
+        if (model instanceof MDT) {
+          // MDT: the same timesteps through the masked branch, with its own noise, and the mask drawn
+          // from the training Philox stream (so a resumed run masks exactly as an uninterrupted one);
+          // loss = full + masked, as sail-sg/MDT's train_util. The logged mse/vb are the full branch's.
+          const maskedNoise = gen.normal(shape);
+          const mask = drawMask(gen, N, derived(cfg).tokens, cfg.maskRatio ?? MDT_MASK_RATIO);
+          const masked = lossOf(
+            { ...denoiser, forward: (x: Tensor, t: Tensor, yy: Tensor) => model.forward(x, t, yy, mask) },
+            maskedNoise,
+          );
+          res.loss = add(res.loss, masked.loss);
+        }
         backward(res.loss);
         // One readback per step: [loss, mse per sample..., vb per sample...].
         return noGrad(() => concat([reshape(res.loss, [1]), res.mse, ...(res.vb ? [res.vb] : [])], 0));

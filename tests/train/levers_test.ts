@@ -15,6 +15,7 @@ import {
 } from "../../lib/train/dit_trainer.ts";
 import { emaDecayAt, warmupLr } from "../../lib/train/loop.ts";
 import { initRngFor } from "../../lib/train/init_rng.ts";
+import type { Backbone } from "../../lib/models/arch.ts";
 import { DiT } from "../../lib/models/dit.ts";
 import { EMA } from "../../lib/tensor/optim.ts";
 import { Generator } from "../../lib/tensor/rng.ts";
@@ -55,7 +56,7 @@ const opts = (o: Partial<DiTTrainOptions> = {}): DiTTrainOptions => ({
   ...o,
 });
 
-async function raw(model: DiT): Promise<Float32Array[]> {
+async function raw(model: Backbone): Promise<Float32Array[]> {
   const w = [...(await model.stateDict()).values()].map((h) => h.data);
   model.dispose();
   return w;

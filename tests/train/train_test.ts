@@ -5,6 +5,7 @@ import { type DiTTrainOptions, type TrainData, trainDiT as train } from "../../l
 import { DivergedError } from "../../lib/train/loop.ts";
 import { initRngFor } from "../../lib/train/init_rng.ts";
 import { DiT } from "../../lib/models/dit.ts";
+import type { Backbone } from "../../lib/models/arch.ts";
 import { sampleModel } from "../../lib/stages/sample.ts";
 import { assertDeterministic, assertSameBits, sameBits } from "../helpers/bits.ts";
 
@@ -58,7 +59,7 @@ function opts(o: Partial<DiTTrainOptions> = {}): DiTTrainOptions {
   };
 }
 
-async function weights(model: DiT): Promise<Float32Array[]> {
+async function weights(model: Backbone): Promise<Float32Array[]> {
   const sd = await model.stateDict();
   return [...sd.values()].map((h) => h.data);
 }
