@@ -68,9 +68,9 @@ if (import.meta.main) {
     eta: 0,
     seed: seed * 1_000_003,
     objective,
-    cfgScale: Number(a.cfg),
-    cfgMode: "all",
-    clipDenoised: false,
+    cfg_scale: Number(a.cfg),
+    cfg_mode: "all",
+    clip_denoised: "false",
   });
   model.dispose();
   const seconds = (performance.now() - t0) / 1000;

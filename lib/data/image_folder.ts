@@ -1,7 +1,7 @@
 /**
  * Labelled image folders in the ImageNet / torchvision `ImageFolder` layout, `root/<class>/…/<image>.<ext>`,
  * read lazily (one image decoded at a time, a few in flight) and preprocessed as DiT's `train.py` does:
- * decode to RGB (`decode.ts`), ADM center crop to `size × size` (`center_crop.ts`). Random flips and the
+ * decode to RGB (`image_decode.ts`), ADM center crop to `size × size` (`center_crop.ts`). Random flips and the
  * [-1, 1] scaling belong to the consumer ({@link ImageDataset.images} gives the scaled floats).
  *
  * Indexing follows torchvision 0.14 (`find_classes` + `make_dataset`) exactly:
@@ -21,7 +21,7 @@ import { join } from "node:path";
 import { admCenterCrop } from "./center_crop.ts";
 import { hwcToChw } from "./convert.ts";
 import { createImageDataset, type ImageDataset } from "./dataset.ts";
-import { decodeImageFile, type FailOn } from "./decode.ts";
+import { decodeImageFile, type FailOn } from "./image_decode.ts";
 import { DataError } from "./errors.ts";
 import { seededPermutation } from "./permutation.ts";
 import type { RawImage } from "./raw_image.ts";
@@ -57,7 +57,7 @@ export interface ImageFolderReadOptions {
   shuffleSeed?: number;
   /** Decodes in flight (default 4; sharp decodes on libuv's thread pool). */
   concurrency?: number;
-  /** Decode strictness (see `decode.ts`; default "error"). */
+  /** Decode strictness (see `image_decode.ts`; default "error"). */
   failOn?: FailOn;
   /** Called for each skipped file (in "skip" mode), in visiting order. */
   onSkip?: (skipped: SkippedImage) => void;

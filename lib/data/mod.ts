@@ -8,7 +8,7 @@ export * from "./atomic_write.ts";
 export * from "./center_crop.ts";
 export * from "./convert.ts";
 export * from "./dataset.ts";
-export * from "./decode.ts";
+export * from "./image_decode.ts";
 export * from "./errors.ts";
 export * from "./grid.ts";
 export * from "./image_folder.ts";

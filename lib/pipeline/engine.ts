@@ -53,6 +53,35 @@ async function filesOf(stage: PlannedStage): Promise<Record<string, string>> {
   return out;
 }
 
+/** Key components whose input digests may be unknown (`undefined`: that upstream stage must run first). */
+export type PartialKeyComponents = Omit<KeyComponents, "inputs"> & {
+  inputs: Record<string, (string | undefined)[]>;
+};
+
+/**
+ * The key components of a stage, given its inputs' content digests (input name → the digest of each
+ * bound upstream output): kind, code fingerprint, canonical parameters, `path` digests, seed, version.
+ * The one place they are assembled, for the run ({@link stageJob}) and for the dry run and `status`
+ * ({@link analysePlan}); there an unknown digest (`undefined`) makes them partial, good only for
+ * explaining a change. Also returns the code fingerprint (its files explain a code change).
+ */
+export async function keyComponents<C extends PartialKeyComponents>(
+  s: PlannedStage,
+  inputs: C["inputs"],
+): Promise<{ components: C; code: CodeFingerprint }> {
+  const code = codeOf(s);
+  const components = {
+    kind: s.kind.name,
+    code: code.hash,
+    params: s.params,
+    inputs,
+    files: await filesOf(s),
+    seed: s.seed,
+    version: DITFLOW_VERSION,
+  } as C;
+  return { components, code };
+}
+
 /**
  * Resolves names given to `--only` / `--force`: a stage's name in the file (all its points) or an
  * expanded point name. Unknown names become diagnostics.
@@ -133,8 +162,6 @@ export async function analysePlan(
   const keys = new Map<string, string | null>();
   const reports: StagePlanReport[] = [];
   for (const s of stages) {
-    const code = codeOf(s);
-    const files = await filesOf(s);
     const inputs: Record<string, (string | undefined)[]> = {};
     const pending: Reason[] = [];
     for (const inp of s.inputs) {
@@ -156,15 +183,7 @@ export async function analysePlan(
         });
       }
     }
-    const partial = {
-      kind: s.kind.name,
-      code: code.hash,
-      params: s.params,
-      inputs,
-      files,
-      seed: s.seed,
-      version: DITFLOW_VERSION,
-    };
+    const { components: partial, code } = await keyComponents<PartialKeyComponents>(s, inputs);
     const details: Reason[] = [];
     const { prev } = previousRun(store, ref?.stages[s.name]);
     let key: string | null = null;
@@ -173,7 +192,7 @@ export async function analysePlan(
       details.push(...pending);
       if (prev) details.push(...explainChange(s.name, s.base, prev, partial, code.files));
     } else {
-      key = cacheKey(partial as KeyComponents);
+      key = cacheKey(partial as KeyComponents); // no input is pending
       const modified = store.has(key) ? store.quickCheck(key) : [];
       if (opts.force?.has(s.name)) details.push({ field: "forced", message: "forced (--force)" });
       else if (modified.length > 0) {
@@ -261,7 +280,6 @@ export async function stageJob(
   store: Store,
   force = false,
 ): Promise<StageJob> {
-  const code = codeOf(s);
   const inputs: StageJob["inputs"] = {};
   const digests: Record<string, string[]> = {};
   for (const inp of s.inputs) {
@@ -286,15 +304,7 @@ export async function stageJob(
     inputs[inp.name] = { many: inp.many, artifacts: arts };
     digests[inp.name] = arts.map((a) => a.digest);
   }
-  const components: KeyComponents = {
-    kind: s.kind.name,
-    code: code.hash,
-    params: s.params,
-    inputs: digests,
-    files: await filesOf(s),
-    seed: s.seed,
-    version: DITFLOW_VERSION,
-  };
+  const { components, code } = await keyComponents<KeyComponents>(s, digests);
   return {
     key: cacheKey(components),
     name: s.name,

@@ -161,26 +161,107 @@ function compatible(a: Point, b: Point): boolean {
   return true;
 }
 
+/** A stage definition while it is planned: its kind, its inputs' references, then its points. */
 interface DefState {
   def: StageDef;
   kind?: AnyStageKind;
   refs: Map<string, ParsedRef[]>;
-  points?: { name: string; point: Point; binds: Map<string, string[]> }[];
+  points?: DefPoint[];
 }
 
-/** Expands and validates a pipeline definition into a plan; problems go to `diags`. */
+/** One point of a stage definition: its expanded name, matrix point, and the upstream points each input binds. */
+interface DefPoint {
+  name: string;
+  point: Point;
+  binds: Map<string, string[]>;
+}
+
+/** What the phases of {@link buildPlan} share: the definition, the resolved variables, the diagnostics. */
+interface PlanContext {
+  def: PipelineDef;
+  diags: Diagnostic[];
+  /** Variables after `--set` overrides (a variable may use earlier ones). */
+  vars: Map<string, YNode>;
+  /** The selected profile (for `${{ profile }}`). */
+  profile: string;
+  /** The stage names of the file. */
+  stageNames: string[];
+  maxPoints: number;
+}
+
+/**
+ * Expands and validates a pipeline definition into a plan; problems go to `diags`. The phases, in order:
+ * variables and `--set` overrides ({@link resolveVars}, {@link splitOverrides}), kind defaults
+ * ({@link kindDefaultParams}, {@link kindDefaultResources}), references ({@link resolveReferences},
+ * {@link topoDefs}), matrix points ({@link expandPoints}), parameters, seeds and resources of every point
+ * ({@link planPoints}), and the kinds' deep validation ({@link validateStages}).
+ */
 export function buildPlan(
   def: PipelineDef,
   overrides: Override[],
   diags: Diagnostic[],
   opts: PlanOptions = {},
 ): Plan {
-  const maxPoints = opts.maxPoints ?? MAX_SWEEP_POINTS;
-  // Variables, in order (a variable may use earlier ones), then `--set var=...` overrides.
-  const vars = new Map<string, YNode>();
   const profile = def.profile ?? DEFAULT_PROFILE;
+  const pc: PlanContext = {
+    def,
+    diags,
+    vars: resolveVars(def, profile, diags),
+    profile,
+    stageNames: def.stages.map((s) => s.name),
+    maxPoints: opts.maxPoints ?? MAX_SWEEP_POINTS,
+  };
+  const stageOverrides = splitOverrides(pc, overrides);
+  const defaults: KindDefaults = {
+    params: kindDefaultParams(def, diags),
+    resources: kindDefaultResources(def, diags),
+    seed: def.defaultSeed ? interpolate(def.defaultSeed, { vars: pc.vars, profile }, diags) : undefined,
+  };
+  const states = resolveReferences(pc);
+  const order = topoDefs(def, states, diags);
+  for (const name of order) expandPoints(pc, states, states.get(name)!);
+  const stages: PlannedStage[] = [];
+  const schemaFailed = new Set<string>();
+  const groups = new Map<string, string[]>();
+  for (const name of order) {
+    const st = states.get(name)!;
+    if (!st.points || !st.kind) continue;
+    const planned = planPoints(pc, st, defaults, stageOverrides.get(name) ?? [], opts, schemaFailed);
+    stages.push(...planned);
+    groups.set(name, planned.map((s) => s.name));
+  }
+  // Deep validation only sees parameters that passed the schema (no cascade of follow-up errors).
+  validateStages(stages.filter((s) => !schemaFailed.has(s.name)), diags);
+  const plainVars: Record<string, unknown> = {};
+  for (const [k, v] of pc.vars) plainVars[k] = v.type === "scalar" ? v.value : describeNode(v);
+  return {
+    // A non-default profile keeps its own refs (status, gc roots), so runs of two profiles never evict
+    // each other's artifacts; cache keys do not depend on the profile at all.
+    name: def.profile && def.profile !== DEFAULT_PROFILE ? `${def.name}@${def.profile}` : def.name,
+    profile: def.profile,
+    executor: def.executor?.name,
+    file: def.file,
+    baseDir: def.baseDir,
+    stages,
+    byName: new Map(stages.map((s) => [s.name, s])),
+    groups,
+    vars: plainVars,
+  };
+}
+
+/** Phase 1: the pipeline's variables, in order (a variable may use earlier ones). */
+function resolveVars(def: PipelineDef, profile: string, diags: Diagnostic[]): Map<string, YNode> {
+  const vars = new Map<string, YNode>();
   for (const v of def.vars) vars.set(v.name, interpolate(v.value, { vars, profile }, diags));
-  const stageNames = def.stages.map((s) => s.name);
+  return vars;
+}
+
+/**
+ * Phase 1: the `--set` overrides. Those of variables are applied to `pc.vars` now; those of stages
+ * (`stage.param`, `stage.seed`) are returned by stage name, relative to the stage, for {@link planPoints}.
+ */
+function splitOverrides(pc: PlanContext, overrides: Override[]): Map<string, Override[]> {
+  const { def, diags, vars, stageNames } = pc;
   const stageOverrides = new Map<string, Override[]>();
   for (const o of overrides) {
     const [head, ...rest] = o.path;
@@ -205,17 +286,32 @@ export function buildPlan(
       });
     }
   }
+  return stageOverrides;
+}
 
-  // Kind defaults: `defaults.with.<kind>`.
-  const kindDefaults = new Map<string, YMap>();
+/** The pipeline-wide defaults: `defaults.with.<kind>`, `defaults.resources.<kind>`, `defaults.seed`. */
+interface KindDefaults {
+  params: Map<string, YMap>;
+  resources: Map<string, YMap>;
+  seed?: YNode;
+}
+
+/** Reports a `defaults.<section>` entry that names no registered kind. */
+function unknownDefaultsKind(section: string, d: { kind: string; pos: Pos }, diags: Diagnostic[]): void {
+  diags.push({
+    pos: { ...d.pos, len: d.kind.length },
+    message: `\`defaults.${section}\` names unknown stage kind \`${d.kind}\``,
+    hint: suggestion(d.kind, listKinds().map((k) => k.name), "known kinds"),
+  });
+}
+
+/** Phase 2: parameter defaults per kind (`defaults.with.<kind>`); unknown kinds and parameters reported. */
+function kindDefaultParams(def: PipelineDef, diags: Diagnostic[]): Map<string, YMap> {
+  const out = new Map<string, YMap>();
   for (const d of def.defaultsWith) {
     const kind = getKind(d.kind);
     if (!kind) {
-      diags.push({
-        pos: { ...d.pos, len: d.kind.length },
-        message: `\`defaults.with\` names unknown stage kind \`${d.kind}\``,
-        hint: suggestion(d.kind, listKinds().map((k) => k.name), "known kinds"),
-      });
+      unknownDefaultsKind("with", d, diags);
       continue;
     }
     for (const e of d.map.entries) {
@@ -227,17 +323,17 @@ export function buildPlan(
         });
       }
     }
-    kindDefaults.set(d.kind, d.map);
+    out.set(d.kind, d.map);
   }
-  // Resource defaults per kind: `defaults.resources.<kind>`.
-  const kindResources = new Map<string, YMap>();
+  return out;
+}
+
+/** Phase 2: resource defaults per kind (`defaults.resources.<kind>`), unknown keys reported and dropped. */
+function kindDefaultResources(def: PipelineDef, diags: Diagnostic[]): Map<string, YMap> {
+  const out = new Map<string, YMap>();
   for (const d of def.defaultsResources) {
     if (!getKind(d.kind)) {
-      diags.push({
-        pos: { ...d.pos, len: d.kind.length },
-        message: `\`defaults.resources\` names unknown stage kind \`${d.kind}\``,
-        hint: suggestion(d.kind, listKinds().map((k) => k.name), "known kinds"),
-      });
+      unknownDefaultsKind("resources", d, diags);
       continue;
     }
     for (const e of d.map.entries) {
@@ -249,14 +345,18 @@ export function buildPlan(
         });
       }
     }
-    kindResources.set(d.kind, {
-      ...d.map,
-      entries: d.map.entries.filter((e) => RESOURCE_KEYS.includes(e.key)),
-    });
+    out.set(d.kind, { ...d.map, entries: d.map.entries.filter((e) => RESOURCE_KEYS.includes(e.key)) });
   }
-  const defaultSeed = def.defaultSeed ? interpolate(def.defaultSeed, { vars, profile }, diags) : undefined;
+  return out;
+}
 
-  // Kinds, inputs and references of every stage definition.
+/**
+ * Phase 3: the kind of every stage definition and its inputs' references, parsed and checked against the
+ * upstream kinds' outputs; missing required inputs reported. A definition with a bad reference is marked
+ * `broken` (it gets no points).
+ */
+function resolveReferences(pc: PlanContext): Map<string, DefState> {
+  const { def, diags } = pc;
   const states = new Map<string, DefState>();
   for (const s of def.stages) {
     const st: DefState = { def: s, refs: new Map() };
@@ -293,52 +393,9 @@ export function buildPlan(
       }
       const refs: ParsedRef[] = [];
       for (const r of inp.refs) {
-        const text = interpolate(
-          { type: "scalar", pos: r.pos, value: r.text },
-          { vars, stage: s.name, profile },
-          diags,
-        );
-        const pr = parseRef(String((text as { value: unknown }).value), r.pos, diags);
-        if (!pr) {
-          s.broken = true;
-          continue;
-        }
-        const up = states.get(pr.stage) ?? (def.stages.some((x) => x.name === pr.stage) ? undefined : null);
-        if (up === null) {
-          const gone = def.removed?.get(pr.stage);
-          diags.push({
-            pos: { ...r.pos, len: pr.stage.length },
-            message: `input \`${inp.name}\` of stage \`${s.name}\` references unknown stage \`${pr.stage}\``,
-            hint: gone
-              ? `profile \`${def.profile}\` removes stage \`${pr.stage}\` (${gone.file}:${gone.line}:${gone.col}); ` +
-                `replace or remove \`${s.name}\` in that profile too`
-              : suggestion(pr.stage, stageNames, "stages"),
-          });
-          s.broken = true;
-          continue;
-        }
-        const upDef = def.stages.find((x) => x.name === pr.stage)!;
-        const upKind = upDef.uses ? getKind(upDef.uses) : undefined;
-        if (upKind && !(pr.output in upKind.outputs)) {
-          const outs = Object.keys(upKind.outputs);
-          diags.push({
-            pos: r.pos,
-            message: `stage \`${pr.stage}\` (kind \`${upKind.name}\`) has no output \`${pr.output}\``,
-            hint: suggestion(pr.output, outs, "its outputs"),
-          });
-          s.broken = true;
-          continue;
-        }
-        if (pr.selector === "*" && spec && !spec.many) {
-          diags.push({
-            pos: r.pos,
-            message: `\`${pr.text}\` collects all points, but input \`${inp.name}\` takes one artifact`,
-            hint: "drop `[*]` to expand this stage along the upstream matrix",
-          });
-          s.broken = true;
-          continue;
-        }
-        refs.push(pr);
+        const pr = checkedRef(pc, states, st, inp.name, spec, r);
+        if (pr) refs.push(pr);
+        else s.broken = true;
       }
       st.refs.set(inp.name, refs);
     }
@@ -355,225 +412,300 @@ export function buildPlan(
       }
     }
   }
+  return states;
+}
 
-  const order = topoDefs(def, states, diags);
-
-  // Points, in dependency order.
-  for (const name of order) {
-    const st = states.get(name)!;
-    const s = st.def;
-    if (s.broken) continue;
-    let ok = true;
-    let own: Point[] = [{}];
-    if (s.matrix) {
-      const pts = matrixPoints(s.matrix, { vars, stage: s.name, profile }, s.name, diags, maxPoints);
-      if (!pts) ok = false;
-      else own = pts;
-    }
-    let pts = own.map((p) => ({ point: p, binds: new Map<string, string[]>() }));
-    const many: [string, ParsedRef[]][] = [];
-    for (const [inputName, refs] of st.refs) {
-      const spec = st.kind?.inputs[inputName];
-      if (spec?.many || refs.length !== 1) {
-        many.push([inputName, refs]);
-        continue;
-      }
-      const ref = refs[0];
-      const ups = selectPoints(states, ref, diags);
-      if (!ups) {
-        ok = false;
-        continue;
-      }
-      // Axes fixed by a selector (`fid[steps=0].fid`) are consumed: the referencing stage does not
-      // expand along them, so one stage can take two points of the same matrix as two inputs.
-      const fixed = ref.selector !== null && ref.selector !== "*" ? Object.keys(ref.selector) : [];
-      const next: typeof pts = [];
-      for (const p of pts) {
-        for (const u of ups) {
-          const inherited = Object.fromEntries(Object.entries(u.point).filter(([a]) => !fixed.includes(a)));
-          if (!compatible(p.point, inherited)) continue;
-          const binds = new Map(p.binds);
-          binds.set(inputName, [u.name]);
-          next.push({ point: { ...inherited, ...p.point }, binds });
-        }
-      }
-      if (next.length > maxPoints) {
-        diags.push({
-          pos: ref.pos,
-          message:
-            `stage \`${s.name}\` expands to ${next.length.toLocaleString("en-US")} points, more than the ` +
-            `limit of ${maxPoints.toLocaleString("en-US")}`,
-          hint: "a sweep this large is usually a mistake; pass `--allow-large-sweep` to plan it anyway",
-        });
-        ok = false;
-        break;
-      }
-      if (next.length === 0 && pts.length > 0) {
-        diags.push({
-          pos: ref.pos,
-          message: `no point of \`${ref.stage}\` matches the matrix of \`${s.name}\` (shared axes disagree)`,
-        });
-        ok = false;
-      }
-      pts = next;
-    }
-    for (const [inputName, refs] of many) {
-      const spec = st.kind?.inputs[inputName];
-      const selected = refs.map((r) => ({ r, ups: selectPoints(states, r, diags) }));
-      if (selected.some((x) => !x.ups)) {
-        ok = false;
-        continue;
-      }
-      for (const p of pts) {
-        const names: string[] = [];
-        for (const { ups } of selected) {
-          for (const u of ups!) {
-            if (compatible(p.point, u.point) && !names.includes(u.name)) names.push(u.name);
-          }
-        }
-        if (names.length === 0 && !spec?.optional) {
-          diags.push({
-            pos: refs[0]?.pos ?? s.namePos,
-            message: `input \`${inputName}\` of \`${s.name}\` matches no upstream point`,
-          });
-          ok = false;
-        }
-        p.binds.set(inputName, names);
-      }
-    }
-    if (!ok) continue;
-    const axes = varyingAxes(pts.map((p) => p.point));
-    st.points = pts.map((p) => ({
-      ...p,
-      name: pointName(s.name, p.point, s.matrix || pts.length > 1 ? axes : []),
-    }));
+/**
+ * One reference of input `input` of `st`, interpolated, parsed and checked: the upstream stage exists and
+ * has the output, and `[*]` only on a fan-in input. Undefined (reported) when it is not usable.
+ */
+function checkedRef(
+  pc: PlanContext,
+  states: Map<string, DefState>,
+  st: DefState,
+  input: string,
+  spec: InputSpec | undefined,
+  r: { pos: Pos; text: string },
+): ParsedRef | undefined {
+  const { def, diags } = pc;
+  const s = st.def;
+  const text = interpolate(
+    { type: "scalar", pos: r.pos, value: r.text },
+    { vars: pc.vars, stage: s.name, profile: pc.profile },
+    diags,
+  );
+  const pr = parseRef(String((text as { value: unknown }).value), r.pos, diags);
+  if (!pr) return undefined;
+  const up = states.get(pr.stage) ?? (def.stages.some((x) => x.name === pr.stage) ? undefined : null);
+  if (up === null) {
+    const gone = def.removed?.get(pr.stage);
+    diags.push({
+      pos: { ...r.pos, len: pr.stage.length },
+      message: `input \`${input}\` of stage \`${s.name}\` references unknown stage \`${pr.stage}\``,
+      hint: gone
+        ? `profile \`${def.profile}\` removes stage \`${pr.stage}\` (${gone.file}:${gone.line}:${gone.col}); ` +
+          `replace or remove \`${s.name}\` in that profile too`
+        : suggestion(pr.stage, pc.stageNames, "stages"),
+    });
+    return undefined;
   }
+  const upDef = def.stages.find((x) => x.name === pr.stage)!;
+  const upKind = upDef.uses ? getKind(upDef.uses) : undefined;
+  if (upKind && !(pr.output in upKind.outputs)) {
+    const outs = Object.keys(upKind.outputs);
+    diags.push({
+      pos: r.pos,
+      message: `stage \`${pr.stage}\` (kind \`${upKind.name}\`) has no output \`${pr.output}\``,
+      hint: suggestion(pr.output, outs, "its outputs"),
+    });
+    return undefined;
+  }
+  if (pr.selector === "*" && spec && !spec.many) {
+    diags.push({
+      pos: r.pos,
+      message: `\`${pr.text}\` collects all points, but input \`${input}\` takes one artifact`,
+      hint: "drop `[*]` to expand this stage along the upstream matrix",
+    });
+    return undefined;
+  }
+  return pr;
+}
 
-  // Parameters and seeds of every point.
-  const stages: PlannedStage[] = [];
-  const schemaFailed = new Set<string>();
-  const groups = new Map<string, string[]>();
-  for (const name of order) {
-    const st = states.get(name)!;
-    if (!st.points || !st.kind) continue;
-    const s = st.def;
-    const kind = st.kind;
-    const ovs = stageOverrides.get(s.name) ?? [];
-    const names: string[] = [];
-    for (const p of st.points) {
-      const scope: Scope = { vars, matrix: p.point, stage: s.name, profile };
-      let withMap: YMap = { type: "map", pos: s.with?.pos ?? s.namePos, entries: [] };
-      const kd = kindDefaults.get(kind.name);
-      if (kd) withMap.entries.push(...kd.entries.filter((e) => e.key in kind.params));
-      for (const e of s.with?.entries ?? []) {
-        const i = withMap.entries.findIndex((x) => x.key === e.key);
-        if (i >= 0) withMap.entries[i] = e;
-        else withMap.entries.push(e);
+/**
+ * Phase 4: the points of one stage definition (its upstream definitions' points already known): its own
+ * matrix, expanded along each single input's upstream points (axes fixed by a selector consumed), then
+ * each fan-in input bound to the compatible upstream points. Sets `st.points` unless something failed.
+ */
+function expandPoints(pc: PlanContext, states: Map<string, DefState>, st: DefState): void {
+  const { diags, maxPoints } = pc;
+  const s = st.def;
+  if (s.broken) return;
+  let ok = true;
+  let own: Point[] = [{}];
+  if (s.matrix) {
+    const pts = matrixPoints(
+      s.matrix,
+      { vars: pc.vars, stage: s.name, profile: pc.profile },
+      s.name,
+      diags,
+      maxPoints,
+    );
+    if (!pts) ok = false;
+    else own = pts;
+  }
+  let pts = own.map((point) => ({ point, binds: new Map<string, string[]>() }));
+  const many: [string, ParsedRef[]][] = [];
+  for (const [inputName, refs] of st.refs) {
+    const spec = st.kind?.inputs[inputName];
+    if (spec?.many || refs.length !== 1) {
+      many.push([inputName, refs]);
+      continue;
+    }
+    const ref = refs[0];
+    const ups = selectPoints(states, ref, diags);
+    if (!ups) {
+      ok = false;
+      continue;
+    }
+    // Axes fixed by a selector (`fid[steps=0].fid`) are consumed: the referencing stage does not
+    // expand along them, so one stage can take two points of the same matrix as two inputs.
+    const fixed = ref.selector !== null && ref.selector !== "*" ? Object.keys(ref.selector) : [];
+    const next: typeof pts = [];
+    for (const pt of pts) {
+      for (const u of ups) {
+        const inherited = Object.fromEntries(Object.entries(u.point).filter(([a]) => !fixed.includes(a)));
+        if (!compatible(pt.point, inherited)) continue;
+        const binds = new Map(pt.binds);
+        binds.set(inputName, [u.name]);
+        next.push({ point: { ...inherited, ...pt.point }, binds });
       }
-      withMap = interpolate(withMap, scope, diags) as YMap;
-      let seedNode: YNode | undefined = s.seed ? interpolate(s.seed, scope, diags) : defaultSeed;
-      for (const o of ovs) {
-        if (o.path.length === 1 && o.path[0] === "seed") seedNode = o.value;
-        else withMap = setPath(withMap, o.path, o.value, o.pos);
-      }
-      const paths: string[] = [];
-      const diagsBefore = diags.length;
-      const params = checkFields(kind.params, withMap, s.name, {
-        diags,
-        baseDir: s.baseDir ?? def.baseDir,
-        onPath: (abs) => paths.push(abs),
-      }, { type: "map", pos: s.namePos, entries: [] });
-      // Deep validation only sees parameters that passed the schema (no cascade of follow-up errors).
-      if (diags.length > diagsBefore) schemaFailed.add(p.name);
-      const paramPos: Record<string, Pos> = {};
-      for (const e of withMap.entries) paramPos[e.key] = e.value.pos;
-      for (const [pname, spec] of Object.entries(kind.params as ParamSchema)) {
-        const v = params[pname];
-        if (spec.type !== "string" || !spec.writes || typeof v !== "string" || v === "") continue;
-        const problem = opts.allowOutsideWrites ? undefined : checkOutsideWrite(v, def.file);
-        if (problem) {
-          diags.push({
-            pos: paramPos[pname] ?? s.namePos,
-            message: `\`${s.name}.${pname}\` writes to ${problem.abs}, outside the project (${problem.root})`,
-            hint: "use a path inside the project, or pass `--allow-outside-writes` if you mean it",
-          });
-        }
-      }
-      let seed = 0;
-      if (seedNode) {
-        if (
-          seedNode.type === "scalar" && Number.isInteger(seedNode.value) && (seedNode.value as number) >= 0
-        ) {
-          seed = seedNode.value as number;
-        } else {
-          diags.push({
-            pos: seedNode.pos,
-            message: `\`seed\` must be a non-negative integer, not ${describeNode(seedNode)}`,
-          });
-        }
-      }
-      let resources: Resources = {};
-      const kr = kindResources.get(kind.name);
-      if (kr || s.resources) {
-        const merged = interpolate(
-          mergeResourceMaps(s.resources?.pos ?? s.namePos, kr, s.resources),
-          scope,
-          diags,
-        );
-        resources = checkResources(merged as YMap, `${s.name}.resources`, def.baseDir, diags);
-      }
-      const inputs: PlannedInput[] = [];
-      const deps: string[] = [];
-      for (const [inputName, refs] of st.refs) {
-        const bound = p.binds.get(inputName) ?? [];
-        const output = refs[0]?.output ?? "";
-        const spec = kind.inputs[inputName];
-        const outputs = new Map(refs.map((r) => [r.stage, r.output]));
-        inputs.push({
-          name: inputName,
-          many: !!spec?.many,
-          refs: bound.map((b) => ({ stage: b, output: outputs.get(b.replace(/\[.*$/, "")) ?? output })),
-        });
-        for (const b of bound) if (!deps.includes(b)) deps.push(b);
-      }
-      stages.push({
-        name: p.name,
-        base: s.name,
-        point: p.point,
-        kind,
-        params,
-        seed,
-        inputs,
-        deps,
-        gpu: kind.gpu,
-        pos: s.namePos,
-        paths,
-        paramPos,
-        inputPos: Object.fromEntries(
-          [...st.refs].filter(([, r]) => r.length > 0).map(([n, r]) => [n, r[0].pos]),
-        ),
-        resources,
+    }
+    if (next.length > maxPoints) {
+      diags.push({
+        pos: ref.pos,
+        message:
+          `stage \`${s.name}\` expands to ${next.length.toLocaleString("en-US")} points, more than the ` +
+          `limit of ${maxPoints.toLocaleString("en-US")}`,
+        hint: "a sweep this large is usually a mistake; pass `--allow-large-sweep` to plan it anyway",
       });
-      names.push(p.name);
+      ok = false;
+      break;
     }
-    groups.set(s.name, names);
+    if (next.length === 0 && pts.length > 0) {
+      diags.push({
+        pos: ref.pos,
+        message: `no point of \`${ref.stage}\` matches the matrix of \`${s.name}\` (shared axes disagree)`,
+      });
+      ok = false;
+    }
+    pts = next;
   }
-  validateStages(stages.filter((s) => !schemaFailed.has(s.name)), diags);
-  const plainVars: Record<string, unknown> = {};
-  for (const [k, v] of vars) plainVars[k] = v.type === "scalar" ? v.value : describeNode(v);
-  return {
-    // A non-default profile keeps its own refs (status, gc roots), so runs of two profiles never evict
-    // each other's artifacts; cache keys do not depend on the profile at all.
-    name: def.profile && def.profile !== DEFAULT_PROFILE ? `${def.name}@${def.profile}` : def.name,
-    profile: def.profile,
-    executor: def.executor?.name,
-    file: def.file,
-    baseDir: def.baseDir,
-    stages,
-    byName: new Map(stages.map((s) => [s.name, s])),
-    groups,
-    vars: plainVars,
-  };
+  for (const [inputName, refs] of many) {
+    const spec = st.kind?.inputs[inputName];
+    const selected = refs.map((r) => ({ r, ups: selectPoints(states, r, diags) }));
+    if (selected.some((x) => !x.ups)) {
+      ok = false;
+      continue;
+    }
+    for (const pt of pts) {
+      const names: string[] = [];
+      for (const { ups } of selected) {
+        for (const u of ups!) {
+          if (compatible(pt.point, u.point) && !names.includes(u.name)) names.push(u.name);
+        }
+      }
+      if (names.length === 0 && !spec?.optional) {
+        diags.push({
+          pos: refs[0]?.pos ?? s.namePos,
+          message: `input \`${inputName}\` of \`${s.name}\` matches no upstream point`,
+        });
+        ok = false;
+      }
+      pt.binds.set(inputName, names);
+    }
+  }
+  if (!ok) return;
+  const axes = varyingAxes(pts.map((pt) => pt.point));
+  st.points = pts.map((pt) => ({
+    ...pt,
+    name: pointName(s.name, pt.point, s.matrix || pts.length > 1 ? axes : []),
+  }));
+}
+
+/**
+ * Phase 5: the planned stages of one definition's points (parameters, seed, resources, inputs). The names
+ * of points whose parameters failed the schema are added to `schemaFailed`.
+ */
+function planPoints(
+  pc: PlanContext,
+  st: DefState,
+  defaults: KindDefaults,
+  overrides: Override[],
+  opts: PlanOptions,
+  schemaFailed: Set<string>,
+): PlannedStage[] {
+  const { def, diags } = pc;
+  const s = st.def;
+  const kind = st.kind!;
+  return st.points!.map((pt): PlannedStage => {
+    const scope: Scope = { vars: pc.vars, matrix: pt.point, stage: s.name, profile: pc.profile };
+    let withMap = interpolate(mergedWith(st, defaults.params.get(kind.name)), scope, diags) as YMap;
+    let seedNode: YNode | undefined = s.seed ? interpolate(s.seed, scope, diags) : defaults.seed;
+    for (const o of overrides) {
+      if (o.path.length === 1 && o.path[0] === "seed") seedNode = o.value;
+      else withMap = setPath(withMap, o.path, o.value, o.pos);
+    }
+    const paths: string[] = [];
+    const diagsBefore = diags.length;
+    const params = checkFields(kind.params, withMap, s.name, {
+      diags,
+      baseDir: s.baseDir ?? def.baseDir,
+      onPath: (abs) => paths.push(abs),
+    }, { type: "map", pos: s.namePos, entries: [] });
+    if (diags.length > diagsBefore) schemaFailed.add(pt.name);
+    const paramPos: Record<string, Pos> = {};
+    for (const e of withMap.entries) paramPos[e.key] = e.value.pos;
+    checkWrites(pc, st, params, paramPos, opts);
+    const seed = checkSeed(seedNode, diags);
+    let resources: Resources = {};
+    const kr = defaults.resources.get(kind.name);
+    if (kr || s.resources) {
+      const merged = interpolate(
+        mergeResourceMaps(s.resources?.pos ?? s.namePos, kr, s.resources),
+        scope,
+        diags,
+      );
+      resources = checkResources(merged as YMap, `${s.name}.resources`, def.baseDir, diags);
+    }
+    const { inputs, deps } = boundInputs(st, pt);
+    return {
+      name: pt.name,
+      base: s.name,
+      point: pt.point,
+      kind,
+      params,
+      seed,
+      inputs,
+      deps,
+      gpu: kind.gpu,
+      pos: s.namePos,
+      paths,
+      paramPos,
+      inputPos: Object.fromEntries(
+        [...st.refs].filter(([, r]) => r.length > 0).map(([n, r]) => [n, r[0].pos]),
+      ),
+      resources,
+    };
+  });
+}
+
+/** A stage's `with:` over its kind's `defaults.with` (entries of unknown parameters left out). */
+function mergedWith(st: DefState, kindDefaults: YMap | undefined): YMap {
+  const s = st.def;
+  const kind = st.kind!;
+  const withMap: YMap = { type: "map", pos: s.with?.pos ?? s.namePos, entries: [] };
+  if (kindDefaults) withMap.entries.push(...kindDefaults.entries.filter((e) => e.key in kind.params));
+  for (const e of s.with?.entries ?? []) {
+    const i = withMap.entries.findIndex((x) => x.key === e.key);
+    if (i >= 0) withMap.entries[i] = e;
+    else withMap.entries.push(e);
+  }
+  return withMap;
+}
+
+/** Reports `writes` parameters (e.g. `publish:`) that resolve outside the project, unless allowed. */
+function checkWrites(
+  pc: PlanContext,
+  st: DefState,
+  params: Record<string, unknown>,
+  paramPos: Record<string, Pos>,
+  opts: PlanOptions,
+): void {
+  const s = st.def;
+  for (const [pname, spec] of Object.entries(st.kind!.params as ParamSchema)) {
+    const v = params[pname];
+    if (spec.type !== "string" || !spec.writes || typeof v !== "string" || v === "") continue;
+    const problem = opts.allowOutsideWrites ? undefined : checkOutsideWrite(v, pc.def.file);
+    if (problem) {
+      pc.diags.push({
+        pos: paramPos[pname] ?? s.namePos,
+        message: `\`${s.name}.${pname}\` writes to ${problem.abs}, outside the project (${problem.root})`,
+        hint: "use a path inside the project, or pass `--allow-outside-writes` if you mean it",
+      });
+    }
+  }
+}
+
+/** The seed of a point: a non-negative integer (0 when none is given). */
+function checkSeed(seedNode: YNode | undefined, diags: Diagnostic[]): number {
+  if (!seedNode) return 0;
+  if (seedNode.type === "scalar" && Number.isInteger(seedNode.value) && (seedNode.value as number) >= 0) {
+    return seedNode.value as number;
+  }
+  diags.push({
+    pos: seedNode.pos,
+    message: `\`seed\` must be a non-negative integer, not ${describeNode(seedNode)}`,
+  });
+  return 0;
+}
+
+/** The inputs of one point (each bound to upstream point names and outputs) and its deduplicated deps. */
+function boundInputs(st: DefState, pt: DefPoint): { inputs: PlannedInput[]; deps: string[] } {
+  const inputs: PlannedInput[] = [];
+  const deps: string[] = [];
+  for (const [inputName, refs] of st.refs) {
+    const bound = pt.binds.get(inputName) ?? [];
+    const output = refs[0]?.output ?? "";
+    const spec = st.kind!.inputs[inputName];
+    const outputs = new Map(refs.map((r) => [r.stage, r.output]));
+    inputs.push({
+      name: inputName,
+      many: !!spec?.many,
+      refs: bound.map((b) => ({ stage: b, output: outputs.get(b.replace(/\[.*$/, "")) ?? output })),
+    });
+    for (const b of bound) if (!deps.includes(b)) deps.push(b);
+  }
+  return { inputs, deps };
 }
 
 /**

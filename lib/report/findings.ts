@@ -486,3 +486,22 @@ export function findingsMarkdown(results: FindingResult[]): string[] {
   });
   return lines;
 }
+
+/** The `## Findings` section (nothing without findings). */
+export function findingsSection(results: FindingResult[]): string[] {
+  return results.length ? ["## Findings", "", ...findingsMarkdown(results), ""] : [];
+}
+
+/** The findings as stage metrics: counts, and each one's verdict, claim (and a trend's ρ). */
+export function findingsMetrics(results: FindingResult[]): Record<string, unknown> {
+  const m: Record<string, unknown> = {
+    findings: results.length,
+    findings_hold: results.filter((f) => f.status === "holds").length,
+  };
+  results.forEach((f, i) => {
+    m[`finding_${i + 1}`] = f.verdict;
+    m[`finding_${i + 1}_claim`] = f.claim;
+    if (f.kind === "trend" && typeof f.data.rho === "number") m[`finding_${i + 1}_rho`] = f.data.rho;
+  });
+  return m;
+}

@@ -57,11 +57,12 @@ import { getRuntime } from "../gpu/runtime.ts";
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
 import type { ValidateContext } from "../pipeline/stage.ts";
 import { expectSpace } from "./plan_checks.ts";
+import type { ParamSchema, ParamValues } from "../pipeline/schema.ts";
 
 /** Plan-time checks shared by `fid-ref` and `fid`: the extractor has what it needs. */
 function validateExtractor(
   kind: string,
-  p: { extractor: string; weights?: string },
+  p: ExtractorParams,
   ctx: ValidateContext,
 ): Diagnostic[] {
   const out: Diagnostic[] = [];
@@ -152,7 +153,7 @@ export async function readStats(
 }
 
 /** The parameters `fid-ref` and `fid` share (the extractor's choice and settings). */
-const EXTRACTOR_PARAMS = {
+export const EXTRACTOR_PARAMS = {
   extractor: {
     type: "enum",
     values: ["classifier", "inception"],
@@ -182,15 +183,10 @@ const EXTRACTOR_PARAMS = {
     min: 0,
     doc: "extractor inception: images per forward pass (0: as many as the adapter's buffers allow, ≤ 16)",
   },
-} as const;
+} as const satisfies ParamSchema;
 
-type ExtractorParams = {
-  extractor: "classifier" | "inception";
-  weights?: string;
-  size: number;
-  quantize: boolean;
-  batch_size: number;
-};
+/** The values of {@link EXTRACTOR_PARAMS}, as {@link openExtractor} and {@link extract} take them. */
+export type ExtractorParams = ParamValues<typeof EXTRACTOR_PARAMS>;
 
 /** A loaded feature extractor of either kind, with what identifies its feature space. */
 interface Extractor {
@@ -380,6 +376,182 @@ export function bootstrapReps(param: number, dim: number): number {
   return param >= 0 ? param : dim <= BOOTSTRAP_MAX_AUTO_DIM ? 200 : 0;
 }
 
+/** The parameters of the `fid` stage: the extractor's, and how the scores and their intervals are computed. */
+export const FID_PARAMS = {
+  ...EXTRACTOR_PARAMS,
+  k: { type: "int", default: 3, min: 1, doc: "neighbours of the precision/recall manifolds (ADM: 3)" },
+  pr_samples: {
+    type: "int",
+    default: 10000,
+    min: 0,
+    doc: "use at most this many real and generated samples for precision/recall (0: all; cost is O(N²))",
+  },
+  is_splits: {
+    type: "int",
+    default: 10,
+    min: 1,
+    doc: "extractor inception: splits of the Inception Score (the standard: 10)",
+  },
+  bootstrap: {
+    type: "int",
+    default: -1,
+    min: -1,
+    doc: "resamples of the generated features for FID's 95% interval (0: none; -1: 200 for features of at " +
+      `most ${BOOTSTRAP_MAX_AUTO_DIM} dimensions, none above: each resample costs a d×d eigendecomposition)`,
+  },
+  per_draw: {
+    type: "int",
+    default: 0,
+    min: 0,
+    doc: "score disjoint draws of this many samples; report the mean and spread (real-data floors at the " +
+      "generated N; 0: all samples as one set, with a bootstrap interval)",
+  },
+  kid_subsets: { type: "int", default: 100, min: 0, doc: "random subsets of the KID estimate (0: no KID)" },
+  kid_subset_size: {
+    type: "int",
+    default: 1000,
+    min: 2,
+    doc: "rows per KID subset, capped at the smaller set (torch-fidelity: 1000)",
+  },
+} as const satisfies ParamSchema;
+
+/** The values of {@link FID_PARAMS}. */
+export type FidParams = ParamValues<typeof FID_PARAMS>;
+
+/** What the scores of `fid` are computed from. */
+interface Scores {
+  ref: GaussianStats;
+  fake: { features: Float32Array; stats: GaussianStats; dim: number };
+  /** The real features (`fid-ref`'s) and their count. */
+  realFeat: Float32Array;
+  nReal: number;
+  /** The number of generated samples. */
+  n: number;
+  /** The FID of all of them. */
+  fid: number;
+  seed: number;
+  /** The number of samples precision/recall uses of `n` (`pr_samples`). */
+  cap: (n: number) => number;
+}
+
+/**
+ * The FID's interval: with `per_draw`, FID, precision and recall at that N as the mean over disjoint draws
+ * with the draws' spread as the interval (real-data floors at the generated N); else, with `bootstrap` (see {@link bootstrapReps}), a
+ * 95% bootstrap interval over the generated features (reference fixed); else none.
+ */
+function fidInterval(p: FidParams, sc: Scores, log: (m: string) => void): Record<string, unknown> {
+  const { ref, fake, realFeat, nReal, cap } = sc;
+  if (p.per_draw > 0) {
+    const dr = drawSpread(ref, fake.features, sc.n, ref.dim, p.per_draw);
+    const d = ref.dim, per = p.per_draw;
+    const prs = dr.draws.map((_, i) =>
+      precisionRecall(
+        realFeat,
+        cap(nReal),
+        fake.features.subarray(i * per * d, (i + 1) * per * d),
+        per,
+        d,
+        p.k,
+      )
+    );
+    const avg = (f: (x: (typeof prs)[number]) => number) => prs.reduce((a, x) => a + f(x), 0) / prs.length;
+    log(
+      `${dr.draws.length} disjoint draws of ${per}: FID ${dr.value.toFixed(4)} ± ${dr.std.toFixed(4)} ` +
+        `(draws ${dr.draws.map((v) => v.toFixed(2)).join(", ")}); precision ${
+          avg((x) => x.precision).toFixed(4)
+        }, ` +
+        `recall ${avg((x) => x.recall).toFixed(4)}`,
+    );
+    return {
+      fid: dr.value,
+      fid_low: dr.low,
+      fid_high: dr.high,
+      fid_draw_std: dr.std,
+      fid_draws: dr.draws.length,
+      fid_all: sc.fid,
+      precision: avg((x) => x.precision),
+      recall: avg((x) => x.recall),
+      n: per,
+      n_total: sc.n,
+      pr_n: per,
+    };
+  }
+  const reps = bootstrapReps(p.bootstrap, ref.dim);
+  if (reps > 0) {
+    const b = bootstrapFid(ref, fake.features, sc.n, ref.dim, { reps, seed: sc.seed });
+    log(
+      `FID 95% bootstrap interval [${b.low.toFixed(3)}, ${b.high.toFixed(3)}] (${b.reps} resamples of the ` +
+        `generated features, reference fixed; shifted by the bootstrap bias ${b.bias.toFixed(3)})`,
+    );
+    return {
+      fid_low: b.low,
+      fid_high: b.high,
+      fid_boot_std: b.std,
+      fid_boot_bias: b.bias,
+      fid_bootstrap: b.reps,
+    };
+  }
+  if (p.bootstrap < 0) {
+    log(
+      `no FID interval for ${ref.dim}-d features by default (each bootstrap resample costs a ` +
+        `${ref.dim}×${ref.dim} eigendecomposition); set bootstrap: N to compute one`,
+    );
+  }
+  return {};
+}
+
+/** KID over `kid_subsets` random subsets (of at most `per_draw` rows when scoring draws). */
+function kidMetrics(p: FidParams, sc: Scores, log: (m: string) => void): Record<string, unknown> {
+  const k = kernelInceptionDistance(sc.fake.features, sc.n, sc.realFeat, sc.nReal, sc.ref.dim, {
+    subsets: p.kid_subsets,
+    subsetSize: p.per_draw > 0 ? Math.min(p.per_draw, p.kid_subset_size) : p.kid_subset_size,
+    seed: sc.seed,
+  });
+  log(`KID ${k.kid.toExponential(4)} ± ${k.std.toExponential(2)} (${k.subsets} subsets of ${k.subsetSize})`);
+  return { kid: k.kid, kid_std: k.std, kid_subset_size: k.subsetSize };
+}
+
+/** The share of samples the domain classifier assigns to the class they were generated for. */
+function classAccuracyMetrics(
+  cl: { logits: Float32Array; classes: number },
+  samples: DataArtifact,
+  log: (m: string) => void,
+): Record<string, unknown> {
+  const acc = classAccuracy(cl.logits, samples.y, cl.classes);
+  log(
+    `class accuracy ${acc.value.toFixed(4)} [${acc.low.toFixed(4)}, ${acc.high.toFixed(4)}] of ${acc.n} ` +
+      `(per class: ${acc.perClass.map((v) => v.toFixed(2)).join(" ")})`,
+  );
+  return {
+    class_accuracy: acc.value,
+    class_accuracy_low: acc.low,
+    class_accuracy_high: acc.high,
+    class_accuracy_per_class: acc.perClass,
+  };
+}
+
+/** The Inception Score of the samples' unbiased logits (`is_splits` splits). */
+function inceptionScoreMetrics(
+  p: FidParams,
+  logits: Float32Array,
+  n: number,
+  name: string,
+  log: (m: string) => void,
+): Record<string, unknown> {
+  const is = inceptionScore(logits, n, INCEPTION_FID_CLASSES, p.is_splits);
+  log(
+    `Inception Score(${name}) ${is.mean.toFixed(4)} ± ${is.std.toFixed(4)} (${is.splits} splits of ` +
+      `${n} samples; softmax of the 1008 unbiased logits)`,
+  );
+  return {
+    inception_score: is.mean,
+    inception_score_std: is.std,
+    is_splits: is.splits,
+    inception_size: p.size,
+    uint8_inputs: p.quantize,
+  };
+}
+
 /** The `fid` kind. */
 export const fidKind = defineKind({
   name: "fid",
@@ -388,44 +560,7 @@ export const fidKind = defineKind({
     "FID and k-NN precision/recall of samples against fid-ref statistics (+ Inception Score with the " +
     "inception extractor); samples.npz (ADM format)",
   gpu: true,
-  params: {
-    ...EXTRACTOR_PARAMS,
-    k: { type: "int", default: 3, min: 1, doc: "neighbours of the precision/recall manifolds (ADM: 3)" },
-    pr_samples: {
-      type: "int",
-      default: 10000,
-      min: 0,
-      doc: "use at most this many real and generated samples for precision/recall (0: all; cost is O(N²))",
-    },
-    is_splits: {
-      type: "int",
-      default: 10,
-      min: 1,
-      doc: "extractor inception: splits of the Inception Score (the standard: 10)",
-    },
-    bootstrap: {
-      type: "int",
-      default: -1,
-      min: -1,
-      doc:
-        "resamples of the generated features for FID's 95% interval (0: none; -1: 200 for features of at " +
-        `most ${BOOTSTRAP_MAX_AUTO_DIM} dimensions, none above: each resample costs a d×d eigendecomposition)`,
-    },
-    per_draw: {
-      type: "int",
-      default: 0,
-      min: 0,
-      doc: "score disjoint draws of this many samples; report the mean and spread (real-data floors at the " +
-        "generated N; 0: all samples as one set, with a bootstrap interval)",
-    },
-    kid_subsets: { type: "int", default: 100, min: 0, doc: "random subsets of the KID estimate (0: no KID)" },
-    kid_subset_size: {
-      type: "int",
-      default: 1000,
-      min: 2,
-      doc: "rows per KID subset, capped at the smaller set (torch-fidelity: 1000)",
-    },
-  },
+  params: FID_PARAMS,
   inputs: {
     samples: { doc: "a pixel dataset artifact (generated images in [-1, 1])" },
     ref: { doc: "a fid-ref output computed with the same extractor" },
@@ -500,106 +635,12 @@ export const fidKind = defineKind({
       fid_eps_used: fr.details.epsUsed,
       feature_extractor: name,
     };
-    if (p.per_draw > 0) {
-      // Disjoint draws of `per_draw`: FID, precision and recall at that N, as the mean over the draws with
-      // the draws' spread as the interval (real-data floors at the generated N).
-      const dr = drawSpread(ref, fake.features, samples.count, ref.dim, p.per_draw);
-      const d = ref.dim, per = p.per_draw;
-      const prs = dr.draws.map((_, i) =>
-        precisionRecall(
-          realFeat,
-          cap(nReal),
-          fake.features.subarray(i * per * d, (i + 1) * per * d),
-          per,
-          d,
-          p.k,
-        )
-      );
-      const avg = (f: (x: (typeof prs)[number]) => number) => prs.reduce((a, x) => a + f(x), 0) / prs.length;
-      ctx.log(
-        `${dr.draws.length} disjoint draws of ${per}: FID ${dr.value.toFixed(4)} ± ${dr.std.toFixed(4)} ` +
-          `(draws ${dr.draws.map((v) => v.toFixed(2)).join(", ")}); precision ${
-            avg((x) => x.precision).toFixed(4)
-          }, ` +
-          `recall ${avg((x) => x.recall).toFixed(4)}`,
-      );
-      Object.assign(metrics, {
-        fid: dr.value,
-        fid_low: dr.low,
-        fid_high: dr.high,
-        fid_draw_std: dr.std,
-        fid_draws: dr.draws.length,
-        fid_all: fr.fid,
-        precision: avg((x) => x.precision),
-        recall: avg((x) => x.recall),
-        n: per,
-        n_total: samples.count,
-        pr_n: per,
-      });
-    } else if (bootstrapReps(p.bootstrap, ref.dim) > 0) {
-      const b = bootstrapFid(ref, fake.features, samples.count, ref.dim, {
-        reps: bootstrapReps(p.bootstrap, ref.dim),
-        seed: ctx.seed,
-      });
-      ctx.log(
-        `FID 95% bootstrap interval [${b.low.toFixed(3)}, ${
-          b.high.toFixed(3)
-        }] (${b.reps} resamples of the ` +
-          `generated features, reference fixed; shifted by the bootstrap bias ${b.bias.toFixed(3)})`,
-      );
-      Object.assign(metrics, {
-        fid_low: b.low,
-        fid_high: b.high,
-        fid_boot_std: b.std,
-        fid_boot_bias: b.bias,
-        fid_bootstrap: b.reps,
-      });
-    } else if (p.bootstrap < 0) {
-      ctx.log(
-        `no FID interval for ${ref.dim}-d features by default (each bootstrap resample costs a ` +
-          `${ref.dim}×${ref.dim} eigendecomposition); set bootstrap: N to compute one`,
-      );
-    }
-    if (p.kid_subsets > 0) {
-      const k = kernelInceptionDistance(fake.features, samples.count, realFeat, nReal, ref.dim, {
-        subsets: p.kid_subsets,
-        subsetSize: p.per_draw > 0 ? Math.min(p.per_draw, p.kid_subset_size) : p.kid_subset_size,
-        seed: ctx.seed,
-      });
-      ctx.log(
-        `KID ${k.kid.toExponential(4)} ± ${k.std.toExponential(2)} (${k.subsets} subsets of ${k.subsetSize})`,
-      );
-      Object.assign(metrics, { kid: k.kid, kid_std: k.std, kid_subset_size: k.subsetSize });
-    }
-    if (classLogits) {
-      const acc = classAccuracy(classLogits.logits, samples.y, classLogits.classes);
-      ctx.log(
-        `class accuracy ${acc.value.toFixed(4)} [${acc.low.toFixed(4)}, ${
-          acc.high.toFixed(4)
-        }] of ${acc.n} ` +
-          `(per class: ${acc.perClass.map((v) => v.toFixed(2)).join(" ")})`,
-      );
-      Object.assign(metrics, {
-        class_accuracy: acc.value,
-        class_accuracy_low: acc.low,
-        class_accuracy_high: acc.high,
-        class_accuracy_per_class: acc.perClass,
-      });
-    }
-    if (fake.logits) {
-      const is = inceptionScore(fake.logits, samples.count, INCEPTION_FID_CLASSES, p.is_splits);
-      ctx.log(
-        `Inception Score(${name}) ${is.mean.toFixed(4)} ± ${is.std.toFixed(4)} (${is.splits} splits of ` +
-          `${samples.count} samples; softmax of the 1008 unbiased logits)`,
-      );
-      Object.assign(metrics, {
-        inception_score: is.mean,
-        inception_score_std: is.std,
-        is_splits: is.splits,
-        inception_size: p.size,
-        uint8_inputs: p.quantize,
-      });
-    }
+    const scores: Scores = { ref, fake, realFeat, nReal, n: samples.count, fid: fr.fid, seed: ctx.seed, cap };
+    const log = (m: string) => ctx.log(m);
+    Object.assign(metrics, fidInterval(p, scores, log));
+    if (p.kid_subsets > 0) Object.assign(metrics, kidMetrics(p, scores, log));
+    if (classLogits) Object.assign(metrics, classAccuracyMetrics(classLogits, samples, log));
+    if (fake.logits) Object.assign(metrics, inceptionScoreMetrics(p, fake.logits, samples.count, name, log));
     ctx.metrics(metrics);
   },
 });

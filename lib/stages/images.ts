@@ -21,7 +21,7 @@ import { writeImageDataset } from "../data/artifact.ts";
 import { admCenterCrop } from "../data/center_crop.ts";
 import { hwcToChw } from "../data/convert.ts";
 import { createImageDataset, type ImageDataset } from "../data/dataset.ts";
-import { decodeImageFile } from "../data/decode.ts";
+import { decodeImageFile } from "../data/image_decode.ts";
 import { DataError } from "../data/errors.ts";
 import { saveGrid } from "../data/grid.ts";
 import { compareCodePoints, DEFAULT_IMAGE_EXTENSIONS, ImageFolder } from "../data/image_folder.ts";

@@ -15,6 +15,7 @@ import { snapshotFile, SNAPSHOTS } from "../models/snapshots.ts";
 import { type Backbone, backboneClass } from "../models/arch.ts";
 import { createSchedule, spaceTimesteps } from "../diffusion/schedule.ts";
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
+import { paramDefaults, type ParamSchema, type ParamValues } from "../pipeline/schema.ts";
 import { single } from "./plan_checks.ts";
 import { ddimSample, pSample, type SampleOptions } from "../diffusion/gaussian.ts";
 import { odeGrid, odeStep } from "../diffusion/sit.ts";
@@ -23,28 +24,106 @@ import { noGrad } from "../tensor/autograd.ts";
 import { type Tensor, tidy } from "../tensor/tensor.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 
-/** Options of {@link sampleModel}. */
-export interface SampleModelOptions extends SampleOptions {
-  sampler: "ddpm" | "ddim" | "euler" | "heun";
-  /** Number of sampling steps (respacing for DDPM/DDIM, ODE steps for SiT). */
-  steps: number;
-  eta?: number;
-  seed: number;
-  objective: "ddpm" | "sit";
-  /**
-   * Guidance interval (Kynkäänniemi et al. 2024): guide only the steps whose position on the trajectory
-   * (0 at the first step from pure noise, 1 at the end; step k of K is at k/K) lies in [lo, hi); the other
-   * steps run the conditional model alone (one forward of N, not 2N). Default [0, 1]: every step.
-   */
-  cfgInterval?: [number, number];
+/** The parameters of the `sample` stage, as {@link sampleModel} takes them. */
+export const SAMPLE_PARAMS = {
+  num_samples: { type: "int", default: 64, min: 1 },
+  batch_size: { type: "int", default: 64, min: 1 },
+  sampler: {
+    type: "enum",
+    values: ["auto", "ddpm", "ddim", "euler", "heun"],
+    default: "auto",
+    doc: "auto: ddpm (DDPM models) or heun (SiT)",
+  },
+  steps: { type: "int", default: 250, min: 1, doc: "respaced DDPM/DDIM steps, or ODE steps" },
+  eta: { type: "number", default: 0, min: 0, doc: "DDIM noise" },
+  cfg_scale: { type: "number", default: 1, min: 0, doc: "classifier-free guidance scale (1: none)" },
+  cfg_mode: {
+    type: "enum",
+    values: ["official", "all"],
+    default: "official",
+    doc: "guide 3 channels (official) or all",
+  },
+  cfg_interval: {
+    type: "list",
+    items: { type: "number", min: 0, max: 1 },
+    minItems: 2,
+    maxItems: 2,
+    default: [0, 1],
+    doc: "guide only steps whose trajectory position (0: noise … 1: data) is in [lo, hi)",
+  },
+  weights: { type: "enum", values: ["ema", "raw"], default: "ema" },
+  snapshot: {
+    type: "int",
+    default: 0,
+    min: 0,
+    doc:
+      "sample the EMA snapshot of this training step (the train stage's snapshot_every); 0: the final weights",
+  },
+  labels: {
+    type: "enum",
+    values: ["cycle", "uniform"],
+    default: "cycle",
+    doc: "0,1,2,… or uniform at random",
+  },
+  clip_denoised: {
+    type: "enum",
+    values: ["auto", "true", "false"],
+    default: "auto",
+    doc: "clamp predicted x0 to [-1,1] (auto: on for pixel-space models, off for latents as DiT)",
+  },
+} as const satisfies ParamSchema;
+
+/** The values of {@link SAMPLE_PARAMS}. */
+export type SampleParams = ParamValues<typeof SAMPLE_PARAMS>;
+
+/** A DiT's training objective (its file's `objective` metadata). */
+export type Objective = "ddpm" | "sit";
+
+/**
+ * Options of {@link sampleModel}: any sampling parameters (defaults otherwise), the model's objective and
+ * data space (they resolve `sampler: auto` and `clip_denoised: auto`), the seed, and a progress callback.
+ */
+export type SampleModelOptions =
+  & Partial<Omit<SampleParams, "num_samples" | "batch_size" | "weights" | "snapshot" | "labels">>
+  & {
+    seed: number;
+    objective: Objective;
+    /** The model's data space; `clip_denoised: auto` clamps in pixel space only (none when not given). */
+    space?: "pixels" | "latents";
+    /** Called after each step with (step, total). */
+    onStep?: (step: number, total: number) => void;
+  };
+
+/** The sampler `sampler: auto` means: ddpm for DDPM models, heun for SiT. */
+export function resolveSampler(
+  sampler: SampleParams["sampler"],
+  objective?: Objective,
+): Exclude<SampleParams["sampler"], "auto"> {
+  return sampler === "auto" ? (objective === "sit" ? "heun" : "ddpm") : sampler;
 }
 
-/** Samples one batch with the given labels; returns data-space values [N, C, H, W]. */
+/** Whether predicted x0 is clamped: `auto` does in pixel space (as guided-diffusion), not for latents (as DiT). */
+export function resolveClipDenoised(
+  clip: SampleParams["clip_denoised"],
+  space?: "pixels" | "latents",
+): boolean {
+  return clip === "auto" ? space === "pixels" : clip === "true";
+}
+
+/**
+ * Samples one batch with the given labels; returns data-space values [N, C, H, W]. Guidance follows
+ * `cfg_scale` and `cfg_mode`, only on the steps whose position on the trajectory lies in `cfg_interval`
+ * [lo, hi) (Kynkäänniemi et al. 2024; 0 at the first step from pure noise, 1 at the end, step k of K at
+ * k/K); the other steps run the conditional model alone (one forward of N, not 2N).
+ */
 export async function sampleModel(
   model: Backbone,
   labels: Uint32Array,
-  o: SampleModelOptions,
+  opts: SampleModelOptions,
 ): Promise<Float32Array> {
+  const defined = Object.entries(opts).filter(([, v]) => v !== undefined);
+  const o = { ...paramDefaults(SAMPLE_PARAMS), ...Object.fromEntries(defined) as SampleModelOptions };
+  const sampler = resolveSampler(o.sampler, o.objective);
   const cfg = model.cfg;
   const N = labels.length;
   const shape = [N, cfg.inChannels, cfg.inputSize, cfg.inputSize];
@@ -55,10 +134,15 @@ export async function sampleModel(
     timestepDim: model.timestepDim,
     forward: model.forward.bind(model),
   };
-  const opts: SampleOptions = { ...o, nullClass: cfg.numClasses };
-  const [gLo, gHi] = o.cfgInterval ?? [0, 1];
+  const guided: SampleOptions = {
+    cfgScale: o.cfg_scale,
+    cfgMode: o.cfg_mode,
+    clipDenoised: resolveClipDenoised(o.clip_denoised, o.space),
+    nullClass: cfg.numClasses,
+  };
+  const [gLo, gHi] = guidanceInterval(o.cfg_interval);
   const at = (k: number, total: number): SampleOptions =>
-    k / total >= gLo && k / total < gHi ? opts : { ...opts, cfgScale: 1 };
+    k / total >= gLo && k / total < gHi ? guided : { ...guided, cfgScale: 1 };
   let x: Tensor = gen.normal(shape).keep();
   const step = (f: () => Tensor) => {
     const next = noGrad(() => tidy(f));
@@ -66,27 +150,25 @@ export async function sampleModel(
     x = next;
   };
   if (o.objective === "sit") {
-    if (o.sampler !== "euler" && o.sampler !== "heun") {
-      throw new Error(`a SiT model samples with euler or heun, not ${o.sampler}`);
+    if (sampler !== "euler" && sampler !== "heun") {
+      throw new Error(`a SiT model samples with euler or heun, not ${sampler}`);
     }
     const grid = odeGrid(o.steps);
     for (let k = 0; k < o.steps; k++) {
-      step(() =>
-        odeStep(denoiser, x, grid[k], grid[k + 1], labels, o.sampler as "euler" | "heun", at(k, o.steps))
-      );
+      step(() => odeStep(denoiser, x, grid[k], grid[k + 1], labels, sampler, at(k, o.steps)));
       o.onStep?.(k + 1, o.steps);
     }
   } else {
-    if (o.sampler !== "ddpm" && o.sampler !== "ddim") {
-      throw new Error(`a DDPM model samples with ddpm or ddim, not ${o.sampler}`);
+    if (sampler !== "ddpm" && sampler !== "ddim") {
+      throw new Error(`a DDPM model samples with ddpm or ddim, not ${sampler}`);
     }
-    const s = createSchedule(o.sampler === "ddim" ? `ddim${o.steps}` : String(o.steps));
+    const s = createSchedule(sampler === "ddim" ? `ddim${o.steps}` : String(o.steps));
     for (let i = s.numTimesteps - 1; i >= 0; i--) {
       const so = at(s.numTimesteps - 1 - i, s.numTimesteps);
       step(() =>
-        o.sampler === "ddpm"
+        sampler === "ddpm"
           ? pSample(denoiser, s, x, i, labels, gen, so)
-          : ddimSample(denoiser, s, x, i, labels, gen, o.eta ?? 0, so)
+          : ddimSample(denoiser, s, x, i, labels, gen, o.eta, so)
       );
       o.onStep?.(s.numTimesteps - i, s.numTimesteps);
     }
@@ -130,53 +212,7 @@ export const sampleKind = defineKind({
   module: import.meta.url,
   description: "sample a trained DiT, U-ViT or MDT (DDPM/DDIM or SiT ODE) with classifier-free guidance",
   gpu: true,
-  params: {
-    num_samples: { type: "int", default: 64, min: 1 },
-    batch_size: { type: "int", default: 64, min: 1 },
-    sampler: {
-      type: "enum",
-      values: ["auto", "ddpm", "ddim", "euler", "heun"],
-      default: "auto",
-      doc: "auto: ddpm (DDPM models) or heun (SiT)",
-    },
-    steps: { type: "int", default: 250, min: 1, doc: "respaced DDPM/DDIM steps, or ODE steps" },
-    eta: { type: "number", default: 0, min: 0, doc: "DDIM noise" },
-    cfg_scale: { type: "number", default: 1, min: 0, doc: "classifier-free guidance scale (1: none)" },
-    cfg_mode: {
-      type: "enum",
-      values: ["official", "all"],
-      default: "official",
-      doc: "guide 3 channels (official) or all",
-    },
-    cfg_interval: {
-      type: "list",
-      items: { type: "number", min: 0, max: 1 },
-      minItems: 2,
-      maxItems: 2,
-      default: [0, 1],
-      doc: "guide only steps whose trajectory position (0: noise … 1: data) is in [lo, hi)",
-    },
-    weights: { type: "enum", values: ["ema", "raw"], default: "ema" },
-    snapshot: {
-      type: "int",
-      default: 0,
-      min: 0,
-      doc:
-        "sample the EMA snapshot of this training step (the train stage's snapshot_every); 0: the final weights",
-    },
-    labels: {
-      type: "enum",
-      values: ["cycle", "uniform"],
-      default: "cycle",
-      doc: "0,1,2,… or uniform at random",
-    },
-    clip_denoised: {
-      type: "enum",
-      values: ["auto", "true", "false"],
-      default: "auto",
-      doc: "clamp predicted x0 to [-1,1] (auto: on for pixel-space models, off for latents as DiT)",
-    },
-  },
+  params: SAMPLE_PARAMS,
   inputs: { model: { doc: "a train stage's model output" } },
   outputs: { samples: { doc: "data.safetensors (x in data space, y) and grid.png" } },
   headline: ["samples", "seconds"],
@@ -197,7 +233,7 @@ export const sampleKind = defineKind({
         hint: "use `sampler: ddpm`, `ddim` (or `auto`)",
       });
     }
-    const sampler = p.sampler === "auto" ? (objective === "sit" ? "heun" : "ddpm") : p.sampler;
+    const sampler = resolveSampler(p.sampler, objective);
     if (sampler === "ddpm" || sampler === "ddim") {
       try {
         spaceTimesteps(1000, sampler === "ddim" ? `ddim${p.steps}` : String(p.steps));
@@ -235,8 +271,8 @@ export const sampleKind = defineKind({
     const trainStep = Number(metadata.steps ?? 0);
     const batch = Number(metadata.batch_size ?? 0);
     const space = metadata.data_space === "latents" ? "latents" : "pixels";
-    const clipDenoised = p.clip_denoised === "auto" ? space === "pixels" : p.clip_denoised === "true";
-    const sampler = p.sampler === "auto" ? (objective === "sit" ? "heun" : "ddpm") : p.sampler;
+    const clipDenoised = resolveClipDenoised(p.clip_denoised, space);
+    const sampler = resolveSampler(p.sampler, objective);
     ctx.setAdapter((await getRuntime()).adapter);
     const model = backboneClass(cfg).fromHost(cfg, state);
     const numClasses = cfg.numClasses;
@@ -255,15 +291,10 @@ export const sampleKind = defineKind({
       const lo = b * p.batch_size;
       const hi = Math.min(p.num_samples, lo + p.batch_size);
       const out = await sampleModel(model, labels.subarray(lo, hi), {
-        sampler,
-        steps: p.steps,
-        eta: p.eta,
+        ...p,
         seed: ctx.seed * 1_000_003 + b,
         objective,
-        cfgScale: p.cfg_scale,
-        cfgMode: p.cfg_mode,
-        cfgInterval: guidanceInterval(p.cfg_interval),
-        clipDenoised,
+        space,
         onStep: (k, total) => ctx.progress({ step: b * total + k, total: nb * total }),
       });
       all.set(out, lo * per);

@@ -10,6 +10,7 @@ import { type LiveProgress, liveRate, readLive } from "../pipeline/live.ts";
 import type { Plan } from "../pipeline/plan.ts";
 import type { ArtifactMeta, Store } from "../pipeline/store.ts";
 import { type Cell, flatten, loadRuns, queryRuns, type RunQuery, type RunRow } from "../runs/model.ts";
+import { parseLossCsv } from "../report/loss_csv.ts";
 
 /** A file inside an artifact: `<output>/<path>`. */
 export interface ArtifactFile {
@@ -129,19 +130,9 @@ export function readCurve(store: Store, f: ArtifactFile, name: string): Curve | 
   } catch {
     return undefined;
   }
-  const [head, ...lines] = text.trim().split("\n");
-  const cols = head.split(",").map((c) => c.trim());
-  const si = cols.indexOf("step"), li = cols.indexOf("loss");
-  if (si < 0 || li < 0) return undefined;
-  const steps: number[] = [], loss: number[] = [];
-  for (const l of lines) {
-    const p = l.split(",");
-    const s = Number(p[si]), v = Number(p[li]);
-    if (Number.isFinite(s) && Number.isFinite(v) && p[li].trim() !== "") {
-      steps.push(s);
-      loss.push(v);
-    }
-  }
+  const points = parseLossCsv(text);
+  if (!points) return undefined;
+  const steps = points.map((q) => q[0]), loss = points.map((q) => q[1]);
   return { key: f.key, name, steps, loss };
 }
 

@@ -149,9 +149,9 @@ export function createHandler(opts: UiOptions): (req: Request) => Promise<Respon
     return notFound();
   };
 
-  async function api(p: string[], q: URLSearchParams): Promise<Response> {
-    const [what, arg] = p;
-    if (p.length === 1) {
+  async function api(path: string[], q: URLSearchParams): Promise<Response> {
+    const [what, arg] = path;
+    if (path.length === 1) {
       switch (what) {
         case "runs": {
           const query = queryOf(q);
@@ -177,7 +177,7 @@ export function createHandler(opts: UiOptions): (req: Request) => Promise<Respon
         }
       }
     }
-    if (p.length === 2 && /^[0-9a-f]{64}$/.test(arg)) {
+    if (path.length === 2 && /^[0-9a-f]{64}$/.test(arg)) {
       const meta = store.readMeta(arg);
       if (!meta) return notFound();
       if (what === "run") {

@@ -1,10 +1,10 @@
 /**
  * The ADM center crop (lib/data/center_crop.ts) against guided-diffusion's center_crop_arr on Pillow 9.4,
- * and sharp decoding (lib/data/decode.ts) against Pillow's Image.open(...).convert("RGB").
+ * and sharp decoding (lib/data/image_decode.ts) against Pillow's Image.open(...).convert("RGB").
  */
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
 import { admCenterCrop, admCenterCropPlan, pythonRound } from "../../lib/data/center_crop.ts";
-import { decodeImageFile } from "../../lib/data/decode.ts";
+import { decodeImageFile } from "../../lib/data/image_decode.ts";
 import { expectedBytes, fixture, golden } from "./golden.ts";
 import { firstDiff, patternFromKey, sha256 } from "./pattern_images.ts";
 

@@ -7,7 +7,7 @@ import sharp from "sharp";
 import { assert, assertEquals, assertRejects } from "../helpers/assert.ts";
 import { admCenterCrop } from "../../lib/data/center_crop.ts";
 import { hwcToChw, uint8ToUnit } from "../../lib/data/convert.ts";
-import { decodeImageFile } from "../../lib/data/decode.ts";
+import { decodeImageFile } from "../../lib/data/image_decode.ts";
 import { compareCodePoints, ImageFolder, loadImageFolder } from "../../lib/data/image_folder.ts";
 import { encodePng } from "../../lib/data/png.ts";
 import { pattern } from "./pattern_images.ts";

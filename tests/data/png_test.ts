@@ -7,7 +7,7 @@ import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
 import { writeFileAtomic } from "../../lib/data/atomic_write.ts";
 import { crc32, decodePng, encodePng } from "../../lib/data/png.ts";
 import type { RawImage } from "../../lib/data/raw_image.ts";
-import { decodeImageFile } from "../../lib/data/decode.ts";
+import { decodeImageFile } from "../../lib/data/image_decode.ts";
 import { fixture } from "./golden.ts";
 import { pattern } from "./pattern_images.ts";
 

@@ -134,8 +134,8 @@ Deno.test("guidance interval: [0, 1] is every step, an interval holding no step 
       steps: 10,
       seed: 5,
       objective: "sit",
-      cfgScale,
-      cfgInterval,
+      cfg_scale: cfgScale,
+      cfg_interval: cfgInterval,
     });
   const full = await run(4);
   const none = await run(1);

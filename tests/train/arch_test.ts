@@ -82,8 +82,7 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
         steps: 2,
         seed: 1,
         objective,
-        cfgScale: 2,
-        nullClass: cfg.numClasses,
+        cfg_scale: 2,
       });
       assertEquals(x.length, 2 * 4 * 8 * 8);
       assert(x.every(Number.isFinite), "finite samples");
