@@ -72,6 +72,20 @@ function torchSpec(cfg: DiTConfig, batch: number): Record<string, unknown> {
   };
 }
 
+/**
+ * CPU time (user + system, all threads: llvmpipe's workers run in this process) in ms, from
+ * /proc/self/stat; null where unavailable. On a shared machine it moves far less than wall time.
+ */
+export function processCpuMs(): number | null {
+  try {
+    const f = Deno.readTextFileSync("/proc/self/stat");
+    const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
+    return (Number(rest[11]) + Number(rest[12])) * 10; // utime, stime in ticks of 10 ms (USER_HZ 100)
+  } catch {
+    return null;
+  }
+}
+
 /** Prints a per-op GPU profile (largest first) to the log. */
 function logProfile(
   opts: BenchOptions,
@@ -137,6 +151,7 @@ export async function benchTrainStep(
   }
   const times: number[] = [];
   let gpuMs = 0;
+  const cpu0 = processCpuMs();
   for (let i = 0; i < steps; i++) {
     rt.startTiming();
     const t0 = performance.now();
@@ -144,6 +159,7 @@ export async function benchTrainStep(
     times.push(performance.now() - t0);
     gpuMs += (await rt.stopTiming()) ?? 0;
   }
+  const cpu1 = processCpuMs();
   times.sort((a, b) => a - b);
   const ms = times[Math.floor(times.length / 2)];
   const peak = rt.pool.stats().peak;
@@ -156,6 +172,7 @@ export async function benchTrainStep(
     items_per_s: (batch * 1000) / ms,
     unit: "img",
     gpu_ms: gpuMs / steps,
+    cpu_ms: cpu0 === null || cpu1 === null ? undefined : (cpu1 - cpu0) / steps,
     batch,
     model: cfg.name,
     gflops_per_img_fwd: Number(gflops(cfg).toFixed(3)),

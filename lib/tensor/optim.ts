@@ -105,20 +105,20 @@ export class AdamW {
     this.#v = params.map((p) => zeros(p.shape, "f32", `${p.name}.exp_avg_sq`).keep());
   }
 
-  /** One step for every parameter whose `.grad` is set. */
+  /**
+   * One step for every parameter whose `.grad` is set. Parameters below {@link MULTI_TENSOR_MAX} elements
+   * that share a step count are updated by one dispatch over flat copies (see {@link gatherUpdate}); the
+   * per-element arithmetic is the same kernel's, so the results are bit-identical to one dispatch each.
+   */
   step(): void {
     const f = Math.fround;
-    for (let i = 0; i < this.params.length; i++) {
-      const p = this.params[i];
-      const g = p.grad;
-      if (!g) continue;
-      checkPair("AdamW.step", p, g);
-      const t = ++this.#steps[i];
+    const groups = new Map<number, number[]>();
+    const coeffs = (t: number) => {
       const bc1 = 1 - this.beta1 ** t;
       const bc2 = 1 - this.beta2 ** t;
       const stepSize = this.lr / bc1;
-      const params = new Params()
-        .u32(p.size)
+      return new Params()
+        .u32(0) // n, set per dispatch
         .f32(f(1 - this.lr * this.weightDecay))
         .f32(f(this.beta1))
         .f32(f(1 - this.beta1))
@@ -128,14 +128,44 @@ export class AdamW {
         .f32(f(this.eps))
         .f32(f(-stepSize))
         .u32(0).u32(0).u32(0);
+    };
+    for (let i = 0; i < this.params.length; i++) {
+      const p = this.params[i];
+      const g = p.grad;
+      if (!g) continue;
+      checkPair("AdamW.step", p, g);
+      const t = ++this.#steps[i];
+      if (p.size <= MULTI_TENSOR_MAX) {
+        const grp = groups.get(t) ?? [];
+        grp.push(i);
+        groups.set(t, grp);
+        continue;
+      }
+      const params = coeffs(t);
       rt().dispatch({
         kernel: K,
         entry: "adamw",
-        params: params.bytes(),
+        params: withN(params.bytes(), p.size),
         buffers: [p.binding(), g.binding(), this.#m[i].binding(), this.#v[i].binding()],
         workgroups: grid(p.size),
         label: `AdamW ${p.name}`,
       });
+    }
+    for (const [t, idx] of groups) {
+      const pb = coeffs(t).bytes();
+      gatherUpdate(
+        idx.map((i) => [this.params[i], this.params[i].grad!, this.#m[i], this.#v[i]]),
+        [true, false, true, true],
+        (n, bufs) =>
+          rt().dispatch({
+            kernel: K,
+            entry: "adamw",
+            params: withN(pb, n),
+            buffers: bufs.map((b) => b.binding()),
+            workgroups: grid(n),
+            label: `AdamW ${idx.length} tensors`,
+          }),
+      );
     }
   }
 
@@ -210,6 +240,64 @@ function setFrom(dst: Tensor, src: Tensor | Float32Array): void {
   else copyInto(dst, src);
 }
 
+/**
+ * Tensors of at most this many elements are updated together (AdamW, EMA): one dispatch over flat copies
+ * instead of one each. On llvmpipe a dispatch costs far more than copying a small tensor (every dispatch
+ * wakes and joins the worker threads), and on a shared machine much more again; large tensors keep their
+ * own dispatch (copying them would cost more than it saves).
+ */
+export let MULTI_TENSOR_MAX = 1 << 16;
+
+/** Sets {@link MULTI_TENSOR_MAX} (0: one dispatch per tensor) and returns the previous value; for benchmarks. */
+export function setMultiTensorMax(n: number): number {
+  const prev = MULTI_TENSOR_MAX;
+  MULTI_TENSOR_MAX = n;
+  return prev;
+}
+
+/** A copy of uniform bytes with the first u32 (`n`) replaced. */
+function withN(bytes: ArrayBuffer | ArrayBufferView, n: number): ArrayBuffer {
+  const src = bytes instanceof ArrayBuffer
+    ? new Uint8Array(bytes)
+    : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Uint8Array(src.byteLength);
+  out.set(src);
+  new DataView(out.buffer).setUint32(0, n, true);
+  return out.buffer;
+}
+
+/**
+ * Runs one elementwise in-place update over several groups of same-shaped tensors at once: each column j
+ * of `groups` (e.g. parameter, gradient, m, v) is copied into one flat buffer (tensor by tensor,
+ * back to back), `run` dispatches once over the flat buffers, and the columns with `writeBack[j]` are
+ * copied back. Copies are recorded in order with the dispatches, so the result equals one dispatch per row.
+ */
+export function gatherUpdate(
+  groups: Tensor[][],
+  writeBack: boolean[],
+  run: (n: number, flat: Tensor[]) => void,
+): void {
+  if (groups.length === 0) return;
+  const n = groups.reduce((a, g) => a + g[0].size, 0);
+  const cols = groups[0].length;
+  const flat = Array.from({ length: cols }, (_, j) => empty([n], "f32", `multi-tensor flat ${j}`));
+  const r = rt();
+  let off = 0;
+  for (const g of groups) {
+    for (let j = 0; j < cols; j++) r.copy(g[j].buffer, 0, flat[j].buffer, off * 4, g[j].bytes);
+    off += g[0].size;
+  }
+  run(n, flat);
+  off = 0;
+  for (const g of groups) {
+    for (let j = 0; j < cols; j++) {
+      if (writeBack[j]) r.copy(flat[j].buffer, off * 4, g[j].buffer, 0, g[j].bytes);
+    }
+    off += g[0].size;
+  }
+  for (const t of flat) t.dispose();
+}
+
 /** `ema ← ema·decay + (1 − decay)·p` in place, as `ema.mul_(decay).add_(p, alpha=1 - decay)`. */
 export function emaUpdate(ema: Tensor, p: Tensor, decay: number): void {
   checkPair("emaUpdate", ema, p);
@@ -282,10 +370,29 @@ export class EMA {
     for (let i = 0; i < params.length; i++) checkPair(op, this.shadow[i], params[i]);
   }
 
-  /** One EMA step towards `params`. */
+  /**
+   * One EMA step towards `params`. Tensors below {@link MULTI_TENSOR_MAX} elements are updated by one
+   * dispatch over flat copies (bit-identical to one dispatch each).
+   */
   update(params: readonly Tensor[], decay = this.decay): void {
     this.#check("EMA.update", params);
-    for (let i = 0; i < params.length; i++) emaUpdate(this.shadow[i], params[i], decay);
+    const small: Tensor[][] = [];
+    for (let i = 0; i < params.length; i++) {
+      if (params[i].size <= MULTI_TENSOR_MAX) small.push([this.shadow[i], params[i]]);
+      else emaUpdate(this.shadow[i], params[i], decay);
+    }
+    if (small.length === 1) emaUpdate(small[0][0], small[0][1], decay);
+    else {
+      gatherUpdate(small, [true, false], (n, [e, p]) =>
+        rt().dispatch({
+          kernel: K,
+          entry: "ema",
+          params: new Params().u32(n).f32(Math.fround(decay)).f32(Math.fround(1 - decay)).u32(0).bytes(),
+          buffers: [e.binding(), p.binding()],
+          workgroups: grid(n),
+          label: `EMA ${small.length} tensors`,
+        }));
+    }
   }
 
   /** Sets the average to a copy of `params`. */
