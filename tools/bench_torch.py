@@ -4,7 +4,8 @@
 loss (linear interpolant, velocity target, logit-normal t), and the Heun sampler with classifier-free
 guidance on the first half of the steps (cfg_mode all).
 
-Usage: /usr/bin/python3 tools/bench_torch.py '<json spec>'  → one JSON line {"items_per_s": ..., "ms": ...}
+Usage: /usr/bin/python3 tools/bench_torch.py '<json spec>'
+  → one JSON line {"items_per_s": ..., "ms": ..., "cpu_ms": ...} (cpu_ms: process CPU time per step/run)
 spec: {"kind": "train"|"sample", "depth", "hidden", "heads", "patch", "input_size", "in_channels",
        "learn_sigma", "num_classes", "batch", "steps" (timed iterations), "threads" (default 2),
        "sample_steps", "cfg_scale"}
@@ -56,13 +57,15 @@ def bench_train(s):
     step()
     step()
     times = []
+    c0 = time.process_time()
     for _ in range(s["steps"]):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
+    cpu_ms = (time.process_time() - c0) * 1000 / s["steps"]
     times.sort()
     ms = times[len(times) // 2] * 1000
-    return {"ms": ms, "items_per_s": B * 1000 / ms}
+    return {"ms": ms, "items_per_s": B * 1000 / ms, "cpu_ms": cpu_ms}
 
 
 @torch.no_grad()
@@ -97,9 +100,11 @@ def bench_sample(s):
     n = s["steps"]
     run(2)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     run(n)
     sec = (time.perf_counter() - t0) * s["sample_steps"] / n
-    return {"ms": sec * 1000, "items_per_s": B / sec}
+    cpu = (time.process_time() - c0) * s["sample_steps"] / n
+    return {"ms": sec * 1000, "items_per_s": B / sec, "cpu_ms": cpu * 1000}
 
 
 def main():

@@ -7,7 +7,8 @@
  *
  * `--vs-torch`: runs each config's PyTorch twin (tools/bench_torch.py on tools/dit_reference.py, fp32,
  * at 2 threads and at 1 thread, the faster counts) right after it, when /usr/bin/python3 has torch; rows
- * then carry `torch_items_per_s`, `torch_threads` and `ratio_vs_torch`. `--profile`: prints the per-op GPU time of one step of each config (stderr).
+ * then carry `torch_items_per_s`, `torch_threads` and `ratio_vs_torch` (wall clock), and `cpu_ratio_vs_torch`
+ * (images per CPU-second of ditflow over torch's: on a shared machine the fairer of the two). `--profile`: prints the per-op GPU time of one step of each config (stderr).
  * @module
  */
 
@@ -46,7 +47,10 @@ export async function hasTorch(): Promise<boolean> {
  * OMP_WAIT_POLICY=PASSIVE: on a shared machine torch's spinning OpenMP threads otherwise lose 10-30× (a
  * B/2-mini step measured 4075 ms instead of 164 ms at load average 13).
  */
-export async function torchTwin(spec: Record<string, unknown>, threads = 2): Promise<number> {
+export async function torchTwin(
+  spec: Record<string, unknown>,
+  threads = 2,
+): Promise<{ items_per_s: number; cpu_ms: number }> {
   const script = new URL("../../tools/bench_torch.py", import.meta.url).pathname;
   const out = await new Deno.Command(PYTHON, {
     args: [script, JSON.stringify({ ...spec, threads })],
@@ -55,7 +59,7 @@ export async function torchTwin(spec: Record<string, unknown>, threads = 2): Pro
   }).output();
   if (!out.success) throw new Error(`tools/bench_torch.py failed for ${JSON.stringify(spec)}`);
   const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
-  return JSON.parse(lines[lines.length - 1]).items_per_s;
+  return JSON.parse(lines[lines.length - 1]);
 }
 
 function torchSpec(cfg: DiTConfig, batch: number): Record<string, unknown> {
@@ -152,6 +156,7 @@ export async function benchTrainStep(
   const times: number[] = [];
   let gpuMs = 0;
   const cpu0 = processCpuMs();
+  const d0 = rt.stats().dispatches;
   for (let i = 0; i < steps; i++) {
     rt.startTiming();
     const t0 = performance.now();
@@ -160,6 +165,7 @@ export async function benchTrainStep(
     gpuMs += (await rt.stopTiming()) ?? 0;
   }
   const cpu1 = processCpuMs();
+  const dispatches = (rt.stats().dispatches - d0) / steps;
   times.sort((a, b) => a - b);
   const ms = times[Math.floor(times.length / 2)];
   const peak = rt.pool.stats().peak;
@@ -173,6 +179,7 @@ export async function benchTrainStep(
     unit: "img",
     gpu_ms: gpuMs / steps,
     cpu_ms: cpu0 === null || cpu1 === null ? undefined : (cpu1 - cpu0) / steps,
+    dispatches,
     batch,
     model: cfg.name,
     gflops_per_img_fwd: Number(gflops(cfg).toFixed(3)),
@@ -214,9 +221,11 @@ export async function benchSample(
     logProfile(opts, name, await rt.stopProfile());
   }
   rt.startTiming();
+  const c0 = processCpuMs();
   const t0 = performance.now();
   await run(steps);
   const sec = ((performance.now() - t0) / 1000) * sampleSteps / steps;
+  const c1 = processCpuMs();
   const gpuMs = (await rt.stopTiming()) ?? 0;
   model.dispose();
   return {
@@ -225,6 +234,7 @@ export async function benchSample(
     items_per_s: batch / sec,
     unit: "img",
     gpu_ms: gpuMs * sampleSteps / steps,
+    cpu_ms: c0 === null || c1 === null ? undefined : (c1 - c0) * sampleSteps / steps,
     batch,
     model: cfg.name,
     adapter: rt.adapter.description,
@@ -269,9 +279,15 @@ export async function benchTrain(opts: BenchOptions): Promise<BenchResult[]> {
       // The stronger of torch at 2 threads (the spec) and at 1 thread (faster on a loaded machine).
       const t2 = await torchTwin(spec, 2);
       const t1 = await torchTwin(spec, 1);
-      const tps = Math.max(t1, t2);
+      const best = t2.items_per_s >= t1.items_per_s ? t2 : t1;
+      const tps = best.items_per_s;
       r.torch_items_per_s = tps;
-      r.torch_threads = t2 >= t1 ? 2 : 1;
+      r.torch_threads = best === t2 ? 2 : 1;
+      // Images per CPU-second on both sides: what a shared machine's load moves least.
+      if (typeof r.cpu_ms === "number" && r.cpu_ms > 0) {
+        const batch = r.batch as number;
+        r.cpu_ratio_vs_torch = Number(((batch / r.cpu_ms) / (batch / best.cpu_ms)).toFixed(3));
+      }
       r.ratio_vs_torch = Number((r.items_per_s! / tps).toFixed(3));
       opts.log(
         `  ${r.name}: ditflow ${r.items_per_s!.toFixed(1)} img/s, torch ${
