@@ -108,6 +108,46 @@ function binaryRaw(name: BinaryName, a: Tensor, b: Tensor, alpha = 1, beta = 1):
 }
 
 /**
+ * The sum of same-shape f32 tensors, left to right (`((a0 + a1) + a2) + ...`): one dispatch per 6 inputs,
+ * bit-identical to a chain of {@link add}s. Not recorded for autograd (the backward pass accumulates
+ * gradients with it). With one input, returns a copy.
+ */
+export function sumN(xs: readonly Tensor[]): Tensor {
+  if (xs.length === 0) throw new Error("sumN: no tensors");
+  for (const x of xs) {
+    assertF32("sumN", x);
+    if (!sameShape(x.shape, xs[0].shape)) {
+      throw new ShapeError("sumN", `shapes ${fmtShape(xs[0].shape)} and ${fmtShape(x.shape)} differ`);
+    }
+  }
+  if (xs.length === 1) return scale(xs[0], 1);
+  let acc: Tensor | null = null;
+  let rest = [...xs];
+  while (rest.length > 0) {
+    const take = rest.slice(0, acc ? 5 : 6);
+    rest = rest.slice(take.length);
+    const ins = acc ? [acc, ...take] : take;
+    if (ins.length === 1) break;
+    const out = empty(xs[0].shape);
+    const n = out.size;
+    const bufs = [...ins.map((t) => t.binding())];
+    while (bufs.length < 6) bufs.push(ins[0].binding());
+    rt().dispatch({
+      kernel: K,
+      entry: "sum_n",
+      constants: { NIN: ins.length },
+      params: new Params().u32(n).f32(1).f32(1).u32(0).bytes(),
+      buffers: [...bufs, out.binding()],
+      workgroups: grid(n),
+      label: `sum of ${ins.length}`,
+    });
+    if (acc) acc.dispose();
+    acc = debugCheck(out, "sumN");
+  }
+  return acc!;
+}
+
+/**
  * Sums `x` down to `shape`, which must be broadcastable to `x.shape` (the adjoint of broadcasting).
  * Returns `x` itself when the shapes already match. Uses the deterministic segmented reductions of
  * `reduce.ts`.
