@@ -8,7 +8,8 @@
  * `--vs-torch`: runs each config's PyTorch twin (tools/bench_torch.py on tools/dit_reference.py, fp32,
  * at 2 threads and at 1 thread, the faster counts) right after it, when /usr/bin/python3 has torch; rows
  * then carry `torch_items_per_s`, `torch_threads` and `ratio_vs_torch` (wall clock), and `cpu_ratio_vs_torch`
- * (images per CPU-second of ditflow over torch's: on a shared machine the fairer of the two). `--profile`: prints the per-op GPU time of one step of each config (stderr).
+ * (images per CPU-second of ditflow over torch's: on a shared machine the fairer of the two).
+ * `--profile`: prints the per-op GPU time of one step of each config (stderr).
  * @module
  */
 
@@ -292,7 +293,7 @@ export async function benchTrain(opts: BenchOptions): Promise<BenchResult[]> {
       opts.log(
         `  ${r.name}: ditflow ${r.items_per_s!.toFixed(1)} img/s, torch ${
           tps.toFixed(1)
-        } img/s, ratio ${r.ratio_vs_torch}`,
+        } img/s, ratio ${r.ratio_vs_torch} (per CPU-second ${r.cpu_ratio_vs_torch})`,
       );
     } else opts.log(`  ${r.name}: ditflow ${r.items_per_s!.toFixed(1)} img/s`);
     out.push(r);
