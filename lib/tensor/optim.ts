@@ -9,6 +9,7 @@
 import { wgsl } from "../gpu/runtime.ts";
 import { empty, fmtShape, ShapeError, type Tensor, tensor, zeros } from "./tensor.ts";
 import { assertF32, grid, Params, rt, sameShape, WG } from "./ops/util.ts";
+import { launch } from "./launch.ts";
 
 const K = wgsl(new URL("../../kernels/optim.wgsl", import.meta.url));
 
@@ -113,21 +114,20 @@ export class AdamW {
   step(): void {
     const f = Math.fround;
     const groups = new Map<number, number[]>();
-    const coeffs = (t: number) => {
+    const coeffs = (t: number, n: number) => {
       const bc1 = 1 - this.beta1 ** t;
       const bc2 = 1 - this.beta2 ** t;
-      const stepSize = this.lr / bc1;
-      return new Params()
-        .u32(0) // n, set per dispatch
-        .f32(f(1 - this.lr * this.weightDecay))
-        .f32(f(this.beta1))
-        .f32(f(1 - this.beta1))
-        .f32(f(this.beta2))
-        .f32(f(1 - this.beta2))
-        .f32(f(Math.sqrt(bc2)))
-        .f32(f(this.eps))
-        .f32(f(-stepSize))
-        .u32(0).u32(0).u32(0);
+      return {
+        n,
+        decay: f(1 - this.lr * this.weightDecay),
+        b1: f(this.beta1),
+        omb1: f(1 - this.beta1),
+        b2: f(this.beta2),
+        omb2: f(1 - this.beta2),
+        bc2_sqrt: f(Math.sqrt(bc2)),
+        eps: f(this.eps),
+        neg_step: f(-this.lr / bc1),
+      };
     };
     for (let i = 0; i < this.params.length; i++) {
       const p = this.params[i];
@@ -141,27 +141,23 @@ export class AdamW {
         groups.set(t, grp);
         continue;
       }
-      const params = coeffs(t);
-      rt().dispatch({
-        kernel: K,
-        entry: "adamw",
-        params: withN(params.bytes(), p.size),
-        buffers: [p.binding(), g.binding(), this.#m[i].binding(), this.#v[i].binding()],
+      launch(K, "adamw", {
+        params: coeffs(t, p.size),
+        inputs: { a_g: g },
+        outputs: { a_p: p, a_m: this.#m[i], a_v: this.#v[i] },
         workgroups: grid(p.size),
         label: `AdamW ${p.name}`,
       });
     }
     for (const [t, idx] of groups) {
-      const pb = coeffs(t).bytes();
       gatherUpdate(
         idx.map((i) => [this.params[i], this.params[i].grad!, this.#m[i], this.#v[i]]),
         [true, false, true, true],
-        (n, bufs) =>
-          rt().dispatch({
-            kernel: K,
-            entry: "adamw",
-            params: withN(pb, n),
-            buffers: bufs.map((b) => b.binding()),
+        (n, [fp, fg, fm, fv]) =>
+          launch(K, "adamw", {
+            params: coeffs(t, n),
+            inputs: { a_g: fg },
+            outputs: { a_p: fp, a_m: fm, a_v: fv },
             workgroups: grid(n),
             label: `AdamW ${idx.length} tensors`,
           }),
@@ -255,17 +251,6 @@ export function setMultiTensorMax(n: number): number {
   return prev;
 }
 
-/** A copy of uniform bytes with the first u32 (`n`) replaced. */
-function withN(bytes: ArrayBuffer | ArrayBufferView, n: number): ArrayBuffer {
-  const src = bytes instanceof ArrayBuffer
-    ? new Uint8Array(bytes)
-    : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out = new Uint8Array(src.byteLength);
-  out.set(src);
-  new DataView(out.buffer).setUint32(0, n, true);
-  return out.buffer;
-}
-
 /**
  * Runs one elementwise in-place update over several groups of same-shaped tensors at once: each column j
  * of `groups` (e.g. parameter, gradient, m, v) is copied into one flat buffer (tensor by tensor,
@@ -301,11 +286,10 @@ export function gatherUpdate(
 /** `ema ← ema·decay + (1 − decay)·p` in place, as `ema.mul_(decay).add_(p, alpha=1 - decay)`. */
 export function emaUpdate(ema: Tensor, p: Tensor, decay: number): void {
   checkPair("emaUpdate", ema, p);
-  rt().dispatch({
-    kernel: K,
-    entry: "ema",
-    params: new Params().u32(ema.size).f32(Math.fround(decay)).f32(Math.fround(1 - decay)).u32(0).bytes(),
-    buffers: [ema.binding(), p.binding()],
+  launch(K, "ema", {
+    params: { n: ema.size, decay, alpha: 1 - decay },
+    inputs: { e_p: p },
+    outputs: { e_e: ema },
     workgroups: grid(ema.size),
     label: `EMA ${ema.name}`,
   });
@@ -384,11 +368,10 @@ export class EMA {
     if (small.length === 1) emaUpdate(small[0][0], small[0][1], decay);
     else {
       gatherUpdate(small, [true, false], (n, [e, p]) =>
-        rt().dispatch({
-          kernel: K,
-          entry: "ema",
-          params: new Params().u32(n).f32(Math.fround(decay)).f32(Math.fround(1 - decay)).u32(0).bytes(),
-          buffers: [e.binding(), p.binding()],
+        launch(K, "ema", {
+          params: { n, decay, alpha: 1 - decay },
+          inputs: { e_p: p },
+          outputs: { e_e: e },
           workgroups: grid(n),
           label: `EMA ${small.length} tensors`,
         }));

@@ -9,6 +9,7 @@ import { wgsl } from "../../gpu/runtime.ts";
 import { noGrad, record } from "../autograd.ts";
 import { sum } from "./reduce.ts";
 import { empty, fmtShape, type Shape, ShapeError, type Tensor } from "../tensor.ts";
+import { launch } from "../launch.ts";
 import { assertF32, debugCheck, grid, Params, pushDims, rt, sameShape, stridesOf, WG } from "./util.ts";
 
 const K = wgsl(new URL("../../../kernels/elementwise.wgsl", import.meta.url));
@@ -128,21 +129,19 @@ export function sumN(xs: readonly Tensor[]): Tensor {
     rest = rest.slice(take.length);
     const ins = acc ? [acc, ...take] : take;
     if (ins.length === 1) break;
-    const out = empty(xs[0].shape);
-    const n = out.size;
-    const bufs = [...ins.map((t) => t.binding())];
-    while (bufs.length < 6) bufs.push(ins[0].binding());
-    rt().dispatch({
-      kernel: K,
-      entry: "sum_n",
+    const n = xs[0].size;
+    const named: Record<string, Tensor> = {};
+    for (let k = 0; k < 6; k++) named[`n${k}`] = ins[k] ?? ins[0];
+    const { nout: out } = launch(K, "sum_n", {
       constants: { NIN: ins.length },
-      params: new Params().u32(n).f32(1).f32(1).u32(0).bytes(),
-      buffers: [...bufs, out.binding()],
+      params: { n, alpha: 1, beta: 1 },
+      inputs: named,
+      outputs: { nout: xs[0].shape },
       workgroups: grid(n),
       label: `sum of ${ins.length}`,
     });
     if (acc) acc.dispose();
-    acc = debugCheck(out, "sumN");
+    acc = out;
   }
   return acc!;
 }

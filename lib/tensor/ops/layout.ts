@@ -13,6 +13,7 @@ import { empty, fmtShape, numel, type Shape, ShapeError, type Tensor, zeros } fr
 import { broadcastShapes, sumTo } from "./elementwise.ts";
 import { assertF32, debugCheck, grid, Params, pushDims, rt, stridesOf, WG } from "./util.ts";
 
+import { launch } from "../launch.ts";
 const K = wgsl(new URL("../../../kernels/layout.wgsl", import.meta.url));
 
 // ---- helpers ----------------------------------------------------------------------------------------
@@ -346,16 +347,19 @@ function splitMultiRaw(
 ): void {
   const [outer, size, inner] = around(x.shape, a);
   const st = [...starts, size, size, size, size, size, size].slice(0, 8);
-  rt().dispatch({
-    kernel: K,
-    entry: "split_multi",
+  const slot: Record<string, Tensor | GPUBuffer> = {};
+  for (let k = 0; k < 6; k++) slot[`sp_${k}`] = parts[k] ?? splitDummy(k);
+  launch(K, "split_multi", {
     constants: { JOIN: join ? 1 : 0 },
-    params: new Params().u32(outer * size * inner).u32(size).u32(inner).u32(parts.length)
-      .u32(st[0]).u32(st[1]).u32(st[2]).u32(st[3]).u32(st[4]).u32(st[5]).u32(0).u32(0).bytes(),
-    buffers: [
-      x.binding(),
-      ...Array.from({ length: 6 }, (_, k) => parts[k]?.binding() ?? splitDummy(k)),
-    ],
+    params: {
+      n: outer * size * inner,
+      size,
+      inner,
+      parts: parts.length,
+      starts: st.slice(0, 4),
+      starts2: st.slice(4),
+    },
+    ...(join ? { inputs: slot, outputs: { sp_x: x } } : { inputs: { sp_x: x }, outputs: slot }),
     workgroups: grid(outer * size * inner),
     label: join ? "split backward" : "split",
   });
