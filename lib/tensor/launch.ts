@@ -40,6 +40,9 @@ export interface LaunchSpec {
   label?: string;
 }
 
+/** Resolved binding groups by kernel, entry and names (resolving costs a scan of the declarations). */
+const groups = new Map<string, ReturnType<typeof bindingGroup>>();
+
 function isShape(v: unknown): v is Shape {
   return Array.isArray(v) && v.every((d) => typeof d === "number");
 }
@@ -60,7 +63,12 @@ export function launch(kernel: KernelFile, entry: string, spec: LaunchSpec): Rec
   const outputs = spec.outputs ?? {};
   const names = [...Object.keys(inputs), ...Object.keys(outputs)];
   if (names.length === 0) throw new Error(`${what}: a launch needs at least one buffer`);
-  const group = bindingGroup(layout, names, what);
+  const key = `${kernel.url.href}#${entry}#${names.join(",")}`;
+  let group = groups.get(key);
+  if (!group) {
+    group = bindingGroup(layout, names, what);
+    groups.set(key, group);
+  }
   const allocated: Record<string, Tensor> = {};
   const buffers: BufferRef[] = [];
   let params: Uint8Array | undefined;
