@@ -8,7 +8,7 @@
 
 import { wgsl } from "../gpu/runtime.ts";
 import { empty, fmtShape, ShapeError, type Tensor, tensor, zeros } from "./tensor.ts";
-import { assertF32, grid, Params, rt, sameShape, WG } from "./ops/util.ts";
+import { assertF32, grid, rt, sameShape, WG } from "./ops/util.ts";
 import { launch } from "./launch.ts";
 
 const K = wgsl(new URL("../../kernels/optim.wgsl", import.meta.url));
@@ -407,24 +407,22 @@ function normOf(grads: Tensor[], maxNorm: number): Tensor {
   let off = 0;
   for (let i = 0; i < grads.length; i++) {
     if (counts[i] === 0) continue;
-    rt().dispatch({
-      kernel: K,
-      entry: "sumsq_partial",
+    launch(K, "sumsq_partial", {
       constants: { WG, PER: NORM_PER },
-      params: new Params().u32(grads[i].size).u32(off).u32(0).u32(0).bytes(),
-      buffers: [grads[i].binding(), partials.binding()],
+      params: { n: grads[i].size, offset: off },
+      inputs: { sq_x: grads[i] },
+      outputs: { sq_part: partials },
       workgroups: grid(counts[i], 1),
       label: `grad norm of ${grads[i].name}`,
     });
     off += counts[i];
   }
   const out = empty([2], "f32", "grad norm");
-  rt().dispatch({
-    kernel: K,
-    entry: "norm_final",
+  launch(K, "norm_final", {
     constants: { WG },
-    params: new Params().u32(total).f32(maxNorm).u32(0).u32(0).bytes(),
-    buffers: [partials.binding(), out.binding()],
+    params: { count: total, max_norm: maxNorm },
+    inputs: { nf_part: partials },
+    outputs: { nf_out: out },
     workgroups: [1],
     label: "grad norm",
   });
@@ -464,11 +462,10 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor
   const grads = gradsOf("clipGradNorm", params);
   const both = normOf(grads, maxNorm);
   for (const g of grads) {
-    rt().dispatch({
-      kernel: K,
-      entry: "scale_by",
-      params: new Params().u32(g.size).u32(0).u32(0).u32(0).bytes(),
-      buffers: [g.binding(), { buffer: both.buffer, offset: 0, size: 8 }],
+    launch(K, "scale_by", {
+      params: { n: g.size },
+      inputs: { sc_coef: { buffer: both.buffer, offset: 0, size: 8 } },
+      outputs: { sc_x: g },
       workgroups: grid(g.size),
       label: `clip ${g.name}`,
     });
