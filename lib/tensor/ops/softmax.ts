@@ -7,9 +7,9 @@
 
 import { wgsl } from "../../gpu/runtime.ts";
 import { record } from "../autograd.ts";
-import { empty, fmtShape, ShapeError, type Tensor } from "../tensor.ts";
+import { fmtShape, ShapeError, type Tensor } from "../tensor.ts";
 import { mean } from "./reduce.ts";
-import { assertF32, debugCheck, grid, Params, rt } from "./util.ts";
+import { assertF32, grid } from "./util.ts";
 
 import { launch } from "../launch.ts";
 const K = wgsl(new URL("../../../kernels/softmax.wgsl", import.meta.url));
