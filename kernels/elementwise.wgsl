@@ -177,3 +177,28 @@ fn unary_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgr
   if (i >= ubp.n) { return; }
   ubout[i] = ubg[i] * unary_df(ubx[i], ubp.alpha, ubp.beta);
 }
+
+// --- n-ary sum of same-shape tensors, left to right: out = ((a0 + a1) + a2) + ... (NIN of 2..6 inputs;
+// unused slots are bound to a0 and never read). The same f32 rounding as a chain of binary adds. -------
+override NIN: u32 = 2u;
+
+@group(0) @binding(0) var<uniform> np_: Params;
+@group(0) @binding(1) var<storage, read> n0: array<f32>;
+@group(0) @binding(2) var<storage, read> n1: array<f32>;
+@group(0) @binding(3) var<storage, read> n2: array<f32>;
+@group(0) @binding(4) var<storage, read> n3: array<f32>;
+@group(0) @binding(5) var<storage, read> n4: array<f32>;
+@group(0) @binding(6) var<storage, read> n5: array<f32>;
+@group(0) @binding(7) var<storage, read_write> nout: array<f32>;
+
+@compute @workgroup_size(WG)
+fn sum_n(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = lin(gid, nwg);
+  if (i >= np_.n) { return; }
+  var acc = n0[i] + n1[i];
+  if (NIN > 2u) { acc = acc + n2[i]; }
+  if (NIN > 3u) { acc = acc + n3[i]; }
+  if (NIN > 4u) { acc = acc + n4[i]; }
+  if (NIN > 5u) { acc = acc + n5[i]; }
+  nout[i] = acc;
+}

@@ -286,3 +286,59 @@ fn where_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgr
   let take = (wb_mask[mo] != 0u) == (SIDE == 0u);
   wb_out[i] = select(0.0, wb_g[i], take);
 }
+
+// --- split into up to 6 parts in one dispatch (forward), and the parts joined back (its backward) --------
+// x viewed as [outer, size, inner]; part k is [outer, sizes[k], inner] from starts[k] along the middle dim.
+// One invocation per element of x. Unused part slots are bound to distinct dummy buffers, never touched.
+
+struct SplitParams {
+  n: u32,      // outer * size * inner
+  size: u32,
+  inner: u32,
+  parts: u32,
+  starts: vec4u,  // starts[0..3]
+  starts2: vec4u, // starts[4..5], then size (as a sentinel end), unused
+}
+
+@group(0) @binding(0) var<uniform> spl: SplitParams;
+@group(0) @binding(1) var<storage, read_write> sp_x: array<u32>;
+@group(0) @binding(2) var<storage, read_write> sp_0: array<u32>;
+@group(0) @binding(3) var<storage, read_write> sp_1: array<u32>;
+@group(0) @binding(4) var<storage, read_write> sp_2: array<u32>;
+@group(0) @binding(5) var<storage, read_write> sp_3: array<u32>;
+@group(0) @binding(6) var<storage, read_write> sp_4: array<u32>;
+@group(0) @binding(7) var<storage, read_write> sp_5: array<u32>;
+
+fn split_start(k: u32) -> u32 {
+  if (k < 4u) { return spl.starts[k]; }
+  if (k < 6u) { return spl.starts2[k - 4u]; }
+  return spl.size;
+}
+
+// JOIN = false: parts[k] = x[...] (split); JOIN = true: x[...] = parts[k] (concat of the parts).
+override JOIN: bool = false;
+
+@compute @workgroup_size(WG)
+fn split_multi(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = lin(gid, nwg);
+  if (i >= spl.n) { return; }
+  let inner = spl.inner;
+  let j = (i / inner) % spl.size;
+  let o = i / (inner * spl.size);
+  let r = i % inner;
+  var k = 0u;
+  for (var q = 1u; q < 6u; q++) {
+    if (q < spl.parts && j >= split_start(q)) { k = q; }
+  }
+  let s0 = split_start(k);
+  let len = select(spl.size, split_start(k + 1u), k + 1u < spl.parts) - s0;
+  let pi = (o * len + (j - s0)) * inner + r;
+  switch k {
+    case 0u: { if (JOIN) { sp_x[i] = sp_0[pi]; } else { sp_0[pi] = sp_x[i]; } }
+    case 1u: { if (JOIN) { sp_x[i] = sp_1[pi]; } else { sp_1[pi] = sp_x[i]; } }
+    case 2u: { if (JOIN) { sp_x[i] = sp_2[pi]; } else { sp_2[pi] = sp_x[i]; } }
+    case 3u: { if (JOIN) { sp_x[i] = sp_3[pi]; } else { sp_3[pi] = sp_x[i]; } }
+    case 4u: { if (JOIN) { sp_x[i] = sp_4[pi]; } else { sp_4[pi] = sp_x[i]; } }
+    default: { if (JOIN) { sp_x[i] = sp_5[pi]; } else { sp_5[pi] = sp_x[i]; } }
+  }
+}

@@ -30,12 +30,19 @@ export async function main(args: string[]): Promise<number> {
       json: { type: "boolean", default: false },
       quick: { type: "boolean", default: false },
       "no-report": { type: "boolean", default: false },
+      "vs-torch": { type: "boolean", default: false },
+      profile: { type: "boolean", default: false },
+      filter: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   const names = positionals.length ? positionals : Object.keys(BENCHES);
   if (values.help) {
-    console.log(`usage: deno task bench [${Object.keys(BENCHES).join("|")}]... [--json] [--quick]`);
+    console.log(
+      `usage: deno task bench [${
+        Object.keys(BENCHES).join("|")
+      }]... [--json] [--quick] [--vs-torch] [--profile] [--filter RE]`,
+    );
     return 0;
   }
   for (const n of names) {
@@ -44,7 +51,13 @@ export async function main(args: string[]): Promise<number> {
       return 2;
     }
   }
-  const opts: BenchOptions = { quick: values.quick, log: values.json ? () => {} : (m) => console.error(m) };
+  const opts: BenchOptions = {
+    quick: values.quick,
+    log: values.json && !values.profile ? () => {} : (m) => console.error(m),
+    vsTorch: values["vs-torch"],
+    profile: values.profile,
+    filter: values.filter,
+  };
   for (const n of names) {
     const fn = await BENCHES[n]();
     const results = await fn(opts);
@@ -52,7 +65,7 @@ export async function main(args: string[]): Promise<number> {
       if (values.json) console.log(JSON.stringify(r));
       else console.log(formatLine(r));
     }
-    if (!values["no-report"]) await writeBenchReport(n, results);
+    if (!values["no-report"] && !values.filter) await writeBenchReport(n, results, undefined, args);
   }
   return 0;
 }

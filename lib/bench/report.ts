@@ -5,8 +5,28 @@
 
 import type { BenchResult } from "./types.ts";
 
-/** Writes `experiments/bench/<name>.md` with a table of the results and the command that made them. */
-export async function writeBenchReport(name: string, results: BenchResult[], dir?: URL): Promise<string> {
+/** The host's load average (1, 5, 15 minutes), or "?" where unknown. */
+export function loadAvg(): string {
+  try {
+    return Deno.loadavg().map((v) => v.toFixed(2)).join(", ");
+  } catch {
+    return "?";
+  }
+}
+
+/** The load average when this module was loaded (the start of the benchmarks). */
+const loadBefore = loadAvg();
+
+/**
+ * Writes `experiments/bench/<name>.md` with a table of the results, the command that made them (`args`:
+ * the CLI's arguments), the host's CPU count and load average.
+ */
+export async function writeBenchReport(
+  name: string,
+  results: BenchResult[],
+  dir?: URL,
+  args?: string[],
+): Promise<string> {
   const base = dir ?? new URL("../../experiments/bench/", import.meta.url);
   await Deno.mkdir(base, { recursive: true });
   const adapters = [...new Set(results.map((r) => r.adapter))];
@@ -30,7 +50,9 @@ export async function writeBenchReport(name: string, results: BenchResult[], dir
     "",
     `Adapter: ${adapters.join(", ")}  `,
     `Date: ${new Date().toISOString()}  `,
-    `Command: \`deno task bench ${name}\``,
+    `Command: \`deno task bench ${args ? args.join(" ") : name}\`  `,
+    `Machine: ${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} CPUs, load average ` +
+    `(1, 5, 15 min) before ${loadBefore ?? "?"}, after ${loadAvg()}`,
     "",
     `| ${cols.join(" | ")} |`,
     `| ${cols.map(() => "---").join(" | ")} |`,

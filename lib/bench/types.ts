@@ -27,4 +27,10 @@ export interface BenchOptions {
   quick: boolean;
   /** Progress output (stderr). */
   log: (msg: string) => void;
+  /** Also run each config's PyTorch twin where the benchmark has one (`--vs-torch`). */
+  vsTorch?: boolean;
+  /** Print per-op GPU profiles where the benchmark supports it (`--profile`). */
+  profile?: boolean;
+  /** Only the cases whose name matches this regular expression (`--filter`). */
+  filter?: string;
 }

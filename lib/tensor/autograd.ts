@@ -17,6 +17,11 @@ export interface GradNode {
   inputs: Tensor[];
   /** Returns one gradient per input (null where that input needs none). Runs under no-grad. */
   backward: (gradOutput: Tensor) => (Tensor | null)[];
+  /**
+   * The backward ignores the values of its incoming gradient (e.g. split's collector, whose parts hand it
+   * dummy gradients): several contributions are then not summed, the first stands for all.
+   */
+  ignoresGrad?: boolean;
 }
 
 let gradEnabled = true;

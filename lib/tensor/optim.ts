@@ -8,7 +8,8 @@
 
 import { wgsl } from "../gpu/runtime.ts";
 import { empty, fmtShape, ShapeError, type Tensor, tensor, zeros } from "./tensor.ts";
-import { assertF32, grid, Params, rt, sameShape, WG } from "./ops/util.ts";
+import { assertF32, grid, rt, sameShape, WG } from "./ops/util.ts";
+import { launch } from "./launch.ts";
 
 const K = wgsl(new URL("../../kernels/optim.wgsl", import.meta.url));
 
@@ -105,37 +106,62 @@ export class AdamW {
     this.#v = params.map((p) => zeros(p.shape, "f32", `${p.name}.exp_avg_sq`).keep());
   }
 
-  /** One step for every parameter whose `.grad` is set. */
+  /**
+   * One step for every parameter whose `.grad` is set. Parameters below {@link MULTI_TENSOR_MAX} elements
+   * that share a step count are updated by one dispatch over flat copies (see {@link gatherUpdate}); the
+   * per-element arithmetic is the same kernel's, so the results are bit-identical to one dispatch each.
+   */
   step(): void {
     const f = Math.fround;
+    const groups = new Map<number, number[]>();
+    const coeffs = (t: number, n: number) => {
+      const bc1 = 1 - this.beta1 ** t;
+      const bc2 = 1 - this.beta2 ** t;
+      return {
+        n,
+        decay: f(1 - this.lr * this.weightDecay),
+        b1: f(this.beta1),
+        omb1: f(1 - this.beta1),
+        b2: f(this.beta2),
+        omb2: f(1 - this.beta2),
+        bc2_sqrt: f(Math.sqrt(bc2)),
+        eps: f(this.eps),
+        neg_step: f(-this.lr / bc1),
+      };
+    };
     for (let i = 0; i < this.params.length; i++) {
       const p = this.params[i];
       const g = p.grad;
       if (!g) continue;
       checkPair("AdamW.step", p, g);
       const t = ++this.#steps[i];
-      const bc1 = 1 - this.beta1 ** t;
-      const bc2 = 1 - this.beta2 ** t;
-      const stepSize = this.lr / bc1;
-      const params = new Params()
-        .u32(p.size)
-        .f32(f(1 - this.lr * this.weightDecay))
-        .f32(f(this.beta1))
-        .f32(f(1 - this.beta1))
-        .f32(f(this.beta2))
-        .f32(f(1 - this.beta2))
-        .f32(f(Math.sqrt(bc2)))
-        .f32(f(this.eps))
-        .f32(f(-stepSize))
-        .u32(0).u32(0).u32(0);
-      rt().dispatch({
-        kernel: K,
-        entry: "adamw",
-        params: params.bytes(),
-        buffers: [p.binding(), g.binding(), this.#m[i].binding(), this.#v[i].binding()],
+      if (p.size <= MULTI_TENSOR_MAX) {
+        const grp = groups.get(t) ?? [];
+        grp.push(i);
+        groups.set(t, grp);
+        continue;
+      }
+      launch(K, "adamw", {
+        params: coeffs(t, p.size),
+        inputs: { a_g: g },
+        outputs: { a_p: p, a_m: this.#m[i], a_v: this.#v[i] },
         workgroups: grid(p.size),
         label: `AdamW ${p.name}`,
       });
+    }
+    for (const [t, idx] of groups) {
+      gatherUpdate(
+        idx.map((i) => [this.params[i], this.params[i].grad!, this.#m[i], this.#v[i]]),
+        [true, false, true, true],
+        (n, [fp, fg, fm, fv]) =>
+          launch(K, "adamw", {
+            params: coeffs(t, n),
+            inputs: { a_g: fg },
+            outputs: { a_p: fp, a_m: fm, a_v: fv },
+            workgroups: grid(n),
+            label: `AdamW ${idx.length} tensors`,
+          }),
+      );
     }
   }
 
@@ -210,14 +236,60 @@ function setFrom(dst: Tensor, src: Tensor | Float32Array): void {
   else copyInto(dst, src);
 }
 
+/**
+ * Tensors of at most this many elements are updated together (AdamW, EMA): one dispatch over flat copies
+ * instead of one each. On llvmpipe a dispatch costs far more than copying a small tensor (every dispatch
+ * wakes and joins the worker threads), and on a shared machine much more again; large tensors keep their
+ * own dispatch (copying them would cost more than it saves).
+ */
+export let MULTI_TENSOR_MAX = 1 << 16;
+
+/** Sets {@link MULTI_TENSOR_MAX} (0: one dispatch per tensor) and returns the previous value; for benchmarks. */
+export function setMultiTensorMax(n: number): number {
+  const prev = MULTI_TENSOR_MAX;
+  MULTI_TENSOR_MAX = n;
+  return prev;
+}
+
+/**
+ * Runs one elementwise in-place update over several groups of same-shaped tensors at once: each column j
+ * of `groups` (e.g. parameter, gradient, m, v) is copied into one flat buffer (tensor by tensor,
+ * back to back), `run` dispatches once over the flat buffers, and the columns with `writeBack[j]` are
+ * copied back. Copies are recorded in order with the dispatches, so the result equals one dispatch per row.
+ */
+export function gatherUpdate(
+  groups: Tensor[][],
+  writeBack: boolean[],
+  run: (n: number, flat: Tensor[]) => void,
+): void {
+  if (groups.length === 0) return;
+  const n = groups.reduce((a, g) => a + g[0].size, 0);
+  const cols = groups[0].length;
+  const flat = Array.from({ length: cols }, (_, j) => empty([n], "f32", `multi-tensor flat ${j}`));
+  const r = rt();
+  let off = 0;
+  for (const g of groups) {
+    for (let j = 0; j < cols; j++) r.copy(g[j].buffer, 0, flat[j].buffer, off * 4, g[j].bytes);
+    off += g[0].size;
+  }
+  run(n, flat);
+  off = 0;
+  for (const g of groups) {
+    for (let j = 0; j < cols; j++) {
+      if (writeBack[j]) r.copy(flat[j].buffer, off * 4, g[j].buffer, 0, g[j].bytes);
+    }
+    off += g[0].size;
+  }
+  for (const t of flat) t.dispose();
+}
+
 /** `ema ← ema·decay + (1 − decay)·p` in place, as `ema.mul_(decay).add_(p, alpha=1 - decay)`. */
 export function emaUpdate(ema: Tensor, p: Tensor, decay: number): void {
   checkPair("emaUpdate", ema, p);
-  rt().dispatch({
-    kernel: K,
-    entry: "ema",
-    params: new Params().u32(ema.size).f32(Math.fround(decay)).f32(Math.fround(1 - decay)).u32(0).bytes(),
-    buffers: [ema.binding(), p.binding()],
+  launch(K, "ema", {
+    params: { n: ema.size, decay, alpha: 1 - decay },
+    inputs: { e_p: p },
+    outputs: { e_e: ema },
     workgroups: grid(ema.size),
     label: `EMA ${ema.name}`,
   });
@@ -282,10 +354,28 @@ export class EMA {
     for (let i = 0; i < params.length; i++) checkPair(op, this.shadow[i], params[i]);
   }
 
-  /** One EMA step towards `params`. */
+  /**
+   * One EMA step towards `params`. Tensors below {@link MULTI_TENSOR_MAX} elements are updated by one
+   * dispatch over flat copies (bit-identical to one dispatch each).
+   */
   update(params: readonly Tensor[], decay = this.decay): void {
     this.#check("EMA.update", params);
-    for (let i = 0; i < params.length; i++) emaUpdate(this.shadow[i], params[i], decay);
+    const small: Tensor[][] = [];
+    for (let i = 0; i < params.length; i++) {
+      if (params[i].size <= MULTI_TENSOR_MAX) small.push([this.shadow[i], params[i]]);
+      else emaUpdate(this.shadow[i], params[i], decay);
+    }
+    if (small.length === 1) emaUpdate(small[0][0], small[0][1], decay);
+    else {
+      gatherUpdate(small, [true, false], (n, [e, p]) =>
+        launch(K, "ema", {
+          params: { n, decay, alpha: 1 - decay },
+          inputs: { e_p: p },
+          outputs: { e_e: e },
+          workgroups: grid(n),
+          label: `EMA ${small.length} tensors`,
+        }));
+    }
   }
 
   /** Sets the average to a copy of `params`. */
@@ -317,24 +407,22 @@ function normOf(grads: Tensor[], maxNorm: number): Tensor {
   let off = 0;
   for (let i = 0; i < grads.length; i++) {
     if (counts[i] === 0) continue;
-    rt().dispatch({
-      kernel: K,
-      entry: "sumsq_partial",
+    launch(K, "sumsq_partial", {
       constants: { WG, PER: NORM_PER },
-      params: new Params().u32(grads[i].size).u32(off).u32(0).u32(0).bytes(),
-      buffers: [grads[i].binding(), partials.binding()],
+      params: { n: grads[i].size, offset: off },
+      inputs: { sq_x: grads[i] },
+      outputs: { sq_part: partials },
       workgroups: grid(counts[i], 1),
       label: `grad norm of ${grads[i].name}`,
     });
     off += counts[i];
   }
   const out = empty([2], "f32", "grad norm");
-  rt().dispatch({
-    kernel: K,
-    entry: "norm_final",
+  launch(K, "norm_final", {
     constants: { WG },
-    params: new Params().u32(total).f32(maxNorm).u32(0).u32(0).bytes(),
-    buffers: [partials.binding(), out.binding()],
+    params: { count: total, max_norm: maxNorm },
+    inputs: { nf_part: partials },
+    outputs: { nf_out: out },
     workgroups: [1],
     label: "grad norm",
   });
@@ -374,11 +462,10 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor
   const grads = gradsOf("clipGradNorm", params);
   const both = normOf(grads, maxNorm);
   for (const g of grads) {
-    rt().dispatch({
-      kernel: K,
-      entry: "scale_by",
-      params: new Params().u32(g.size).u32(0).u32(0).u32(0).bytes(),
-      buffers: [g.binding(), { buffer: both.buffer, offset: 0, size: 8 }],
+    launch(K, "scale_by", {
+      params: { n: g.size },
+      inputs: { sc_coef: { buffer: both.buffer, offset: 0, size: 8 } },
+      outputs: { sc_x: g },
       workgroups: grid(g.size),
       label: `clip ${g.name}`,
     });

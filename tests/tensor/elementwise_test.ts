@@ -149,3 +149,20 @@ Deno.test("shape mismatches name the op and both shapes", async () => {
   a.dispose();
   b.dispose();
 });
+
+Deno.test("sumN: bit-identical to a chain of adds, for 1 to 13 inputs (several dispatches past 6)", async () => {
+  const { tensor } = await import("../../lib/tensor/tensor.ts");
+  for (const k of [1, 2, 3, 6, 7, 13]) {
+    const xs = Array.from(
+      { length: k },
+      (_, i) => tensor(Float32Array.from(randn(1000, 50 + i, 3)), [10, 100]),
+    );
+    let chain = E.scale(xs[0], 1);
+    for (let i = 1; i < k; i++) chain = E.add(chain, xs[i]);
+    const got = new Uint32Array((await E.sumN(xs).data()).buffer);
+    const want = new Uint32Array((await chain.data()).buffer);
+    for (let i = 0; i < want.length; i++) {
+      if (got[i] !== want[i]) throw new Error(`k=${k}: element ${i} differs`);
+    }
+  }
+});

@@ -516,3 +516,26 @@ Deno.test("bad shapes throw ShapeError naming the op and the shapes", () => {
     );
   });
 });
+
+for (const n of [6, 7]) {
+  Deno.test(`chunk into ${n} along a middle axis (one dispatch up to 6 parts): forward and gradient`, async () => {
+    const shape = [2, 3 * n, 5];
+    await checkOp({
+      name: `chunk ${n}`,
+      inputs: [{ shape, data: randn(prod(shape), 40 + n) }],
+      gpu: ([x]) => {
+        const parts = L.chunk(x, n, 1);
+        return L.concat([parts[n - 1], mul(parts[1], parts[1]), parts[0], parts[1]], 1);
+      },
+      ref: ([x]) => {
+        const part = (k: number) => narrowRef(x, shape, 1, 3 * k, 3);
+        const p1 = part(1);
+        return concatRef([part(n - 1), p1.map((v) => v * v), part(0), p1], [[2, 3, 5], [2, 3, 5], [2, 3, 5], [
+          2,
+          3,
+          5,
+        ]], 1);
+      },
+    });
+  });
+}

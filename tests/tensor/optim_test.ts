@@ -1,6 +1,6 @@
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
 import { gpu, randn, relErr } from "../helpers/gradcheck.ts";
-import { AdamW, clipGradNorm, EMA, gradNorm, zeroGrad } from "../../lib/tensor/optim.ts";
+import { AdamW, clipGradNorm, EMA, gradNorm, setMultiTensorMax, zeroGrad } from "../../lib/tensor/optim.ts";
 import { type Tensor, tensor } from "../../lib/tensor/tensor.ts";
 import { loadGolden } from "../helpers/golden.ts";
 
@@ -209,4 +209,41 @@ Deno.test("optimiser shape mismatches name the op and both shapes", () => {
   for (const t of [p, q]) t.dispose();
   opt.dispose();
   ema.dispose();
+});
+
+Deno.test("AdamW and EMA: the multi-tensor path (one dispatch over flat copies) is bit-identical to one dispatch per tensor", async () => {
+  const shapes = [[3, 5], [7], [64, 33], [1], [300, 301]]; // the last is above the multi-tensor limit
+  const rnd = (shape: number[], seed: number) =>
+    tensor(Float32Array.from(randn(shape.reduce((a, b) => a * b, 1), seed)), shape);
+  const run = async (multiMax: number) => {
+    const prev = setMultiTensorMax(multiMax);
+    try {
+      const ps = shapes.map((s, i) => rnd(s, 10 + i).keep());
+      const opt = new AdamW(ps, { lr: 1e-2, weightDecay: 0.1 });
+      const ema = EMA.copyOf(ps, 0.9);
+      for (let k = 0; k < 4; k++) {
+        zeroGrad(ps);
+        // The second tensor skips step 1 (its step count then differs from the others').
+        for (let j = 0; j < ps.length; j++) {
+          if (!(k === 1 && j === 1)) ps[j].grad = rnd(shapes[j], 100 * k + j).keep();
+        }
+        opt.step();
+        ema.update(ps);
+      }
+      const out = [];
+      for (const t of [...ps, ...opt.state().m, ...opt.state().v, ...ema.shadow]) out.push(await t.data());
+      zeroGrad(ps);
+      for (const p of ps) p.dispose();
+      opt.dispose();
+      ema.dispose();
+      return out;
+    } finally {
+      setMultiTensorMax(prev);
+    }
+  };
+  const single = await run(0);
+  const multi = await run(1 << 16);
+  for (let i = 0; i < single.length; i++) {
+    assertEquals(new Uint32Array(multi[i].buffer), new Uint32Array(single[i].buffer), `tensor ${i}`);
+  }
 });

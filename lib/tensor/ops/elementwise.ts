@@ -8,8 +8,9 @@
 import { wgsl } from "../../gpu/runtime.ts";
 import { noGrad, record } from "../autograd.ts";
 import { sum } from "./reduce.ts";
-import { empty, fmtShape, type Shape, ShapeError, type Tensor } from "../tensor.ts";
-import { assertF32, debugCheck, grid, Params, pushDims, rt, sameShape, stridesOf, WG } from "./util.ts";
+import { empty, fmtShape, numel, type Shape, ShapeError, type Tensor } from "../tensor.ts";
+import { launch } from "../launch.ts";
+import { assertF32, grid, rt, sameShape, stridesOf, WG } from "./util.ts";
 
 const K = wgsl(new URL("../../../kernels/elementwise.wgsl", import.meta.url));
 
@@ -71,18 +72,16 @@ function binaryRaw(name: BinaryName, a: Tensor, b: Tensor, alpha = 1, beta = 1):
   assertF32(name, a);
   assertF32(name, b);
   const outShape = broadcastShapes(name, a.shape, b.shape);
-  const out = empty(outShape);
-  const n = out.size;
+  const n = numel(outShape);
   if (sameShape(a.shape, b.shape)) {
-    rt().dispatch({
-      kernel: K,
-      entry: "binary_same",
+    return launch(K, "binary_same", {
       constants: { OP: BINARY_OP[name] },
-      params: new Params().u32(n).f32(alpha).f32(beta).u32(0).bytes(),
-      buffers: [a.binding(), b.binding(), out.binding()],
+      params: { n, alpha, beta },
+      inputs: { sa: a, sb: b },
+      outputs: { sout: outShape },
       workgroups: grid(n),
       label: name,
-    });
+    }).sout;
   } else {
     if (alpha !== 1 || beta !== 1) throw new Error("internal: scaled broadcast binary op");
     const [shape, as, bs] = collapseDims(
@@ -90,21 +89,62 @@ function binaryRaw(name: BinaryName, a: Tensor, b: Tensor, alpha = 1, beta = 1):
       broadcastStrides(a.shape, outShape),
       broadcastStrides(b.shape, outShape),
     );
-    const p = new Params().u32(n).u32(shape.length).f32(1).f32(1);
-    pushDims(p, shape, 1);
-    pushDims(p, as);
-    pushDims(p, bs);
-    rt().dispatch({
-      kernel: K,
-      entry: "binary",
+    const pad = (v: number[], fill: number) => [...v, ...new Array(8 - v.length).fill(fill)];
+    return launch(K, "binary", {
       constants: { OP: BINARY_OP[name], NDIM: shape.length },
-      params: p.bytes(),
-      buffers: [a.binding(), b.binding(), out.binding()],
+      params: {
+        n,
+        ndim: shape.length,
+        alpha: 1,
+        beta: 1,
+        shape: pad(shape, 1),
+        astr: pad(as, 0),
+        bstr: pad(bs, 0),
+      },
+      inputs: { ba: a, bb: b },
+      outputs: { bout: outShape },
       workgroups: grid(n),
       label: name,
-    });
+    }).bout;
   }
-  return debugCheck(out, name);
+}
+
+/**
+ * The sum of same-shape f32 tensors, left to right (`((a0 + a1) + a2) + ...`): one dispatch per 6 inputs,
+ * bit-identical to a chain of {@link add}s. Not recorded for autograd (the backward pass accumulates
+ * gradients with it). With one input, returns a copy.
+ */
+export function sumN(xs: readonly Tensor[]): Tensor {
+  if (xs.length === 0) throw new Error("sumN: no tensors");
+  for (const x of xs) {
+    assertF32("sumN", x);
+    if (!sameShape(x.shape, xs[0].shape)) {
+      throw new ShapeError("sumN", `shapes ${fmtShape(xs[0].shape)} and ${fmtShape(x.shape)} differ`);
+    }
+  }
+  if (xs.length === 1) return scale(xs[0], 1);
+  let acc: Tensor | null = null;
+  let rest = [...xs];
+  while (rest.length > 0) {
+    const take = rest.slice(0, acc ? 5 : 6);
+    rest = rest.slice(take.length);
+    const ins = acc ? [acc, ...take] : take;
+    if (ins.length === 1) break;
+    const n = xs[0].size;
+    const named: Record<string, Tensor> = {};
+    for (let k = 0; k < 6; k++) named[`n${k}`] = ins[k] ?? ins[0];
+    const { nout: out } = launch(K, "sum_n", {
+      constants: { NIN: ins.length },
+      params: { n, alpha: 1, beta: 1 },
+      inputs: named,
+      outputs: { nout: xs[0].shape },
+      workgroups: grid(n),
+      label: `sum of ${ins.length}`,
+    });
+    if (acc) acc.dispose();
+    acc = out;
+  }
+  return acc!;
 }
 
 /**
@@ -203,31 +243,25 @@ type UnaryName = keyof typeof UNARY_OP;
 
 function unaryRaw(name: UnaryName, x: Tensor, alpha = 1, beta = 0): Tensor {
   assertF32(name, x);
-  const out = empty(x.shape);
-  rt().dispatch({
-    kernel: K,
-    entry: "unary",
+  return launch(K, "unary", {
     constants: { OP: UNARY_OP[name] },
-    params: new Params().u32(x.size).f32(alpha).f32(beta).u32(0).bytes(),
-    buffers: [x.binding(), out.binding()],
+    params: { n: x.size, alpha, beta },
+    inputs: { ux: x },
+    outputs: { uout: x.shape },
     workgroups: grid(x.size),
     label: name,
-  });
-  return debugCheck(out, name);
+  }).uout;
 }
 
 function unaryBackwardRaw(name: UnaryName, x: Tensor, g: Tensor, alpha = 1, beta = 0): Tensor {
-  const out = empty(x.shape);
-  rt().dispatch({
-    kernel: K,
-    entry: "unary_backward",
+  return launch(K, "unary_backward", {
     constants: { OP: UNARY_OP[name] },
-    params: new Params().u32(x.size).f32(alpha).f32(beta).u32(0).bytes(),
-    buffers: [x.binding(), g.binding(), out.binding()],
+    params: { n: x.size, alpha, beta },
+    inputs: { ubx: x, ubg: g },
+    outputs: { ubout: x.shape },
     workgroups: grid(x.size),
     label: `${name} backward`,
-  });
-  return debugCheck(out, `${name} backward`);
+  }).ubout;
 }
 
 function unary(name: UnaryName, x: Tensor, alpha = 1, beta = 0): Tensor {

@@ -14,9 +14,10 @@
 
 import { wgsl } from "../../gpu/runtime.ts";
 import { record } from "../autograd.ts";
-import { empty, fmtShape, ShapeError, type Tensor } from "../tensor.ts";
-import { assertF32, debugCheck, grid, Params, rt } from "./util.ts";
+import { fmtShape, ShapeError, type Tensor } from "../tensor.ts";
+import { assertF32, grid } from "./util.ts";
 
+import { launch } from "../launch.ts";
 const K = wgsl(new URL("../../../kernels/embedding.wgsl", import.meta.url));
 const WG = 256;
 
@@ -36,39 +37,33 @@ export function embedding(table: Tensor, idx: Tensor): Tensor {
   }
   const [v, d] = table.shape;
   const n = idx.size;
-  const p = new Params().u32(n).u32(d).u32(v).u32(0).bytes();
-  const out = empty([...idx.shape, d]);
-  rt().dispatch({
-    kernel: K,
-    entry: "embed_forward",
+  const p = { n, d, v };
+  const { fout: out } = launch(K, "embed_forward", {
     constants: { WG },
     params: p,
-    buffers: [table.binding(), idx.binding(), out.binding()],
+    inputs: { ftable: table, fidx: idx },
+    outputs: { fout: [...idx.shape, d] },
     workgroups: grid(n * d, WG),
     label: "embedding",
   });
-  return record(debugCheck(out, "embedding"), "embedding", [table, idx], (g) => {
-    const links = empty([v + n], "u32", "embedding links");
-    rt().dispatch({
-      kernel: K,
-      entry: "embed_links",
+  return record(out, "embedding", [table, idx], (g) => {
+    const { links } = launch(K, "embed_links", {
       constants: { WG },
       params: p,
-      buffers: [idx.binding(), links.binding()],
+      inputs: { lidx: idx },
+      outputs: { links: [v + n] },
       workgroups: grid(v, WG),
       label: "embedding backward (links)",
     });
-    const dtable = empty(table.shape);
-    rt().dispatch({
-      kernel: K,
-      entry: "embed_backward",
+    const { bdtable: dtable } = launch(K, "embed_backward", {
       constants: { WG },
       params: p,
-      buffers: [links.binding(), g.binding(), dtable.binding()],
+      inputs: { blinks: links, bg: g },
+      outputs: { bdtable: table.shape },
       workgroups: grid(v * d, WG),
       label: "embedding backward",
     });
     links.dispose();
-    return [debugCheck(dtable, "embedding backward"), null];
+    return [dtable, null];
   });
 }

@@ -13,6 +13,7 @@ import { empty, fmtShape, numel, type Shape, ShapeError, type Tensor, zeros } fr
 import { broadcastShapes, sumTo } from "./elementwise.ts";
 import { assertF32, debugCheck, grid, Params, pushDims, rt, stridesOf, WG } from "./util.ts";
 
+import { launch } from "../launch.ts";
 const K = wgsl(new URL("../../../kernels/layout.wgsl", import.meta.url));
 
 // ---- helpers ----------------------------------------------------------------------------------------
@@ -281,6 +282,9 @@ export function split(x: Tensor, sizes: readonly number[], axis: number): Tensor
     starts.push(off);
     off += s;
   }
+  if (sizes.length >= 2 && sizes.length <= 6 && sizes.every((s) => s > 0) && x.size > 0) {
+    return splitMulti(x, a, sizes, starts);
+  }
   const parts = sizes.map((s, k) => narrowRaw("split", x, a, starts[k], s));
   if (!needsGrad(x)) return parts;
   // The collector: parts record it as their input; each part's backward writes its gradient into the
@@ -292,6 +296,7 @@ export function split(x: Tensor, sizes: readonly number[], axis: number): Tensor
   collector.node = {
     op: "split",
     inputs: [x],
+    ignoresGrad: true,
     backward: () => {
       const g = acc ?? zeros(x.shape);
       acc = null;
@@ -310,6 +315,89 @@ export function split(x: Tensor, sizes: readonly number[], axis: number): Tensor
         [size * inner, inner, 1],
         starts[k] * inner,
       );
+      return [zeros([1])];
+    })
+  );
+}
+
+/** Distinct 4-byte buffers bound to the unused part slots of `split_multi` (never read or written). */
+let splitDummies: { device: GPUDevice; bufs: GPUBuffer[] } | null = null;
+
+function splitDummy(k: number): GPUBuffer {
+  const device = rt().device;
+  if (!splitDummies || splitDummies.device !== device) {
+    splitDummies = {
+      device,
+      bufs: Array.from(
+        { length: 6 },
+        (_, i) => device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE, label: `split slot ${i}` }),
+      ),
+    };
+  }
+  return splitDummies.bufs[k];
+}
+
+/** One `split_multi` dispatch between `x` and its parts (JOIN: parts → x). */
+function splitMultiRaw(
+  x: Tensor,
+  parts: (Tensor | null)[],
+  a: number,
+  starts: number[],
+  join: boolean,
+): void {
+  const [outer, size, inner] = around(x.shape, a);
+  const st = [...starts, size, size, size, size, size, size].slice(0, 8);
+  const slot: Record<string, Tensor | GPUBuffer> = {};
+  for (let k = 0; k < 6; k++) slot[`sp_${k}`] = parts[k] ?? splitDummy(k);
+  launch(K, "split_multi", {
+    constants: { JOIN: join ? 1 : 0 },
+    params: {
+      n: outer * size * inner,
+      size,
+      inner,
+      parts: parts.length,
+      starts: st.slice(0, 4),
+      starts2: st.slice(4),
+    },
+    ...(join ? { inputs: slot, outputs: { sp_x: x } } : { inputs: { sp_x: x }, outputs: slot }),
+    workgroups: grid(outer * size * inner),
+    label: join ? "split backward" : "split",
+  });
+}
+
+/**
+ * {@link split} into 2 to 6 non-empty parts with one dispatch, and a backward that joins the parts'
+ * gradients (zeros for a part without one) with one dispatch once all of them are in: each part's backward
+ * only keeps a view of its gradient; the collector, reached after every part, joins them.
+ */
+function splitMulti(x: Tensor, a: number, sizes: readonly number[], starts: number[]): Tensor[] {
+  const parts = sizes.map((s) => {
+    const shape = [...x.shape];
+    shape[a] = s;
+    return empty(shape, x.dtype);
+  });
+  splitMultiRaw(x, parts, a, starts, false);
+  if (!needsGrad(x)) return parts;
+  const got: (Tensor | null)[] = sizes.map(() => null);
+  const collector = empty([1], "f32", `split of ${x.name}`);
+  collector.requiresGrad = true;
+  collector.node = {
+    op: "split",
+    inputs: [x],
+    ignoresGrad: true,
+    backward: () => {
+      const ins = got.map((g, k) => g ?? zeros(parts[k].shape, x.dtype));
+      const out = empty(x.shape, x.dtype);
+      splitMultiRaw(out, ins, a, starts, true);
+      for (const t of ins) t.dispose();
+      got.fill(null);
+      return [out];
+    },
+  };
+  return parts.map((p, k) =>
+    record(p, "split", [collector], (g) => {
+      got[k]?.dispose();
+      got[k] = g.view(g.shape); // shares g's buffer: alive after backward disposes g
       return [zeros([1])];
     })
   );

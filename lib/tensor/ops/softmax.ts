@@ -7,10 +7,11 @@
 
 import { wgsl } from "../../gpu/runtime.ts";
 import { record } from "../autograd.ts";
-import { empty, fmtShape, ShapeError, type Tensor } from "../tensor.ts";
+import { fmtShape, ShapeError, type Tensor } from "../tensor.ts";
 import { mean } from "./reduce.ts";
-import { assertF32, debugCheck, grid, Params, rt } from "./util.ts";
+import { assertF32, grid } from "./util.ts";
 
+import { launch } from "../launch.ts";
 const K = wgsl(new URL("../../../kernels/softmax.wgsl", import.meta.url));
 
 /** Invocations per row and per workgroup of the row kernels (8 rows per workgroup). */
@@ -25,8 +26,8 @@ function rowGrid(rows: number): [number, number] {
 
 const EW = 256;
 
-function params(rows: number, c: number): Uint8Array {
-  return new Params().u32(rows).u32(c).u32(0).u32(0).bytes();
+function params(rows: number, c: number): { rows: number; c: number } {
+  return { rows, c };
 }
 
 function rowsOf(op: string, x: Tensor): [number, number] {
@@ -39,28 +40,24 @@ function rowsOf(op: string, x: Tensor): [number, number] {
 function softmaxImpl(op: "softmax" | "logSoftmax", x: Tensor): Tensor {
   const [rows, c] = rowsOf(op, x);
   const log = op === "logSoftmax" ? 1 : 0;
-  const y = empty(x.shape);
-  rt().dispatch({
-    kernel: K,
-    entry: "softmax_forward",
+  const { fy: y } = launch(K, "softmax_forward", {
     constants: { ...ROWS, LOG: log },
     params: params(rows, c),
-    buffers: [x.binding(), y.binding()],
+    inputs: { fx: x },
+    outputs: { fy: x.shape },
     workgroups: rowGrid(rows),
     label: op,
   });
-  return record(debugCheck(y, op), op, [x], (g) => {
-    const dx = empty(x.shape);
-    rt().dispatch({
-      kernel: K,
-      entry: "softmax_backward",
+  return record(y, op, [x], (g) => {
+    const { bdx } = launch(K, "softmax_backward", {
       constants: { ...ROWS, LOG: log },
       params: params(rows, c),
-      buffers: [y.binding(), g.binding(), dx.binding()],
+      inputs: { by: y, bg: g },
+      outputs: { bdx: x.shape },
       workgroups: rowGrid(rows),
       label: `${op} backward`,
     });
-    return [debugCheck(dx, `${op} backward`)];
+    return [bdx];
   });
 }
 
@@ -93,29 +90,24 @@ export function crossEntropyRows(logits: Tensor, labels: Tensor): Tensor {
   if (labels.dtype !== "u32") {
     throw new ShapeError("crossEntropy", `expects u32 labels, got ${labels.dtype} tensor ${labels.name}`);
   }
-  const loss = empty([n]);
-  const lse = empty([n], "f32", "crossEntropy lse");
-  rt().dispatch({
-    kernel: K,
-    entry: "ce_forward",
+  const { closs: loss, clse: lse } = launch(K, "ce_forward", {
     constants: ROWS,
     params: params(n, c),
-    buffers: [logits.binding(), labels.binding(), loss.binding(), lse.binding()],
+    inputs: { cx: logits, clabel: labels },
+    outputs: { closs: [n], clse: [n] },
     workgroups: rowGrid(n),
     label: "crossEntropy",
   });
-  const out = record(debugCheck(loss, "crossEntropy"), "crossEntropy", [logits, labels], (g) => {
-    const dx = empty(logits.shape);
-    rt().dispatch({
-      kernel: K,
-      entry: "ce_backward",
+  const out = record(loss, "crossEntropy", [logits, labels], (g) => {
+    const { ddx } = launch(K, "ce_backward", {
       constants: { WG: EW },
       params: params(n, c),
-      buffers: [logits.binding(), labels.binding(), lse.binding(), g.binding(), dx.binding()],
+      inputs: { dx_in: logits, dlabel: labels, dlse: lse, dg: g },
+      outputs: { ddx: logits.shape },
       workgroups: grid(n * c, EW),
       label: "crossEntropy backward",
     });
-    return [debugCheck(dx, "crossEntropy backward"), null];
+    return [ddx, null];
   });
   // The saved lse lives as long as the enclosing scope when recorded; otherwise it is not needed.
   if (!out.node) lse.dispose();

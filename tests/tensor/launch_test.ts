@@ -1,0 +1,84 @@
+import { assertEquals, assertThrows } from "../helpers/assert.ts";
+import { gpu } from "../helpers/gradcheck.ts";
+import { Params, wgsl } from "../../lib/gpu/runtime.ts";
+import { bindingGroup, packParams, wgslLayout } from "../../lib/gpu/wgsl_layout.ts";
+import { launch } from "../../lib/tensor/launch.ts";
+import { tensor } from "../../lib/tensor/tensor.ts";
+
+await gpu();
+
+const SRC = `
+struct P { n: u32, alpha: f32, shape: array<vec4u, 2>, k: i32, _pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> a: array<f32>;   // a comment
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+@group(0) @binding(0) var<uniform> q: P;
+@group(0) @binding(2) var<storage, read> qa: array<f32>;
+`;
+
+Deno.test("wgslLayout: bindings, access, struct offsets with WGSL's alignment rules", () => {
+  const l = wgslLayout(SRC);
+  assertEquals(l.bindings.map((b) => [b.binding, b.name, b.space, b.access]), [
+    [0, "p", "uniform", "read"],
+    [1, "a", "storage", "read"],
+    [2, "out", "storage", "read_write"],
+    [0, "q", "uniform", "read"],
+    [2, "qa", "storage", "read"],
+  ]);
+  const s = l.structs.get("P")!;
+  assertEquals(s.fields.map((f) => [f.name, f.offset]), [["n", 0], ["alpha", 4], ["shape", 16], ["k", 48], [
+    "_pad",
+    52,
+  ]]);
+  assertEquals(s.size, 64);
+});
+
+Deno.test("packParams: fields by name equal the positional Params builder; unknown or missing fields throw", () => {
+  const l = wgslLayout(SRC);
+  const got = packParams(l, "P", { n: 7, alpha: 0.1, shape: [1, 2, 3, 4, 5], k: -2 }, "t");
+  const want = new Params().u32(7).f32(0.1).u32(0).u32(0).u32(1).u32(2).u32(3).u32(4).u32(5).u32(0).u32(0)
+    .u32(0).i32(-2).u32(0).bytes();
+  assertEquals([...got], [...want]);
+  assertThrows(
+    () => packParams(l, "P", { n: 1, alpha: 1, shape: [], k: 0, beta: 2 }, "t"),
+    "no field",
+  );
+  assertThrows(() => packParams(l, "P", { n: 1, shape: [], k: 0 }, "t"), "missing value for P.alpha");
+});
+
+Deno.test("bindingGroup: names resolve to their group; gaps and foreign names throw", () => {
+  const l = wgslLayout(SRC);
+  assertEquals(bindingGroup(l, ["out", "a"], "t").map((b) => b.name), ["p", "a", "out"]);
+  assertThrows(() => bindingGroup(l, ["qa"], "t"), "not 0..n-1");
+  assertThrows(() => bindingGroup(l, ["nope"], "t"), "no binding");
+  assertThrows(() => bindingGroup(l, ["a", "qa"], "t"), "group");
+});
+
+Deno.test("launch: runs a real kernel by names, allocates shaped outputs, rejects wrong names", async () => {
+  const K = wgsl(new URL("../../kernels/elementwise.wgsl", import.meta.url));
+  const a = tensor(Float32Array.from([1, 2, 3]), [3]);
+  const b = tensor(Float32Array.from([10, 20, 30]), [3]);
+  const ins = { n0: a, n1: b, n2: a, n3: a, n4: a, n5: a };
+  const { nout } = launch(K, "sum_n", {
+    constants: { NIN: 2 },
+    params: { n: 3, alpha: 1, beta: 1 },
+    inputs: ins,
+    outputs: { nout: [3] },
+    workgroups: [1],
+  });
+  assertEquals([...(await nout.data())], [11, 22, 33]);
+  assertThrows(
+    () => launch(K, "sum_n", { params: { n: 3, alpha: 1, beta: 1 }, inputs: { n0: a }, workgroups: [1] }),
+    "is not given",
+  );
+  assertThrows(
+    () =>
+      launch(K, "sum_n", {
+        params: { n: 3, alpha: 1, beta: 1 },
+        inputs: { n1: b, n2: a, n3: a, n4: a, n5: a, nout: a },
+        outputs: { n0: [3] },
+        workgroups: [1],
+      }),
+    "cannot be an output",
+  );
+});
