@@ -210,10 +210,9 @@ export async function benchSample(
       steps: n,
       seed: 0,
       objective: "sit",
-      cfgScale: 3,
-      cfgMode: "all",
-      cfgInterval: [0, 0.5],
-      nullClass: cfg.numClasses,
+      cfg_scale: 2,
+      cfg_mode: "all",
+      cfg_interval: [0, 0.5],
     });
   await run(2);
   if (opts?.profile) {
