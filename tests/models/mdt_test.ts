@@ -3,10 +3,11 @@
  * key names and order, the full forward (sampling), the masked training forward with the reference's mask
  * rebuilt from the same uniforms, and the gradient of every parameter through the masked branch.
  */
-import { assert, assertEquals } from "../helpers/assert.ts";
+import { assertEquals } from "../helpers/assert.ts";
 import { assertClose, gpu } from "../helpers/gradcheck.ts";
+import { assertGradsMatch, configFromPy } from "../helpers/golden_model.ts";
 import { readSafetensors } from "../../lib/io/safetensors.ts";
-import { customConfig, type DiTConfig, paramCount } from "../../lib/models/config.ts";
+import { type DiTConfig, paramCount } from "../../lib/models/config.ts";
 import { type HostTensor, timestepEmbedding } from "../../lib/models/dit.ts";
 import { maskFromUniforms, MDT, relativePositionIndex } from "../../lib/models/mdt.ts";
 import { tensor, tidy } from "../../lib/tensor/tensor.ts";
@@ -19,23 +20,12 @@ const golden = JSON.parse(
   await Deno.readTextFile(new URL("../fixtures/mdt/golden_mdt.json", import.meta.url)),
 );
 
-function configFromPy(py: Record<string, unknown>): DiTConfig {
-  return customConfig({
-    inputSize: py.input_size as number,
-    patchSize: py.patch_size as number,
-    inChannels: py.in_channels as number,
-    hiddenSize: py.hidden_size as number,
-    depth: py.depth as number,
-    numHeads: py.num_heads as number,
-    numClasses: py.num_classes as number,
-    learnSigma: py.learn_sigma as boolean,
-    arch: "mdt",
-    decodeLayers: py.decode_layer as number,
-  });
+function mdtConfig(py: Record<string, unknown>): DiTConfig {
+  return configFromPy(py, { arch: "mdt", decodeLayers: py.decode_layer as number });
 }
 
 async function load(name: string) {
-  const cfg = configFromPy(golden[name].config);
+  const cfg = mdtConfig(golden[name].config);
   const f = await readSafetensors(new URL(`../fixtures/mdt/${name}.safetensors`, import.meta.url).pathname);
   const state = new Map<string, HostTensor>();
   for (const k of f.names()) {
@@ -93,17 +83,7 @@ for (const name of Object.keys(golden)) {
     // rounding through them reaches 7.8e-4 (measured; the 2-block config stays at 6e-5), so the deep
     // config is held to 1e-3.
     const tol = golden[name].config.depth > 2 ? 1e-3 : 5e-4;
-    let checked = 0;
-    for (const k of f.names()) {
-      if (!k.startsWith("__grads__.")) continue;
-      const pname = k.slice("__grads__.".length);
-      const p = model.params.get(pname);
-      assert(p, `no parameter ${pname}`);
-      assert(p.grad, `no gradient for ${pname}`);
-      assertClose(await p.grad.data(), f.getF32(k), tol, `${name} d/d ${pname}`);
-      checked++;
-    }
-    assert(checked >= 20, `only ${checked} gradients checked`);
+    await assertGradsMatch(f, model.params, tol, name, 20);
     model.dispose();
   });
 }

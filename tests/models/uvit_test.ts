@@ -4,6 +4,7 @@
  */
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
 import { assertClose, gpu } from "../helpers/gradcheck.ts";
+import { assertGradsMatch, configFromPy } from "../helpers/golden_model.ts";
 import { readSafetensors } from "../../lib/io/safetensors.ts";
 import { customConfig, type DiTConfig, gflops, paramCount } from "../../lib/models/config.ts";
 import { type HostTensor, timestepEmbedding } from "../../lib/models/dit.ts";
@@ -20,24 +21,17 @@ const golden = JSON.parse(
   await Deno.readTextFile(new URL("../fixtures/uvit/golden_uvit.json", import.meta.url)),
 );
 
-function configFromPy(py: Record<string, unknown>): DiTConfig {
+function uvitConfig(py: Record<string, unknown>): DiTConfig {
   const uvit = py.arch === "uvit";
-  return customConfig({
-    inputSize: py.input_size as number,
-    patchSize: py.patch_size as number,
-    inChannels: py.in_channels as number,
-    hiddenSize: py.hidden_size as number,
-    depth: py.depth as number,
-    numHeads: py.num_heads as number,
-    numClasses: py.num_classes as number,
-    learnSigma: uvit ? false : (py.learn_sigma ?? true) as boolean,
+  return configFromPy(py, {
+    ...(uvit ? { learnSigma: false } : {}),
     block: (py.block ?? "adaLN-Zero") as DiTConfig["block"],
     ...(uvit ? { arch: "uvit" as const } : { skips: true }),
   });
 }
 
 async function load(name: string) {
-  const cfg = configFromPy(golden[name].config);
+  const cfg = uvitConfig(golden[name].config);
   const f = await readSafetensors(new URL(`../fixtures/uvit/${name}.safetensors`, import.meta.url).pathname);
   const state = new Map<string, HostTensor>();
   for (const k of f.names()) {
@@ -79,17 +73,7 @@ for (const name of Object.keys(golden)) {
       const out = model.forward(x, te, y);
       backward(out, tensor(f.getF32("__inputs__.w"), out.shape));
     });
-    let checked = 0;
-    for (const k of f.names()) {
-      if (!k.startsWith("__grads__.")) continue;
-      const pname = k.slice("__grads__.".length);
-      const p = model.params.get(pname);
-      assert(p, `no parameter ${pname}`);
-      assert(p.grad, `no gradient for ${pname}`);
-      assertClose(await p.grad.data(), f.getF32(k), 5e-4, `${name} d/d ${pname}`);
-      checked++;
-    }
-    assert(checked >= 20, `only ${checked} gradients checked`);
+    await assertGradsMatch(f, model.params, 5e-4, name, 20);
     model.dispose();
   });
 }
