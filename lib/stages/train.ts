@@ -169,17 +169,17 @@ async function exists(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
 }
 
+/** Copies the files of `from` into `to` as new, writable files (cached artifacts are read-only). */
 async function copyDir(from: string, to: string): Promise<void> {
   await Deno.mkdir(to, { recursive: true });
   for await (const e of Deno.readDir(from)) {
-    if (e.isFile) await Deno.copyFile(`${from}/${e.name}`, `${to}/${e.name}`);
+    if (e.isFile) await Deno.writeFile(`${to}/${e.name}`, await Deno.readFile(`${from}/${e.name}`));
   }
 }
 
 /**
  * Seeds an empty checkpoint directory from a shorter cached run's output: its checkpoint (so training
- * resumes at its last step) and its snapshots (so the curves cover the whole run). Copies are writable
- * (the cached files are read-only).
+ * resumes at its last step) and its snapshots (so the curves cover the whole run).
  */
 async function continueFrom(priorOut: string, ckptDir: string): Promise<void> {
   const ck = `${priorOut}/${DIT_CHECKPOINT.file}`;
@@ -187,14 +187,7 @@ async function continueFrom(priorOut: string, ckptDir: string): Promise<void> {
   await Deno.mkdir(ckptDir, { recursive: true });
   await Deno.writeFile(`${ckptDir}/${DIT_CHECKPOINT.file}`, await Deno.readFile(ck));
   const snaps = `${priorOut}/${SNAPSHOTS}`;
-  if (await exists(snaps)) {
-    await Deno.mkdir(`${ckptDir}/${SNAPSHOTS}`, { recursive: true });
-    for await (const e of Deno.readDir(snaps)) {
-      if (e.isFile) {
-        await Deno.writeFile(`${ckptDir}/${SNAPSHOTS}/${e.name}`, await Deno.readFile(`${snaps}/${e.name}`));
-      }
-    }
-  }
+  if (await exists(snaps)) await copyDir(snaps, `${ckptDir}/${SNAPSHOTS}`);
 }
 
 /** The `train` kind. */
