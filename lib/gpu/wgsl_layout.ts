@@ -171,6 +171,11 @@ export function packParams(
  * The declarations of the bindings `names` use, checked: all declared, in one group (the binding-0
  * declaration that precedes them and the declarations up to the next binding 0), binding numbers
  * 0..k-1 with no gap. Returns the group sorted by binding number (the uniform first where there is one).
+ *
+ * Aliases: a group may declare several variables at one binding number (e.g. `x: array<f32>` and
+ * `x4: array<vec4f>` at binding 1, for an f32 and a vec4 entry point sharing the other declarations);
+ * the one among `names` is taken (naming two of them throws; naming none leaves the first, which the
+ * caller then reports as not given).
  */
 export function bindingGroup(layout: WgslLayout, names: readonly string[], what: string): WgslBinding[] {
   const byName = new Map(layout.bindings.map((b) => [b.name, b]));
@@ -183,8 +188,16 @@ export function bindingGroup(layout: WgslLayout, names: readonly string[], what:
   const zeros = layout.bindings.filter((b) => b.binding === 0);
   const start = zeros.filter((b) => b.pos <= first).pop();
   const next = zeros.find((b) => b.pos > first);
-  const group = layout.bindings.filter((b) => b.pos >= (start?.pos ?? 0) && (!next || b.pos < next.pos))
-    .sort((a, b) => a.binding - b.binding);
+  const byNumber = new Map<number, WgslBinding>();
+  for (const b of layout.bindings) {
+    if (b.pos < (start?.pos ?? 0) || (next && b.pos >= next.pos)) continue;
+    const prev = byNumber.get(b.binding);
+    if (!prev || (decl.includes(b) && !decl.includes(prev))) byNumber.set(b.binding, b);
+    else if (decl.includes(b)) {
+      throw new Error(`${what}: "${prev.name}" and "${b.name}" alias binding ${b.binding}; give one of them`);
+    }
+  }
+  const group = [...byNumber.values()].sort((a, b) => a.binding - b.binding);
   group.forEach((b, i) => {
     if (b.binding !== i) throw new Error(`${what}: binding numbers of ${b.name}'s group are not 0..n-1`);
   });

@@ -47,6 +47,14 @@ export function debugCheck(out: Tensor, op: string): Tensor {
   return out;
 }
 
+/** Up to 8 dims padded with `fill` to 8 values: the value of an `array<vec4u, 2>` params field. */
+export function dims8(dims: readonly number[], fill = 0): number[] {
+  if (dims.length > 8) throw new Error(`at most 8 dimensions are supported, got ${dims.length}`);
+  const out = new Array<number>(8).fill(fill);
+  for (let i = 0; i < dims.length; i++) out[i] = dims[i];
+  return out;
+}
+
 /** Appends up to 8 dims as two vec4<u32> to a Params. */
 export function pushDims(p: Params, dims: readonly number[], fill = 0): Params {
   if (dims.length > 8) throw new Error(`at most 8 dimensions are supported, got ${dims.length}`);
