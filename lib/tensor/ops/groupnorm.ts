@@ -70,9 +70,7 @@ export function groupNorm(
       ? launch(K, v4 ? "gn_backward4" : "gn_backward", {
         constants: { WG },
         params,
-        inputs: v4
-          ? { bx4: x, bw: w, bstats: stats, bdy4: g }
-          : { bx: x, bw: w, bstats: stats, bdy: g },
+        inputs: v4 ? { bx4: x, bw: w, bstats: stats, bdy4: g } : { bx: x, bw: w, bstats: stats, bdy: g },
         outputs: v4 ? { bdx4: x.shape } : { bdx: x.shape },
         workgroups: grid(rows, 1),
         label: "groupNorm backward",

@@ -96,19 +96,24 @@ export function normalKl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2:
     workgroups: grid(n, WG),
     label: "normalKl",
   });
-  return record(kout, "normalKl", ins, (g) =>
-    ins.map((t, which) =>
-      t.requiresGrad
-        ? launch(K, "normal_kl_backward", {
-          constants: { WG, WHICH: which },
-          params: { n },
-          inputs: { kbm1: mean1, kblv1: logvar1, kbm2: mean2, kblv2: logvar2, kbg: g },
-          outputs: { kbout: t.shape },
-          workgroups: grid(n, WG),
-          label: "normalKl backward",
-        }).kbout
-        : null
-    ));
+  return record(
+    kout,
+    "normalKl",
+    ins,
+    (g) =>
+      ins.map((t, which) =>
+        t.requiresGrad
+          ? launch(K, "normal_kl_backward", {
+            constants: { WG, WHICH: which },
+            params: { n },
+            inputs: { kbm1: mean1, kblv1: logvar1, kbm2: mean2, kblv2: logvar2, kbg: g },
+            outputs: { kbout: t.shape },
+            workgroups: grid(n, WG),
+            label: "normalKl backward",
+          }).kbout
+          : null
+      ),
+  );
 }
 
 /**

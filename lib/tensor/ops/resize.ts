@@ -50,7 +50,6 @@ function tables(h: number, w: number, ho: number, wo: number): { taps: Tensor; l
   return { taps, lam };
 }
 
-
 /**
  * Resizes x [N, C, H, W] to [N, C, outH, outW] by bilinear interpolation with align_corners=False, like
  * `torch.nn.functional.interpolate(x, size=(outH, outW), mode="bilinear", align_corners=False)` (upsampling
