@@ -123,6 +123,21 @@ export function wgslLayout(source: string): WgslLayout {
 /** Values of a params struct by field name: numbers for scalars, arrays for vectors and arrays. */
 export type ParamValues = Record<string, number | boolean | readonly number[]>;
 
+/** The scalar kind of each field of a struct, by field index (cached: packParams runs per launch). */
+const fieldKinds = new WeakMap<WgslStruct, ("f32" | "u32" | "i32")[]>();
+
+function kindsOf(s: WgslStruct): ("f32" | "u32" | "i32")[] {
+  let kinds = fieldKinds.get(s);
+  if (!kinds) {
+    kinds = s.fields.map((f) => {
+      const scalar = /(f32|u32|i32)|vec\d([uif])/.exec(f.type)!;
+      return (scalar[1] ?? { u: "u32", i: "i32", f: "f32" }[scalar[2]]!) as "f32" | "u32" | "i32";
+    });
+    fieldKinds.set(s, kinds);
+  }
+  return kinds;
+}
+
 /**
  * Packs `values` into the uniform struct `struct` of `layout` (fields by name; fields whose name starts
  * with `_` are padding and are zero). Throws on an unknown or a missing field.
@@ -138,32 +153,34 @@ export function packParams(
   if (Number.isNaN(s.size)) {
     throw new Error(`${what}: struct ${struct} has a type packParams does not support`);
   }
-  const known = new Set(s.fields.map((f) => f.name));
-  for (const k of Object.keys(values)) {
-    if (!known.has(k)) {
-      throw new Error(`${what}: ${struct} has no field "${k}" (fields: ${[...known].join(", ")})`);
-    }
+  let named = 0;
+  for (const f of s.fields) if (f.name in values) named++;
+  let given = 0;
+  for (const _ in values) given++;
+  if (given !== named) {
+    const known = new Set(s.fields.map((f) => f.name));
+    const k = Object.keys(values).find((k) => !known.has(k));
+    throw new Error(`${what}: ${struct} has no field "${k}" (fields: ${[...known].join(", ")})`);
   }
+  const kinds = kindsOf(s);
   const buf = new ArrayBuffer(Math.max(16, Math.ceil(s.size / 16) * 16));
   const dv = new DataView(buf);
-  for (const f of s.fields) {
+  const put = (o: number, x: number, kind: "f32" | "u32" | "i32") => {
+    if (kind === "f32") dv.setFloat32(o, x, true);
+    else if (kind === "i32") dv.setInt32(o, x | 0, true);
+    else dv.setUint32(o, x >>> 0, true);
+  };
+  s.fields.forEach((f, i) => {
     const v = values[f.name];
     if (v === undefined) {
-      if (f.name.startsWith("_")) continue;
+      if (f.name.startsWith("_")) return;
       throw new Error(`${what}: missing value for ${struct}.${f.name}`);
     }
-    const scalar = /(f32|u32|i32)|vec\d([uif])/.exec(f.type)!;
-    const kind = scalar[1] ?? { u: "u32", i: "i32", f: "f32" }[scalar[2]]!;
-    const list = typeof v === "number" || typeof v === "boolean" ? [Number(v)] : v;
+    if (typeof v === "number" || typeof v === "boolean") return put(f.offset, Number(v), kinds[i]);
     // Arrays of vec4 are laid out densely (stride 16): element k at offset + 4k.
-    if (list.length * 4 > f.size) throw new Error(`${what}: ${list.length} values for ${struct}.${f.name}`);
-    list.forEach((x, k) => {
-      const o = f.offset + 4 * k;
-      if (kind === "f32") dv.setFloat32(o, x, true);
-      else if (kind === "i32") dv.setInt32(o, x | 0, true);
-      else dv.setUint32(o, x >>> 0, true);
-    });
-  }
+    if (v.length * 4 > f.size) throw new Error(`${what}: ${v.length} values for ${struct}.${f.name}`);
+    for (let k = 0; k < v.length; k++) put(f.offset + 4 * k, v[k], kinds[i]);
+  });
   return new Uint8Array(buf);
 }
 
@@ -171,6 +188,11 @@ export function packParams(
  * The declarations of the bindings `names` use, checked: all declared, in one group (the binding-0
  * declaration that precedes them and the declarations up to the next binding 0), binding numbers
  * 0..k-1 with no gap. Returns the group sorted by binding number (the uniform first where there is one).
+ *
+ * Aliases: a group may declare several variables at one binding number (e.g. `x: array<f32>` and
+ * `x4: array<vec4f>` at binding 1, for an f32 and a vec4 entry point sharing the other declarations);
+ * the one among `names` is taken (naming two of them throws; naming none leaves the first, which the
+ * caller then reports as not given).
  */
 export function bindingGroup(layout: WgslLayout, names: readonly string[], what: string): WgslBinding[] {
   const byName = new Map(layout.bindings.map((b) => [b.name, b]));
@@ -183,8 +205,16 @@ export function bindingGroup(layout: WgslLayout, names: readonly string[], what:
   const zeros = layout.bindings.filter((b) => b.binding === 0);
   const start = zeros.filter((b) => b.pos <= first).pop();
   const next = zeros.find((b) => b.pos > first);
-  const group = layout.bindings.filter((b) => b.pos >= (start?.pos ?? 0) && (!next || b.pos < next.pos))
-    .sort((a, b) => a.binding - b.binding);
+  const byNumber = new Map<number, WgslBinding>();
+  for (const b of layout.bindings) {
+    if (b.pos < (start?.pos ?? 0) || (next && b.pos >= next.pos)) continue;
+    const prev = byNumber.get(b.binding);
+    if (!prev || (decl.includes(b) && !decl.includes(prev))) byNumber.set(b.binding, b);
+    else if (decl.includes(b)) {
+      throw new Error(`${what}: "${prev.name}" and "${b.name}" alias binding ${b.binding}; give one of them`);
+    }
+  }
+  const group = [...byNumber.values()].sort((a, b) => a.binding - b.binding);
   group.forEach((b, i) => {
     if (b.binding !== i) throw new Error(`${what}: binding numbers of ${b.name}'s group are not 0..n-1`);
   });

@@ -47,8 +47,10 @@ function isShape(v: unknown): v is Shape {
   return Array.isArray(v) && v.every((d) => typeof d === "number");
 }
 
+/** The dtype of an `array<T>` declaration (T a scalar or a vector: `u32`, `vec2u`, `vec4<i32>`, ...). */
 function dtypeOf(type: string): DType {
-  const m = /array<\s*(f32|u32|i32)/.exec(type);
+  const m = /array<\s*(?:vec\d\s*<\s*)?(f32|u32|i32)|array<\s*vec\d([fui])\b/.exec(type);
+  if (m?.[2]) return ({ f: "f32", u: "u32", i: "i32" } as const)[m[2] as "f" | "u" | "i"];
   return (m?.[1] ?? "f32") as DType;
 }
 

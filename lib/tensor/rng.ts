@@ -26,7 +26,8 @@
 
 import { wgsl } from "../gpu/runtime.ts";
 import { empty, numel, type Shape, ShapeError, type Tensor } from "./tensor.ts";
-import { grid, Params, rt } from "./ops/util.ts";
+import { grid } from "./ops/util.ts";
+import { launch } from "./launch.ts";
 
 const K = wgsl(new URL("../../kernels/rng.wgsl", import.meta.url));
 
@@ -352,15 +353,17 @@ export class Generator {
     const first = this.#take(mode, n);
     const out = empty(shape, mode === "uniform" || mode === "normal" ? "f32" : "u32");
     const per = mode === "randint" ? 2 : 4;
-    rt().dispatch({
-      kernel: K,
-      entry: "generate",
+    launch(K, "generate", {
       constants: { MODE: MODE[mode] },
-      params: new Params()
-        .u32(n).u32(this.#key[0]).u32(this.#key[1])
-        .u32(Number(first & 0xffffffffn)).u32(Number(first >> 32n))
-        .u32(arg).u32(0).u32(0).bytes(),
-      buffers: [out.binding()],
+      params: {
+        n,
+        key0: this.#key[0],
+        key1: this.#key[1],
+        off_lo: Number(first & 0xffffffffn),
+        off_hi: Number(first >> 32n),
+        arg,
+      },
+      outputs: { out },
       workgroups: grid(Math.ceil(n / per)),
       label: op,
     });

@@ -54,6 +54,21 @@ Deno.test("bindingGroup: names resolve to their group; gaps and foreign names th
   assertThrows(() => bindingGroup(l, ["a", "qa"], "t"), "group");
 });
 
+Deno.test("bindingGroup: aliased binding numbers resolve to the named declaration", () => {
+  const l = wgslLayout(`
+struct P { n: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x4: array<vec4f>;
+@group(0) @binding(2) var<storage, read_write> y4: array<vec4f>;
+`);
+  assertEquals(bindingGroup(l, ["x", "y"], "t").map((b) => b.name), ["p", "x", "y"]);
+  assertEquals(bindingGroup(l, ["x4", "y"], "t").map((b) => b.name), ["p", "x4", "y"]);
+  assertEquals(bindingGroup(l, ["y4", "x4"], "t").map((b) => b.name), ["p", "x4", "y4"]);
+  assertThrows(() => bindingGroup(l, ["x", "x4", "y"], "t"), "alias binding 1");
+});
+
 Deno.test("launch: runs a real kernel by names, allocates shaped outputs, rejects wrong names", async () => {
   const K = wgsl(new URL("../../kernels/elementwise.wgsl", import.meta.url));
   const a = tensor(Float32Array.from([1, 2, 3]), [3]);

@@ -15,8 +15,9 @@
 
 import { grid1d, wgsl } from "../../gpu/runtime.ts";
 import { record } from "../autograd.ts";
-import { empty, fmtShape, ShapeError, type Tensor } from "../tensor.ts";
-import { assertF32, debugCheck, grid, Params, rt } from "./util.ts";
+import { empty, fmtShape, numel, ShapeError, type Tensor } from "../tensor.ts";
+import { launch } from "../launch.ts";
+import { assertF32, debugCheck, grid, rt } from "./util.ts";
 
 const K = wgsl(new URL("../../../kernels/attention.wgsl", import.meta.url));
 
@@ -153,7 +154,8 @@ function dispatchTiled(
   rqWanted: number,
   rows: number,
   streamed: number,
-  buffers: Tensor[],
+  inputs: Record<string, Tensor>,
+  outputs: Record<string, Tensor>,
 ): void {
   const loop = loopMode();
   const pow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
@@ -167,13 +169,11 @@ function dispatchTiled(
   const steps = loop ? [0] : Array.from({ length: Math.ceil(streamed / bt) }, (_, i) => i * bt);
   for (const t0 of steps) {
     const t1 = loop ? streamed : Math.min(streamed, t0 + bt);
-    rt().dispatch({
-      kernel: K,
-      entry,
+    launch(K, entry, {
       constants,
-      params: new Params().u32(d.bh).u32(d.tq).u32(d.tk).u32(nrb).f32(d.scale).f32(d.scale * Math.LOG2E)
-        .u32(t0).u32(t1).bytes(),
-      buffers: buffers.map((t) => t.binding()),
+      params: { bh: d.bh, tq: d.tq, tk: d.tk, nrb, scale: d.scale, scale2: d.scale * Math.LOG2E, t0, t1 },
+      inputs,
+      outputs,
       workgroups: grid1d(
         d.bh * nrb,
         1,
@@ -213,17 +213,16 @@ function checkAttentionShapes(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOp
 /** x [..., cin] → [..., cout], cut or zero-padded. */
 function padCols(x: Tensor, cout: number, label: string): Tensor {
   const cin = x.shape[x.ndim - 1];
-  const out = empty([...x.shape.slice(0, -1), cout]);
-  rt().dispatch({
-    kernel: K,
-    entry: "pad_cols",
+  const shape = [...x.shape.slice(0, -1), cout];
+  const n = numel(shape);
+  return launch(K, "pad_cols", {
     constants: { PWG: 256 },
-    params: new Params().u32(out.size).u32(cin).u32(cout).u32(0).bytes(),
-    buffers: [x.binding(), out.binding()],
-    workgroups: grid(out.size, 256),
+    params: { n, cin, cout },
+    inputs: { pin: x },
+    outputs: { pout: shape },
+    workgroups: grid(n, 256),
     label,
-  });
-  return out;
+  }).pout;
 }
 
 /** The forward on head-dim-padded tensors: out (padded) and lse. */
@@ -232,7 +231,11 @@ function forwardRaw(q: Tensor, k: Tensor, v: Tensor, d: Dims): { out: Tensor; ls
   const lse = empty([d.b, d.h, d.tq], "f32", "attention lse");
   if (d.bh * d.tq === 0) return { out, lse };
   const ml = empty([d.bh * d.tq * 2], "f32", "attention running max and sum");
-  dispatchTiled("attn_fwd", "attention", d, tiles.fwdWG, tiles.fwdRQ, d.tq, d.tk, [q, k, v, out, lse, ml]);
+  dispatchTiled("attn_fwd", "attention", d, tiles.fwdWG, tiles.fwdRQ, d.tq, d.tk, { fq: q, fk: k, fv: v }, {
+    fo: out,
+    flse: lse,
+    fml: ml,
+  });
   ml.dispose();
   debugCheck(lse, "attention (lse)");
   return { out: debugCheck(out, "attention"), lse };
@@ -252,12 +255,11 @@ function backwardRaw(
   const delta = empty(lse.shape, "f32", "attention delta");
   const rows = d.bh * d.tq;
   if (rows > 0) {
-    rt().dispatch({
-      kernel: K,
-      entry: "attn_bwd_delta",
+    launch(K, "attn_bwd_delta", {
       constants: { WG: 256 },
-      params: new Params().u32(rows).u32(d.dp / 4).u32(0).u32(0).bytes(),
-      buffers: [g.binding(), out.binding(), delta.binding()],
+      params: { rows, nd4: d.dp / 4 },
+      inputs: { dgo: g, dout: out },
+      outputs: { ddelta: delta },
       workgroups: grid(rows, 256),
       label: "attention backward (delta)",
     });
@@ -268,15 +270,17 @@ function backwardRaw(
   if (need[0]) {
     dq = empty(q.shape);
     if (rows > 0) {
-      dispatchTiled("attn_bwd_dq", "attention backward (dq)", d, tiles.dqWG, tiles.dqRQ, d.tq, d.tk, [
-        q,
-        k,
-        v,
-        g,
-        lse,
-        delta,
-        dq,
-      ]);
+      dispatchTiled(
+        "attn_bwd_dq",
+        "attention backward (dq)",
+        d,
+        tiles.dqWG,
+        tiles.dqRQ,
+        d.tq,
+        d.tk,
+        { qq: q, qk: k, qv: v, qgo: g, qlse: lse, qdelta: delta },
+        { qdq: dq },
+      );
     }
     debugCheck(dq, "attention backward (dq)");
   }
@@ -292,16 +296,8 @@ function backwardRaw(
         tiles.dkdvRQ,
         d.tk,
         d.tq,
-        [
-          q,
-          k,
-          v,
-          g,
-          lse,
-          delta,
-          dk,
-          dv,
-        ],
+        { kq: q, kk: k, kv: v, kgo: g, klse: lse, kdelta: delta },
+        { kdk: dk, kdv: dv },
       );
     } else {
       rt().clear(dk.buffer, 0, Math.max(4, dk.bytes));
@@ -379,25 +375,29 @@ const HWG = 64;
 
 /**
  * Dispatches a head permute (`split_qkv`, `heads_merge`, `heads_split` in attention.wgsl): one invocation
- * per (b, h, t) on a [T, H, B] grid, vec4 entry points when Dh % 4 == 0.
+ * per (b, h, t) on a [T, H, B] grid, vec4 entry points when Dh % 4 == 0 (their bindings are named with a
+ * `4` appended).
  */
 function headDispatch(
   entry: string,
-  buffers: Tensor[],
+  inputs: Record<string, Tensor>,
+  outputs: Record<string, Tensor>,
   [b, t, h, dh]: number[],
   s: number,
   slot: number,
   op: string,
 ): void {
   const v4 = dh % 4 === 0;
+  const named = (r: Record<string, Tensor>) =>
+    v4 ? Object.fromEntries(Object.entries(r).map(([k, x]) => [`${k}4`, x])) : r;
+  const [ins, outs] = [named(inputs), named(outputs)];
   const maxZ = rt().adapter.limits.maxComputeWorkgroupsPerDimension;
   for (let z0 = 0; z0 < b; z0 += maxZ) {
-    rt().dispatch({
-      kernel: K,
-      entry: v4 ? `${entry}4` : entry,
+    launch(K, v4 ? `${entry}4` : entry, {
       constants: { HWG },
-      params: new Params().u32(t).u32(h).u32(v4 ? dh / 4 : dh).u32(s).u32(slot).u32(z0).u32(0).u32(0).bytes(),
-      buffers: buffers.map((x) => x.binding()),
+      params: { t, h, dh: v4 ? dh / 4 : dh, s, slot, z0 },
+      inputs: ins,
+      outputs: outs,
       workgroups: [Math.ceil(t / HWG), h, Math.min(maxZ, b - z0)],
       label: op,
     });
@@ -408,7 +408,7 @@ function headDispatch(
 function mergeRaw(src: Tensor, s: number, slot: number, op: string): Tensor {
   const [b, h, t, dh] = src.shape;
   const out = empty([b, t, s * h * dh]);
-  headDispatch("heads_merge", [src, out], [b, t, h, dh], s, slot, op);
+  headDispatch("heads_merge", { msrc: src }, { mout: out }, [b, t, h, dh], s, slot, op);
   return debugCheck(out, op);
 }
 
@@ -417,7 +417,7 @@ function splitRaw(src: Tensor, h: number, s: number, slot: number, op: string): 
   const [b, t, w] = src.shape;
   const dh = w / (s * h);
   const out = empty([b, h, t, dh]);
-  headDispatch("heads_split", [src, out], [b, t, h, dh], s, slot, op);
+  headDispatch("heads_split", { hsrc: src }, { hout: out }, [b, t, h, dh], s, slot, op);
   return debugCheck(out, op);
 }
 
@@ -442,7 +442,7 @@ export function splitHeads(qkv: Tensor, heads: number): { q: Tensor; k: Tensor; 
   const q = empty(shape);
   const k = empty(shape);
   const v = empty(shape);
-  headDispatch("split_qkv", [qkv, q, k, v], [b, t, heads, dh], 3, 0, op);
+  headDispatch("split_qkv", { sqkv: qkv }, { sq: q, sk: k, sv: v }, [b, t, heads, dh], 3, 0, op);
   const outs = [q, k, v].map((x, slot) =>
     record(debugCheck(x, op), op, [qkv], (g) => [mergeRaw(g, 3, slot, `${op} backward`)])
   );

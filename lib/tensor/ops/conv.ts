@@ -26,10 +26,12 @@
 
 import { wgsl } from "../../gpu/runtime.ts";
 import { record } from "../autograd.ts";
-import { empty, fmtShape, type Shape, ShapeError, type Tensor } from "../tensor.ts";
+import { empty, fmtShape, numel, type Shape, ShapeError, type Tensor } from "../tensor.ts";
+import { launch } from "../launch.ts";
 import { concat, narrow, reshape } from "./layout.ts";
 import { matmul } from "./matmul.ts";
-import { assertF32, debugCheck, grid, Params, rt } from "./util.ts";
+import type { ParamValues } from "../../gpu/wgsl_layout.ts";
+import { assertF32, debugCheck, grid, rt } from "./util.ts";
 
 const K = wgsl(new URL("../../../kernels/conv.wgsl", import.meta.url));
 /** Workgroup size of the bias kernel (its grid's x covers the pixels of one (n, o) plane). */
@@ -114,13 +116,9 @@ function geometry(op: string, x: Tensor, w: Tensor, b: Tensor | null | undefined
   return { n, c, h, w: wd, o: oc, kh, kw, sh, sw, pt, pb, pl, pr, ho, wo };
 }
 
-function convParams(g: Geom, total: number, hasBias = false): Uint8Array {
-  return new Params()
-    .u32(total).u32(g.c).u32(g.h).u32(g.w)
-    .u32(g.ho).u32(g.wo).u32(g.kh).u32(g.kw)
-    .u32(g.sh).u32(g.sw).u32(g.pt).u32(g.pl)
-    .u32(g.o).u32(g.n).u32(hasBias ? 1 : 0).u32(0)
-    .bytes();
+function convParams(g: Geom, total: number, hasBias = false): ParamValues {
+  const { c, h, w, ho, wo, kh, kw, sh, sw, pt, pl, o, n } = g;
+  return { total, c, h, w, ho, wo, kh, kw, sh, sw, pt, pl, o, n, has_bias: hasBias ? 1 : 0 };
 }
 
 /** The override constants that specialise `im2col` / `col2im` to one geometry. */
@@ -144,12 +142,11 @@ function im2colRaw(x: Tensor, g: Geom): Tensor {
   // Outputs per invocation: a whole cols row segment of Wo (scalar stores), or 8 / 4 as vec4s.
   const vq = cols.size === 0 ? 0 : g.wo % 8 === 0 ? 2 : g.wo % 4 === 0 ? 1 : 0;
   const total = vq ? cols.size / (4 * vq) : cols.size / g.wo;
-  rt().dispatch({
-    kernel: K,
-    entry: vq ? "im2col4" : "im2col",
+  launch(K, vq ? "im2col4" : "im2col", {
     constants: { ...geomConstants(g), VQ: vq || 1 },
     params: convParams(g, total),
-    buffers: [x.binding(), cols.binding()],
+    inputs: { ix: x },
+    outputs: vq ? { icols4: cols } : { icols: cols },
     workgroups: grid(total),
     label: "conv2d im2col",
   });
@@ -157,17 +154,15 @@ function im2colRaw(x: Tensor, g: Geom): Tensor {
 }
 
 function col2imRaw(dcols: Tensor, g: Geom, xShape: Shape): Tensor {
-  const dx = empty(xShape);
-  rt().dispatch({
-    kernel: K,
-    entry: "col2im",
+  const n = numel(xShape);
+  return launch(K, "col2im", {
     constants: geomConstants(g),
-    params: convParams(g, dx.size),
-    buffers: [dcols.binding(), dx.binding()],
-    workgroups: grid(dx.size),
+    params: convParams(g, n),
+    inputs: { ccols: dcols },
+    outputs: { cdx: xShape },
+    workgroups: grid(n),
     label: "conv2d col2im",
-  });
-  return debugCheck(dx, "conv2d col2im");
+  }).cdx;
 }
 
 /** im2col as a differentiable op (backward: col2im). */
@@ -178,34 +173,26 @@ function im2col(x: Tensor, g: Geom): Tensor {
 
 /** y[n, o, p] = x[n, o, p] + b[o] for x [N, O, P], differentiable in both. */
 function channelBias(x: Tensor, b: Tensor, g: Geom): Tensor {
-  const y = empty(x.shape);
   const P = g.ho * g.wo;
-  const v4 = P % 4 === 0 && y.size > 0 ? "4" : ""; // vec4 kernels (vec4 bindings need 16 bytes)
-  rt().dispatch({
-    kernel: K,
-    entry: "channel_bias" + v4,
+  const v4 = P % 4 === 0 && x.size > 0; // vec4 kernels (vec4 bindings need 16 bytes)
+  const { by, by4 } = launch(K, v4 ? "channel_bias4" : "channel_bias", {
     constants: { WG: BIAS_WG },
-    params: convParams(g, y.size),
-    buffers: [x.binding(), b.binding(), y.binding()],
+    params: convParams(g, x.size),
+    inputs: v4 ? { bx4: x, bb: b } : { bx: x, bb: b },
+    outputs: v4 ? { by4: x.shape } : { by: x.shape },
     workgroups: [Math.ceil((v4 ? P / 4 : P) / BIAS_WG), g.o, g.n],
     label: "conv2d bias",
   });
-  debugCheck(y, "conv2d bias");
-  return record(y, "conv2d bias", [x, b], (gr) => {
-    let db: Tensor | null = null;
-    if (b.requiresGrad) {
-      db = empty([g.o]);
-      rt().dispatch({
-        kernel: K,
-        entry: "channel_bias_backward" + v4,
-        constants: { WG: REDUCE_WG },
-        params: convParams(g, db.size),
-        buffers: [gr.binding(), db.binding()],
-        workgroups: grid(g.o, 1),
-        label: "conv2d bias backward",
-      });
-      debugCheck(db, "conv2d bias backward");
-    }
+  return record(by ?? by4, "conv2d bias", [x, b], (gr) => {
+    if (!b.requiresGrad) return [gr, null];
+    const db = launch(K, v4 ? "channel_bias_backward4" : "channel_bias_backward", {
+      constants: { WG: REDUCE_WG },
+      params: convParams(g, g.o),
+      inputs: v4 ? { gg4: gr } : { gg: gr },
+      outputs: { gdb: [g.o] },
+      workgroups: grid(g.o, 1),
+      label: "conv2d bias backward",
+    }).gdb;
     return [gr, db];
   });
 }
@@ -255,23 +242,16 @@ export function conv2d(x: Tensor, w: Tensor, b?: Tensor | null, opts: Conv2dOpti
  */
 export function conv2dDirect(x: Tensor, w: Tensor, b?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
   const g = geometry("conv2dDirect", x, w, b, opts);
-  const out = empty([g.n, g.o, g.ho, g.wo]);
   const P = g.ho * g.wo;
   const total = g.n * Math.ceil(g.o / 4) * Math.ceil(P / 4);
-  rt().dispatch({
-    kernel: K,
-    entry: "conv_direct",
+  return launch(K, "conv_direct", {
     constants: { WG: 64 },
     params: convParams(g, total, !!b),
-    buffers: [x.binding(), w.binding(), (b ?? w).binding(), out.binding()],
+    inputs: { dx_in: x, dw: w, db: b ?? w },
+    outputs: { dout: [g.n, g.o, g.ho, g.wo] },
     workgroups: grid(total, 64),
     label: "conv2d direct",
-  });
-  return debugCheck(out, "conv2d direct");
-}
-
-function upParams(total: number, h: number, w: number, f: number): Uint8Array {
-  return new Params().u32(total).u32(h).u32(w).u32(f).bytes();
+  }).dout;
 }
 
 /**
@@ -287,28 +267,24 @@ export function upsampleNearest(x: Tensor, factor = 2): Tensor {
     throw new ShapeError("upsampleNearest", `factor must be a positive integer, got ${factor}`);
   }
   const [n, c, h, w] = x.shape;
-  const y = empty([n, c, h * factor, w * factor]);
-  rt().dispatch({
-    kernel: K,
-    entry: "upsample_forward",
+  const shape = [n, c, h * factor, w * factor];
+  const total = numel(shape);
+  const { uy } = launch(K, "upsample_forward", {
     constants: { UH: h, UW: w, UF: factor },
-    params: upParams(y.size, h, w, factor),
-    buffers: [x.binding(), y.binding()],
-    workgroups: grid(y.size),
+    params: { total, h, w, f: factor },
+    inputs: { ux: x },
+    outputs: { uy: shape },
+    workgroups: grid(total),
     label: "upsampleNearest",
   });
-  debugCheck(y, "upsampleNearest");
-  return record(y, "upsampleNearest", [x], (gr) => {
-    const dx = empty(x.shape);
-    rt().dispatch({
-      kernel: K,
-      entry: "upsample_backward",
+  return record(uy, "upsampleNearest", [x], (gr) => [
+    launch(K, "upsample_backward", {
       constants: { UH: h, UW: w, UF: factor },
-      params: upParams(dx.size, h, w, factor),
-      buffers: [gr.binding(), dx.binding()],
-      workgroups: grid(dx.size),
+      params: { total: x.size, h, w, f: factor },
+      inputs: { ug: gr },
+      outputs: { udx: x.shape },
+      workgroups: grid(x.size),
       label: "upsampleNearest backward",
-    });
-    return [debugCheck(dx, "upsampleNearest backward")];
-  });
+    }).udx,
+  ]);
 }

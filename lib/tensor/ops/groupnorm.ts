@@ -7,16 +7,13 @@
 
 import { wgsl } from "../../gpu/runtime.ts";
 import { record } from "../autograd.ts";
-import { empty, fmtShape, full, ShapeError, type Tensor } from "../tensor.ts";
-import { assertF32, debugCheck, grid, Params, rt } from "./util.ts";
+import { fmtShape, full, ShapeError, type Tensor } from "../tensor.ts";
+import { launch } from "../launch.ts";
+import { assertF32, grid } from "./util.ts";
 
 const K = wgsl(new URL("../../../kernels/groupnorm.wgsl", import.meta.url));
 /** Invocations per row: one 8-lane SIMD group is the fastest on llvmpipe (see the kernel file). */
 const WG = 8;
-
-function params(rows: number, cpg: number, s: number, c: number, eps: number, n: number): Uint8Array {
-  return new Params().u32(rows).u32(cpg).u32(s).u32(c).f32(eps).u32(n).u32(0).u32(0).bytes();
-}
 
 /**
  * GroupNorm: the C channels of x [N, C, ...] are split into `groups` groups of consecutive channels; each
@@ -56,49 +53,40 @@ export function groupNorm(
   const rows = n * groups;
   const w = weight ?? full([c], 1, "groupNorm weight 1");
   const b = bias ?? full([c], 0, "groupNorm bias 0");
-  const y = empty(x.shape);
-  const stats = empty([rows, 2], "f32", "groupNorm stats");
-  const p = params(rows, cpg, s, c, eps, n);
-  const v4 = s > 0 && s % 4 === 0 ? "4" : ""; // vec4 kernels: every channel is whole vec4s
-  rt().dispatch({
-    kernel: K,
-    entry: "gn_forward" + v4,
+  const params = { rows, cpg, s, c, eps, n };
+  const v4 = s > 0 && s % 4 === 0; // vec4 kernels: every channel is whole vec4s
+  const fwd = launch(K, v4 ? "gn_forward4" : "gn_forward", {
     constants: { WG },
-    params: p,
-    buffers: [x.binding(), w.binding(), b.binding(), y.binding(), stats.binding()],
+    params,
+    inputs: v4 ? { fx4: x, fw: w, fb: b } : { fx: x, fw: w, fb: b },
+    outputs: v4 ? { fy4: x.shape, fstats: [rows, 2] } : { fy: x.shape, fstats: [rows, 2] },
     workgroups: grid(rows, 1),
     label: "groupNorm",
   });
-  debugCheck(y, "groupNorm");
+  const stats = fwd.fstats;
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
-  const out = record(y, "groupNorm", inputs, (g) => {
-    const dx = x.requiresGrad ? empty(x.shape) : null;
-    if (dx) {
-      rt().dispatch({
-        kernel: K,
-        entry: "gn_backward" + v4,
+  const out = record(fwd.fy ?? fwd.fy4, "groupNorm", inputs, (g) => {
+    const dx = x.requiresGrad
+      ? launch(K, v4 ? "gn_backward4" : "gn_backward", {
         constants: { WG },
-        params: p,
-        buffers: [x.binding(), w.binding(), stats.binding(), g.binding(), dx.binding()],
+        params,
+        inputs: v4 ? { bx4: x, bw: w, bstats: stats, bdy4: g } : { bx: x, bw: w, bstats: stats, bdy: g },
+        outputs: v4 ? { bdx4: x.shape } : { bdx: x.shape },
         workgroups: grid(rows, 1),
         label: "groupNorm backward",
-      });
-      debugCheck(dx, "groupNorm backward");
-    }
+      })[v4 ? "bdx4" : "bdx"]
+      : null;
     let dw: Tensor | null = null;
     let db: Tensor | null = null;
     if (weight?.requiresGrad || bias?.requiresGrad) {
-      dw = empty([c]);
-      db = empty([c]);
-      rt().dispatch({
-        kernel: K,
-        entry: "gn_backward_params" + v4,
+      ({ pdw: dw, pdb: db } = launch(K, v4 ? "gn_backward_params4" : "gn_backward_params", {
         constants: { WG },
-        params: p,
-        buffers: [x.binding(), stats.binding(), g.binding(), dw.binding(), db.binding()],
+        params,
+        inputs: v4 ? { px4: x, pstats: stats, pdy4: g } : { px: x, pstats: stats, pdy: g },
+        outputs: { pdw: [c], pdb: [c] },
         workgroups: grid(c, 1),
         label: "groupNorm backward (weight, bias)",
-      });
+      }));
       if (!weight?.requiresGrad) {
         dw.dispose();
         dw = null;

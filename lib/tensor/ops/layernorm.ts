@@ -14,9 +14,10 @@
 
 import { wgsl } from "../../gpu/runtime.ts";
 import { record } from "../autograd.ts";
-import { empty, fmtShape, ShapeError, type Tensor } from "../tensor.ts";
+import { fmtShape, ShapeError, type Tensor } from "../tensor.ts";
+import { launch } from "../launch.ts";
 import { sumColumns } from "./reduce.ts";
-import { assertF32, assertSameShape, debugCheck, grid, Params, rt } from "./util.ts";
+import { assertF32, assertSameShape, debugCheck, grid, rt } from "./util.ts";
 
 const K = wgsl(new URL("../../../kernels/layernorm.wgsl", import.meta.url));
 
@@ -27,8 +28,26 @@ const ROW_WG = 64;
 /** Workgroup size of the elementwise and column kernels. */
 const EW = 128;
 
-function params(rows: number, d: number, t: number, eps: number): Uint8Array {
-  return new Params().u32(rows).u32(d).u32(t).f32(eps).bytes();
+/**
+ * The binding name `k` in an entry point's variant: the vec4 entry points' bindings carry a `4` after the
+ * one-letter prefix in the row and conditioned kernels (`fx` → `f4x`), at the end in the column kernels
+ * (`px` → `px4`).
+ */
+function vecName(vec: boolean, kind: "row" | "col", k: string): string {
+  return !vec ? k : kind === "row" ? `${k[0]}4${k.slice(1)}` : `${k}4`;
+}
+
+/** Launch inputs or outputs by their names in the f32 entry point, renamed by {@link vecName}. */
+function named<T>(vec: boolean, kind: "row" | "col", r: Record<string, T>): Record<string, T> {
+  if (!vec) return r;
+  const out: Record<string, T> = {};
+  for (const k in r) out[vecName(vec, kind, k)] = r[k];
+  return out;
+}
+
+/** The output `k` (its name in the f32 entry point) of a launch of a {@link named} entry point. */
+function outOf(outs: Record<string, Tensor>, vec: boolean, kind: "row" | "col", k: string): Tensor {
+  return outs[vecName(vec, kind, k)];
 }
 
 /** Workgroups of the row kernels: ROW_WG / TPR rows each, as a 2-D grid. */
@@ -37,8 +56,8 @@ function rowGrid(rows: number): [number, number] {
 }
 
 /** Row kernels read vec4s when rows (and conditioning rows) are a multiple of 4 long (and not empty). */
-function rowEntry(base: string, d: number, rows: number): string {
-  return d % 4 === 0 && d > 0 && rows > 0 ? `${base}4` : base;
+function rowVec(d: number, rows: number): boolean {
+  return d % 4 === 0 && d > 0 && rows > 0;
 }
 
 /** Workgroups of the (column, row) elementwise kernels: x covers D (or D / 4), y and z cover the rows. */
@@ -61,19 +80,17 @@ function condForward(
   t: number,
   d: number,
 ): Tensor {
-  const y = empty(x.shape);
   const vec = d % 4 === 0 && x.size > 0;
-  rt().dispatch({
-    kernel: K,
-    entry: vec ? "cond_forward4" : "cond_forward",
+  const outs = launch(K, vec ? "cond_forward4" : "cond_forward", {
     constants: { WG: EW, OP: COND_OP[op] },
-    params: params(n * t, d, t, 0),
+    params: { rows: n * t, d, t, eps: 0 },
     // Operands the op does not use are bound to x (never read).
-    buffers: [x.binding(), a.binding(), (b ?? x).binding(), (res ?? x).binding(), y.binding()],
+    inputs: named(vec, "row", { ex: x, ea: a, eb: b ?? x, er: res ?? x }),
+    outputs: named(vec, "row", { ey: x.shape }),
     workgroups: colRowGrid(n * t, vec ? d / 4 : d),
     label: op,
   });
-  return debugCheck(y, op);
+  return outOf(outs, vec, "row", "ey");
 }
 
 /** Rows of T per chunk of the column (parameter-gradient) kernels. */
@@ -89,8 +106,9 @@ function colPlan(base: string, n: number, t: number, d: number) {
   const vec = d % 4 === 0 && n * t * d > 0;
   return {
     entry: vec ? `${base}4` : base,
+    vec,
     chunks,
-    params: new Params().u32(n).u32(d).u32(t).u32(tc).u32(chunks).u32(0).u32(0).u32(0).bytes(),
+    params: { n, d, t, tc, chunks },
     workgroups: grid(n * chunks * (vec ? d / 4 : d), EW),
   };
 }
@@ -107,9 +125,53 @@ export interface LayerNormOptions {
   eps?: number;
 }
 
-/** The saved statistics of a LayerNorm forward: (mean, rstd) per row, interleaved, shape [rows, 2]. */
-function statsTensor(rows: number): Tensor {
-  return empty([rows, 2], "f32", "layerNorm stats");
+/** Params of the row kernels. */
+type RowParams = { rows: number; d: number; t: number; eps: number };
+
+/**
+ * The row-kernel forward (`ln_forward`): y and the saved statistics of each row, (mean, rstd)
+ * interleaved, shape [rows, 2].
+ */
+function lnForward(
+  vec: boolean,
+  x: Tensor,
+  shift: Tensor,
+  scale: Tensor,
+  constants: Record<string, number>,
+  params: RowParams,
+  label: string,
+): [Tensor, Tensor] {
+  const outs = launch(K, vec ? "ln_forward4" : "ln_forward", {
+    constants,
+    params,
+    inputs: named(vec, "row", { fx: x, fshift: shift, fscale: scale }),
+    outputs: named(vec, "row", { fy: x.shape, fstats: [params.rows, 2] }),
+    workgroups: rowGrid(params.rows),
+    label,
+  });
+  return [outOf(outs, vec, "row", "fy"), outOf(outs, vec, "row", "fstats")];
+}
+
+/** The row-kernel backward (`ln_backward`): dx. */
+function lnBackward(
+  vec: boolean,
+  x: Tensor,
+  stats: Tensor,
+  scale: Tensor,
+  g: Tensor,
+  constants: Record<string, number>,
+  params: RowParams,
+  label: string,
+): Tensor {
+  const outs = launch(K, vec ? "ln_backward4" : "ln_backward", {
+    constants,
+    params,
+    inputs: named(vec, "row", { bx: x, bstats: stats, bscale: scale, bg: g }),
+    outputs: named(vec, "row", { bdx: x.shape }),
+    workgroups: rowGrid(params.rows),
+    label,
+  });
+  return outOf(outs, vec, "row", "bdx");
 }
 
 /**
@@ -122,33 +184,14 @@ export function layerNorm(x: Tensor, opts: LayerNormOptions = {}): Tensor {
   const eps = opts.eps ?? 1e-6;
   const d = x.shape[x.ndim - 1];
   const rows = d === 0 ? 0 : x.size / d;
-  const y = empty(x.shape);
-  const stats = statsTensor(rows);
+  const vec = rowVec(d, rows);
   const consts = { WG: ROW_WG, TPR, MOD: 0 };
-  rt().dispatch({
-    kernel: K,
-    entry: rowEntry("ln_forward", d, rows),
-    constants: consts,
-    params: params(rows, d, 1, eps),
-    // x stands in for shift and scale, which MOD = 0 never reads.
-    buffers: [x.binding(), x.binding(), x.binding(), y.binding(), stats.binding()],
-    workgroups: rowGrid(rows),
-    label: "layerNorm",
-  });
-  debugCheck(y, "layerNorm");
-  const out = record(y, "layerNorm", [x], (g) => {
-    const dx = empty(x.shape);
-    rt().dispatch({
-      kernel: K,
-      entry: rowEntry("ln_backward", d, rows),
-      constants: consts,
-      params: params(rows, d, 1, eps),
-      buffers: [x.binding(), stats.binding(), x.binding(), g.binding(), dx.binding()],
-      workgroups: rowGrid(rows),
-      label: "layerNorm backward",
-    });
-    return [debugCheck(dx, "layerNorm backward")];
-  });
+  const params = { rows, d, t: 1, eps };
+  // x stands in for shift and scale, which MOD = 0 never reads.
+  const [y, stats] = lnForward(vec, x, x, x, consts, params, "layerNorm");
+  const out = record(y, "layerNorm", [x], (g) => [
+    lnBackward(vec, x, stats, x, g, consts, params, "layerNorm backward"),
+  ]);
   keepSaved(out, stats);
   return out;
 }
@@ -191,23 +234,20 @@ export function modulate(x: Tensor, shift: Tensor, scale: Tensor): Tensor {
   const y = condForward("modulate", x, scale, shift, null, n, t, d);
   return record(y, "modulate", [x, shift, scale], (g) => {
     const plan = colPlan("modulate_backward", n, t, d);
-    const dx = empty(x.shape);
-    const p1 = empty([n, plan.chunks, d]);
-    const p2 = empty([n, plan.chunks, d]);
-    rt().dispatch({
-      kernel: K,
-      entry: plan.entry,
+    const part = [n, plan.chunks, d];
+    const outs = launch(K, plan.entry, {
       constants: { WG: EW },
       params: plan.params,
-      buffers: [x.binding(), scale.binding(), g.binding(), dx.binding(), p1.binding(), p2.binding()],
+      inputs: named(plan.vec, "col", { qx: x, qscale: scale, qg: g }),
+      outputs: named(plan.vec, "col", { qdx: x.shape, qp1: part, qp2: part }),
       workgroups: plan.workgroups,
       label: "modulate backward",
     });
+    const [dx, p1, p2] = ["qdx", "qp1", "qp2"].map((k) => outOf(outs, plan.vec, "col", k));
     const dshift = finishColumns(p1, n, plan.chunks, d, shift.shape);
     const dscale = finishColumns(p2, n, plan.chunks, d, scale.shape);
     p1.dispose();
     p2.dispose();
-    debugCheck(dx, "modulate backward");
     debugCheck(dshift, "modulate backward");
     return [dx, dshift, debugCheck(dscale, "modulate backward")];
   });
@@ -226,49 +266,28 @@ export function layerNormModulate(
   const [n, t, d] = condShapes("layerNormModulate", x, [["shift", shift], ["scale", scale]]);
   const eps = opts.eps ?? 1e-6;
   const rows = n * t;
-  const y = empty(x.shape);
-  const stats = statsTensor(rows);
+  const vec = rowVec(d, rows);
   const consts = { WG: ROW_WG, TPR, MOD: 1 };
-  rt().dispatch({
-    kernel: K,
-    entry: rowEntry("ln_forward", d, rows),
-    constants: consts,
-    params: params(rows, d, t, eps),
-    buffers: [x.binding(), shift.binding(), scale.binding(), y.binding(), stats.binding()],
-    workgroups: rowGrid(rows),
-    label: "layerNormModulate",
-  });
-  debugCheck(y, "layerNormModulate");
+  const params = { rows, d, t, eps };
+  const [y, stats] = lnForward(vec, x, shift, scale, consts, params, "layerNormModulate");
   const out = record(y, "layerNormModulate", [x, shift, scale], (g) => {
-    let dx: Tensor | null = null;
-    if (x.requiresGrad) {
-      dx = empty(x.shape);
-      rt().dispatch({
-        kernel: K,
-        entry: rowEntry("ln_backward", d, rows),
-        constants: consts,
-        params: params(rows, d, t, eps),
-        buffers: [x.binding(), stats.binding(), scale.binding(), g.binding(), dx.binding()],
-        workgroups: rowGrid(rows),
-        label: "layerNormModulate backward x",
-      });
-      debugCheck(dx, "layerNormModulate backward x");
-    }
+    const dx = x.requiresGrad
+      ? lnBackward(vec, x, stats, scale, g, consts, params, "layerNormModulate backward x")
+      : null;
     let dshift: Tensor | null = null;
     let dscale: Tensor | null = null;
     if (shift.requiresGrad || scale.requiresGrad) {
       const plan = colPlan("ln_mod_backward_params", n, t, d);
-      const p1 = empty([n, plan.chunks, d]);
-      const p2 = empty([n, plan.chunks, d]);
-      rt().dispatch({
-        kernel: K,
-        entry: plan.entry,
+      const part = [n, plan.chunks, d];
+      const outs = launch(K, plan.entry, {
         constants: { WG: EW },
         params: plan.params,
-        buffers: [x.binding(), stats.binding(), g.binding(), p1.binding(), p2.binding()],
+        inputs: named(plan.vec, "col", { px: x, pstats: stats, pg: g }),
+        outputs: named(plan.vec, "col", { pp1: part, pp2: part }),
         workgroups: plan.workgroups,
         label: "layerNormModulate backward shift/scale",
       });
+      const [p1, p2] = ["pp1", "pp2"].map((k) => outOf(outs, plan.vec, "col", k));
       dshift = debugCheck(
         finishColumns(p1, n, plan.chunks, d, shift.shape),
         "layerNormModulate backward shift",
@@ -301,29 +320,24 @@ function gateBackward(
   res: Tensor | null,
 ): Tensor[] {
   const plan = colPlan(res ? "add_gated_backward" : "gate_backward", n, t, d);
-  const dres = res ? empty(res.shape) : null;
-  const dx = empty(x.shape);
-  const p1 = empty([n, plan.chunks, d]);
-  rt().dispatch({
-    kernel: K,
-    entry: plan.entry,
+  const part = [n, plan.chunks, d];
+  const outs = launch(K, plan.entry, {
     constants: { WG: EW },
     params: plan.params,
-    buffers: [
-      x.binding(),
-      gate.binding(),
-      g.binding(),
-      ...(dres ? [dres.binding()] : []),
-      dx.binding(),
-      p1.binding(),
-    ],
+    inputs: named(plan.vec, "col", res ? { rx: x, rgate: gate, rg: g } : { hx: x, hgate: gate, hg: g }),
+    outputs: named(
+      plan.vec,
+      "col",
+      res ? { rdres: res.shape, rdx: x.shape, rp1: part } : { hdx: x.shape, hp1: part },
+    ),
     workgroups: plan.workgroups,
     label: `${op} backward`,
   });
+  const out = (k: string) => outOf(outs, plan.vec, "col", (res ? "r" : "h") + k);
+  const p1 = out("p1");
   const dgate = finishColumns(p1, n, plan.chunks, d, gate.shape);
   p1.dispose();
-  debugCheck(dx, `${op} backward`);
-  return [...(dres ? [debugCheck(dres, `${op} backward`)] : []), dx, debugCheck(dgate, `${op} backward`)];
+  return [...(res ? [out("dres")] : []), out("dx"), debugCheck(dgate, `${op} backward`)];
 }
 
 /** `x · gate[:, None, :]` with x [N, T, D] and gate [N, D], as one kernel (backward: one kernel + sum). */

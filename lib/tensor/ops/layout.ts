@@ -11,9 +11,10 @@ import { wgsl } from "../../gpu/runtime.ts";
 import { needsGrad, record } from "../autograd.ts";
 import { empty, fmtShape, numel, type Shape, ShapeError, type Tensor, zeros } from "../tensor.ts";
 import { broadcastShapes, sumTo } from "./elementwise.ts";
-import { assertF32, debugCheck, grid, Params, pushDims, rt, stridesOf, WG } from "./util.ts";
-
+import { assertF32, debugCheck, dims8, grid, rt, stridesOf, WG } from "./util.ts";
+import type { ParamValues } from "../../gpu/wgsl_layout.ts";
 import { launch } from "../launch.ts";
+
 const K = wgsl(new URL("../../../kernels/layout.wgsl", import.meta.url));
 
 // ---- helpers ----------------------------------------------------------------------------------------
@@ -58,16 +59,16 @@ function stridedParams(
   shape: Shape,
   strides: number[],
   base: number,
-): { params: Uint8Array; constants: Record<string, number> } | null {
+): { params: ParamValues; constants: Record<string, number> } | null {
   const c = collapse(shape, strides);
   if (c.shape.length === 0 || (c.shape.length === 1 && c.strides[0] === 1)) return null;
   if (c.shape.length > 8) {
     throw new ShapeError(op, `at most 8 non-trivial dims are supported, got ${fmtShape(shape)}`);
   }
-  const p = new Params().u32(n).u32(base).u32(0).u32(0);
-  pushDims(p, c.shape, 1);
-  pushDims(p, c.strides.map((v) => v >>> 0));
-  return { params: p.bytes(), constants: { NDIM: c.shape.length } };
+  return {
+    params: { n, base, shape: dims8(c.shape, 1), str: dims8(c.strides.map((v) => v >>> 0)) },
+    constants: { NDIM: c.shape.length },
+  };
 }
 
 /**
@@ -87,11 +88,10 @@ function gatherRaw(
   if (n === 0) return out;
   const sp = stridedParams(op, n, walk, strides, base);
   if (sp) {
-    rt().dispatch({
-      kernel: K,
-      entry: "gather_strided",
+    launch(K, "gather_strided", {
       ...sp,
-      buffers: [x.binding(), out.binding()],
+      inputs: { g_x: x },
+      outputs: { g_out: out },
       workgroups: grid(n),
       label: op,
     });
@@ -112,11 +112,10 @@ function scatterRaw(
   if (n === 0) return;
   const sp = stridedParams(op, n, walk, strides, base);
   if (sp) {
-    rt().dispatch({
-      kernel: K,
-      entry: "scatter_strided",
+    launch(K, "scatter_strided", {
       ...sp,
-      buffers: [src.binding(), dst.binding()],
+      inputs: { s_x: src },
+      outputs: { s_out: dst },
       workgroups: grid(n),
       label: op,
     });
@@ -490,33 +489,27 @@ function sortedKeys(idx: Tensor): Tensor {
   let n = block;
   while (n < m) n *= 2;
   const keys = empty([n, 2], "u32", "gatherRows keys");
-  const sp = (k: number, j: number) => new Params().u32(n).u32(m).u32(k).u32(j).bytes();
-  rt().dispatch({
-    kernel: K,
-    entry: "sort_init",
-    params: sp(0, 0),
-    buffers: [idx.binding(), keys.binding()],
+  launch(K, "sort_init", {
+    params: { n, m, k: 0, j: 0 },
+    inputs: { k_idx: idx },
+    outputs: { k_keys: keys },
     workgroups: grid(n),
     label: "gatherRows backward: sort keys",
   });
   const local = (k: number) =>
-    rt().dispatch({
-      kernel: K,
-      entry: "sort_local",
+    launch(K, "sort_local", {
       constants: { WG },
-      params: sp(k, 0),
-      buffers: [keys.binding()],
+      params: { n, m, k, j: 0 },
+      outputs: { l_keys: keys },
       workgroups: grid(n / block, 1),
       label: "gatherRows backward: sort",
     });
   local(0);
   for (let k = 2 * block; k <= n; k *= 2) {
     for (let j = k / 2; j > WG; j /= 2) {
-      rt().dispatch({
-        kernel: K,
-        entry: "sort_global",
-        params: sp(k, j),
-        buffers: [keys.binding()],
+      launch(K, "sort_global", {
+        params: { n, m, k, j },
+        outputs: { l_keys: keys },
         workgroups: grid(n / 2),
         label: "gatherRows backward: sort",
       });
@@ -546,11 +539,10 @@ export function gatherRows(x: Tensor, idx: Tensor): Tensor {
   const m = idx.size;
   const out = empty([m, ...x.shape.slice(1)], x.dtype);
   if (out.size > 0) {
-    rt().dispatch({
-      kernel: K,
-      entry: "gather_rows",
-      params: new Params().u32(m * d).u32(d).u32(rows).u32(m).bytes(),
-      buffers: [x.binding(), idx.binding(), out.binding()],
+    launch(K, "gather_rows", {
+      params: { n: m * d, d, rows, m },
+      inputs: { r_x: x, r_idx: idx },
+      outputs: { r_out: out },
       workgroups: grid(m * d),
       label: "gatherRows",
     });
@@ -563,11 +555,10 @@ export function gatherRows(x: Tensor, idx: Tensor): Tensor {
       return [dx];
     }
     const keys = sortedKeys(idx);
-    rt().dispatch({
-      kernel: K,
-      entry: "gather_rows_backward",
-      params: new Params().u32(x.size).u32(d).u32(rows).u32(m).bytes(),
-      buffers: [g.binding(), keys.binding(), dx.binding()],
+    launch(K, "gather_rows_backward", {
+      params: { n: x.size, d, rows, m },
+      inputs: { b_g: g, b_keys: keys },
+      outputs: { b_dx: dx },
       workgroups: grid(x.size),
       label: "gatherRows backward",
     });
@@ -602,35 +593,31 @@ export function where(mask: Tensor, a: Tensor, b: Tensor): Tensor {
   const shape = broadcastShapes("where", broadcastShapes("where", a.shape, b.shape), mask.shape);
   if (shape.length > 8) throw new ShapeError("where", `at most 8 dims, got ${fmtShape(shape)}`);
   const out = empty(shape, a.dtype);
-  const params = (n: number) => {
-    const p = new Params().u32(n).u32(0).u32(0).u32(0);
-    pushDims(p, shape, 1);
-    pushDims(p, bstrides(a.shape, shape));
-    pushDims(p, bstrides(b.shape, shape));
-    pushDims(p, bstrides(mask.shape, shape));
-    return p.bytes();
+  const params = {
+    n: out.size,
+    shape: dims8(shape, 1),
+    astr: dims8(bstrides(a.shape, shape)),
+    bstr: dims8(bstrides(b.shape, shape)),
+    mstr: dims8(bstrides(mask.shape, shape)),
   };
   if (out.size > 0) {
-    rt().dispatch({
-      kernel: K,
-      entry: "where_select",
+    launch(K, "where_select", {
       constants: { NDIM: shape.length },
-      params: params(out.size),
-      buffers: [mask.binding(), a.binding(), b.binding(), out.binding()],
+      params,
+      inputs: { w_mask: mask, w_a: a, w_b: b },
+      outputs: { w_out: out },
       workgroups: grid(out.size),
       label: "where",
     });
   }
   const side = (g: Tensor, s: 0 | 1, target: Tensor): Tensor => {
     assertF32("where backward", g);
-    const full = empty(shape);
-    rt().dispatch({
-      kernel: K,
-      entry: "where_backward",
+    const { wb_out: full } = launch(K, "where_backward", {
       constants: { SIDE: s, NDIM: shape.length },
-      params: params(full.size),
-      buffers: [mask.binding(), g.binding(), full.binding()],
-      workgroups: grid(full.size),
+      params,
+      inputs: { wb_mask: mask, wb_g: g },
+      outputs: { wb_out: shape },
+      workgroups: grid(out.size),
       label: "where backward",
     });
     const r = sumTo(full, target.shape);

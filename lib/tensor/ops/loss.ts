@@ -16,9 +16,10 @@
 
 import { wgsl } from "../../gpu/runtime.ts";
 import { record } from "../autograd.ts";
-import { empty, fmtShape, type Shape, ShapeError, type Tensor } from "../tensor.ts";
+import { fmtShape, type Shape, ShapeError, type Tensor } from "../tensor.ts";
+import { launch } from "../launch.ts";
 import { segParams, segPlan, sumSegments } from "./reduce.ts";
-import { assertF32, assertSameShape, debugCheck, grid, Params, rt } from "./util.ts";
+import { assertF32, assertSameShape, debugCheck, grid } from "./util.ts";
 
 const K = wgsl(new URL("../../../kernels/loss.wgsl", import.meta.url));
 const WG = 256;
@@ -28,45 +29,37 @@ function checkSame(op: string, ts: Tensor[]): void {
   for (let i = 1; i < ts.length; i++) assertSameShape(op, ts[0], ts[i]);
 }
 
-function ewParams(n: number): Uint8Array {
-  return new Params().u32(n).u32(0).u32(0).u32(0).bytes();
-}
-
 /** mean over segments of (a − b)²: `rows` segments of `cols` elements → outShape. */
 function mseImpl(op: string, a: Tensor, b: Tensor, rows: number, cols: number, outShape: Shape): Tensor {
   checkSame(op, [a, b]);
   const alpha = 1 / cols;
   const plan = segPlan(cols);
   const chunks = plan.chunks;
-  const first = chunks === 1 ? empty(outShape) : empty([rows, chunks], "f32", `${op} partials`);
-  rt().dispatch({
-    kernel: K,
-    entry: plan.vec ? "sqdiff_sum4" : "sqdiff_sum",
+  const firstShape = chunks === 1 ? outShape : [rows, chunks];
+  const outs = launch(K, plan.vec ? "sqdiff_sum4" : "sqdiff_sum", {
     constants: { WG: plan.wg },
     params: segParams(rows, plan, chunks === 1 ? alpha : 1),
-    buffers: [a.binding(), b.binding(), first.binding()],
+    inputs: plan.vec ? { s4a: a, s4b: b } : { sa: a, sb: b },
+    outputs: plan.vec ? { s4out: firstShape } : { sout: firstShape },
     workgroups: grid(rows * chunks, 1),
     label: op,
   });
+  const first = plan.vec ? outs.s4out : outs.sout;
   let out = first;
   if (chunks > 1) {
     out = sumSegments(first, rows, chunks, alpha, outShape);
     first.dispose();
   }
   return record(debugCheck(out, op), op, [a, b], (g) => {
-    const da = empty(a.shape);
-    const db = empty(b.shape);
-    rt().dispatch({
-      kernel: K,
-      entry: "mse_backward",
+    const { mda, mdb } = launch(K, "mse_backward", {
       constants: { WG },
-      params: new Params().u32(a.size).u32(cols).f32(2 / cols).u32(0).bytes(),
-      buffers: [a.binding(), b.binding(), g.binding(), da.binding(), db.binding()],
+      params: { n: a.size, cols, alpha: 2 / cols },
+      inputs: { ma: a, mb: b, mg: g },
+      outputs: { mda: a.shape, mdb: b.shape },
       workgroups: grid(a.size, WG),
       label: `${op} backward`,
     });
-    debugCheck(da, `${op} backward`);
-    return [da, debugCheck(db, `${op} backward`)];
+    return [mda, mdb];
   });
 }
 
@@ -95,31 +88,32 @@ export function normalKl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2:
   const ins = [mean1, logvar1, mean2, logvar2];
   checkSame("normalKl", ins);
   const n = mean1.size;
-  const out = empty(mean1.shape);
-  rt().dispatch({
-    kernel: K,
-    entry: "normal_kl",
+  const { kout } = launch(K, "normal_kl", {
     constants: { WG },
-    params: ewParams(n),
-    buffers: [...ins.map((t) => t.binding()), out.binding()],
+    params: { n },
+    inputs: { km1: mean1, klv1: logvar1, km2: mean2, klv2: logvar2 },
+    outputs: { kout: mean1.shape },
     workgroups: grid(n, WG),
     label: "normalKl",
   });
-  return record(debugCheck(out, "normalKl"), "normalKl", ins, (g) =>
-    ins.map((t, which) => {
-      if (!t.requiresGrad) return null;
-      const d = empty(t.shape);
-      rt().dispatch({
-        kernel: K,
-        entry: "normal_kl_backward",
-        constants: { WG, WHICH: which },
-        params: ewParams(n),
-        buffers: [...ins.map((u) => u.binding()), g.binding(), d.binding()],
-        workgroups: grid(n, WG),
-        label: "normalKl backward",
-      });
-      return debugCheck(d, "normalKl backward");
-    }));
+  return record(
+    kout,
+    "normalKl",
+    ins,
+    (g) =>
+      ins.map((t, which) =>
+        t.requiresGrad
+          ? launch(K, "normal_kl_backward", {
+            constants: { WG, WHICH: which },
+            params: { n },
+            inputs: { kbm1: mean1, kblv1: logvar1, kbm2: mean2, kblv2: logvar2, kbg: g },
+            outputs: { kbout: t.shape },
+            workgroups: grid(n, WG),
+            label: "normalKl backward",
+          }).kbout
+          : null
+      ),
+  );
 }
 
 /**
@@ -132,30 +126,26 @@ export function discretizedGaussianLogLikelihood(x: Tensor, means: Tensor, logSc
   const ins = [x, means, logScales];
   checkSame("discretizedGaussianLogLikelihood", ins);
   const n = x.size;
-  const out = empty(x.shape);
-  rt().dispatch({
-    kernel: K,
-    entry: "dgll_forward",
-    constants: { WG },
-    params: ewParams(n),
-    buffers: [...ins.map((t) => t.binding()), out.binding()],
-    workgroups: grid(n, WG),
-    label: "discretizedGaussianLogLikelihood",
-  });
   const op = "discretizedGaussianLogLikelihood";
-  return record(debugCheck(out, op), op, ins, (g) =>
-    ins.map((t, which) => {
-      if (!t.requiresGrad) return null;
-      const d = empty(t.shape);
-      rt().dispatch({
-        kernel: K,
-        entry: "dgll_backward",
-        constants: { WG, WHICH: which },
-        params: ewParams(n),
-        buffers: [...ins.map((u) => u.binding()), g.binding(), d.binding()],
-        workgroups: grid(n, WG),
-        label: `${op} backward`,
-      });
-      return debugCheck(d, `${op} backward`);
-    }));
+  const { dout } = launch(K, "dgll_forward", {
+    constants: { WG },
+    params: { n },
+    inputs: { dx: x, dmean: means, dls: logScales },
+    outputs: { dout: x.shape },
+    workgroups: grid(n, WG),
+    label: op,
+  });
+  return record(dout, op, ins, (g) =>
+    ins.map((t, which) =>
+      t.requiresGrad
+        ? launch(K, "dgll_backward", {
+          constants: { WG, WHICH: which },
+          params: { n },
+          inputs: { dbx: x, dbmean: means, dbls: logScales, dbg: g },
+          outputs: { dbout: t.shape },
+          workgroups: grid(n, WG),
+          label: `${op} backward`,
+        }).dbout
+        : null
+    ));
 }

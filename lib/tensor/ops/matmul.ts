@@ -20,7 +20,8 @@ import { wgsl } from "../../gpu/runtime.ts";
 import { record } from "../autograd.ts";
 import { empty, fmtShape, numel, type Shape, ShapeError, type Tensor } from "../tensor.ts";
 import { broadcastShapes, sumTo } from "./elementwise.ts";
-import { assertF32, debugCheck, grid, Params, rt } from "./util.ts";
+import { launch } from "../launch.ts";
+import { assertF32, debugCheck, grid, rt } from "./util.ts";
 
 const K = wgsl(new URL("../../../kernels/matmul.wgsl", import.meta.url));
 
@@ -219,6 +220,9 @@ function dummyBias(): GPUBuffer {
   return dummy.buf;
 }
 
+/** The prefix of the binding names (`ra`, `rb`, `rbias`, `rc`, ...) of each matmul entry point. */
+const BINDING_PREFIX: Record<string, string> = { mm_reg4: "r", mm_reg1: "s", mm_tile4: "t" };
+
 /** Runs one matmul problem into a new tensor of `outShape` (not recorded). */
 function mmRaw(a: Tensor, b: Tensor, s: MMSpec, outShape: Shape, bias: Tensor | null, label: string): Tensor {
   const out = empty(outShape, "f32", label);
@@ -230,18 +234,25 @@ function mmRaw(a: Tensor, b: Tensor, s: MMSpec, outShape: Shape, bias: Tensor | 
   const dst = splits > 1 ? empty([s.batch * splits * s.M * s.N], "f32", `${label} split-K partials`) : out;
   const maxZ = rt().adapter.limits.maxComputeWorkgroupsPerDimension;
   const zTotal = s.batch * splits;
+  const pre = BINDING_PREFIX[plan.entry];
   for (let z0 = 0; z0 < zTotal; z0 += maxZ) {
     const nz = Math.min(maxZ, zTotal - z0);
-    const p = new Params()
-      .u32(s.M).u32(s.N).u32(s.K).u32(z0)
-      .u32(s.strideA / unit).u32(s.strideB / unit).u32((s.M * s.N) / unit).u32(bias && splits === 1 ? 1 : 0)
-      .u32(plan.kChunk).u32(splits).u32(0).u32(0);
-    rt().dispatch({
-      kernel: K,
-      entry: plan.entry,
+    launch(K, plan.entry, {
       constants: plan.constants,
-      params: p.bytes(),
-      buffers: [a.binding(), b.binding(), bias && splits === 1 ? bias.binding() : dummyBias(), dst.binding()],
+      params: {
+        M: s.M,
+        N: s.N,
+        K: s.K,
+        z0,
+        strideA: s.strideA / unit,
+        strideB: s.strideB / unit,
+        strideC: (s.M * s.N) / unit,
+        hasBias: bias && splits === 1 ? 1 : 0,
+        kChunk: plan.kChunk,
+        splits,
+      },
+      inputs: { [`${pre}a`]: a, [`${pre}b`]: b, [`${pre}bias`]: bias && splits === 1 ? bias : dummyBias() },
+      outputs: { [`${pre}c`]: dst },
       workgroups: [plan.workgroups[0], plan.workgroups[1], nz],
       label,
     });
@@ -249,12 +260,10 @@ function mmRaw(a: Tensor, b: Tensor, s: MMSpec, outShape: Shape, bias: Tensor | 
   if (splits > 1) {
     const n4 = (s.M * s.N) / 4;
     const total = s.batch * n4;
-    rt().dispatch({
-      kernel: K,
-      entry: "splitk_sum",
-      params: new Params().u32(n4).u32(splits).u32(s.N / 4).u32(bias ? 1 : 0).u32(total).u32(0).u32(0).u32(0)
-        .bytes(),
-      buffers: [dst.binding(), bias ? bias.binding() : dummyBias(), out.binding()],
+    launch(K, "splitk_sum", {
+      params: { n4, splits, N4: s.N / 4, hasBias: bias ? 1 : 0, total },
+      inputs: { kpart: dst, kbias: bias ?? dummyBias() },
+      outputs: { kout: out },
       workgroups: grid(total, 256),
       label: `${label} split-K sum`,
     });
@@ -270,21 +279,19 @@ export function columnSums(x: Tensor, rows: number, cols: number, outShape: Shap
   const rpc = Math.max(64, ceil(rows, 64));
   const chunks = Math.max(1, ceil(rows, rpc));
   const part = chunks === 1 ? out : empty([chunks, cols], "f32", "column sum partials");
-  const p = new Params().u32(rows).u32(cols).u32(rpc).u32(chunks).bytes();
-  rt().dispatch({
-    kernel: K,
-    entry: "colsum_partial",
-    params: p,
-    buffers: [x.binding(), part.binding()],
+  const params = { rows, cols, rowsPerChunk: rpc, chunks };
+  launch(K, "colsum_partial", {
+    params,
+    inputs: { cx: x },
+    outputs: { cpart: part },
     workgroups: [ceil(cols, 64), chunks],
     label: "column sums",
   });
   if (chunks > 1) {
-    rt().dispatch({
-      kernel: K,
-      entry: "colsum_final",
-      params: p,
-      buffers: [part.binding(), out.binding()],
+    launch(K, "colsum_final", {
+      params,
+      inputs: { fpart: part },
+      outputs: { fout: out },
       workgroups: [ceil(cols, 64)],
       label: "column sums",
     });

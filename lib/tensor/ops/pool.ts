@@ -12,8 +12,10 @@
 
 import { wgsl } from "../../gpu/runtime.ts";
 import { record } from "../autograd.ts";
-import { empty, fmtShape, ShapeError, type Tensor } from "../tensor.ts";
-import { assertF32, debugCheck, grid, Params, rt } from "./util.ts";
+import { fmtShape, numel, ShapeError, type Tensor } from "../tensor.ts";
+import type { ParamValues } from "../../gpu/wgsl_layout.ts";
+import { launch } from "../launch.ts";
+import { assertF32, grid } from "./util.ts";
 
 const K = wgsl(new URL("../../../kernels/pool.wgsl", import.meta.url));
 
@@ -82,12 +84,9 @@ function geometry(op: string, x: Tensor, kernel: Pair, o: Pool2dOptions): PoolGe
   return { nc: n * c, h, w, ho, wo, kh, kw, sh, sw, ph, pw, outShape: [n, c, ho, wo] };
 }
 
-function poolParams(g: PoolGeom, total: number, includePad: boolean): Uint8Array {
-  return new Params()
-    .u32(total).u32(g.h).u32(g.w).u32(g.ho)
-    .u32(g.wo).u32(g.kh).u32(g.kw).u32(g.sh)
-    .u32(g.sw).u32(g.ph).u32(g.pw).u32(includePad ? 1 : 0)
-    .bytes();
+function poolParams(g: PoolGeom, total: number, includePad: boolean): ParamValues {
+  const { h, w, ho, wo, kh, kw, sh, sw, ph, pw } = g;
+  return { total, h, w, ho, wo, kh, kw, sh, sw, ph, pw, include_pad: includePad ? 1 : 0 };
 }
 
 /**
@@ -97,29 +96,23 @@ function poolParams(g: PoolGeom, total: number, includePad: boolean): Uint8Array
  */
 export function maxPool2d(x: Tensor, kernel: Pair, opts: Pool2dOptions = {}): Tensor {
   const g = geometry("maxPool2d", x, kernel, opts);
-  const out = empty(g.outShape);
-  const idx = empty(g.outShape, "u32", "maxPool2d indices");
-  rt().dispatch({
-    kernel: K,
-    entry: "maxpool_forward",
-    params: poolParams(g, out.size, true),
-    buffers: [x.binding(), out.binding(), idx.binding()],
-    workgroups: grid(out.size),
+  const total = numel(g.outShape);
+  const { mout: out, midx: idx } = launch(K, "maxpool_forward", {
+    params: poolParams(g, total, true),
+    inputs: { mx: x },
+    outputs: { mout: g.outShape, midx: g.outShape }, // idx: u32
+    workgroups: grid(total),
     label: "maxPool2d",
   });
-  debugCheck(out, "maxPool2d");
-  const res = record(out, "maxPool2d", [x], (gr) => {
-    const dx = empty(x.shape);
-    rt().dispatch({
-      kernel: K,
-      entry: "maxpool_backward",
-      params: poolParams(g, dx.size, true),
-      buffers: [gr.binding(), idx.binding(), dx.binding()],
-      workgroups: grid(dx.size),
+  const res = record(out, "maxPool2d", [x], (gr) => [
+    launch(K, "maxpool_backward", {
+      params: poolParams(g, x.size, true),
+      inputs: { mbg: gr, mbidx: idx },
+      outputs: { mbdx: x.shape },
+      workgroups: grid(x.size),
       label: "maxPool2d backward",
-    });
-    return [debugCheck(dx, "maxPool2d backward")];
-  });
+    }).mbdx,
+  ]);
   // The saved indices live as long as the enclosing scope when recorded; otherwise nothing needs them.
   if (!res.node) idx.dispose();
   return res;
@@ -133,54 +126,42 @@ export function maxPool2d(x: Tensor, kernel: Pair, opts: Pool2dOptions = {}): Te
 export function avgPool2d(x: Tensor, kernel: Pair, opts: AvgPool2dOptions = {}): Tensor {
   const g = geometry("avgPool2d", x, kernel, opts);
   const includePad = opts.countIncludePad ?? true;
-  const out = empty(g.outShape);
-  rt().dispatch({
-    kernel: K,
-    entry: "avgpool_forward",
-    params: poolParams(g, out.size, includePad),
-    buffers: [x.binding(), out.binding()],
-    workgroups: grid(out.size),
+  const total = numel(g.outShape);
+  const { aout } = launch(K, "avgpool_forward", {
+    params: poolParams(g, total, includePad),
+    inputs: { ax: x },
+    outputs: { aout: g.outShape },
+    workgroups: grid(total),
     label: "avgPool2d",
   });
-  debugCheck(out, "avgPool2d");
-  return record(out, "avgPool2d", [x], (gr) => {
-    const dx = empty(x.shape);
-    rt().dispatch({
-      kernel: K,
-      entry: "avgpool_backward",
-      params: poolParams(g, dx.size, includePad),
-      buffers: [gr.binding(), dx.binding()],
-      workgroups: grid(dx.size),
+  return record(aout, "avgPool2d", [x], (gr) => [
+    launch(K, "avgpool_backward", {
+      params: poolParams(g, x.size, includePad),
+      inputs: { abg: gr },
+      outputs: { abdx: x.shape },
+      workgroups: grid(x.size),
       label: "avgPool2d backward",
-    });
-    return [debugCheck(dx, "avgPool2d backward")];
-  });
+    }).abdx,
+  ]);
 }
 
 /** ReLU, max(x, 0), elementwise; the gradient is g where x > 0 and 0 elsewhere (0 at x = 0, as torch). */
 export function relu(x: Tensor): Tensor {
   assertF32("relu", x);
-  const out = empty(x.shape);
-  const p = new Params().u32(x.size).u32(0).u32(0).u32(0).bytes();
-  rt().dispatch({
-    kernel: K,
-    entry: "relu_forward",
-    params: p,
-    buffers: [x.binding(), out.binding()],
+  const { ry_out } = launch(K, "relu_forward", {
+    params: { n: x.size },
+    inputs: { rx_in: x },
+    outputs: { ry_out: x.shape },
     workgroups: grid(x.size),
     label: "relu",
   });
-  debugCheck(out, "relu");
-  return record(out, "relu", [x], (gr) => {
-    const dx = empty(x.shape);
-    rt().dispatch({
-      kernel: K,
-      entry: "relu_backward",
-      params: p,
-      buffers: [x.binding(), gr.binding(), dx.binding()],
+  return record(ry_out, "relu", [x], (gr) => [
+    launch(K, "relu_backward", {
+      params: { n: x.size },
+      inputs: { rbx: x, rbg: gr },
+      outputs: { rbdx: x.shape },
       workgroups: grid(x.size),
       label: "relu backward",
-    });
-    return [debugCheck(dx, "relu backward")];
-  });
+    }).rbdx,
+  ]);
 }

@@ -19,8 +19,10 @@
 
 import { wgsl } from "../../gpu/runtime.ts";
 import { record } from "../autograd.ts";
-import { empty, fmtShape, full, type Shape, ShapeError, type Tensor } from "../tensor.ts";
-import { assertF32, debugCheck, grid, Params, pushDims, rt, stridesOf } from "./util.ts";
+import { fmtShape, full, numel, type Shape, ShapeError, type Tensor } from "../tensor.ts";
+import type { ParamValues } from "../../gpu/wgsl_layout.ts";
+import { launch } from "../launch.ts";
+import { assertF32, debugCheck, dims8, grid, stridesOf } from "./util.ts";
 
 const R = wgsl(new URL("../../../kernels/reduce.wgsl", import.meta.url));
 
@@ -45,22 +47,21 @@ export function segPlan(
 }
 
 /** The uniform params of a `seg_sum`-style dispatch. */
-export function segParams(rows: number, plan: ReturnType<typeof segPlan>, alpha: number): Uint8Array {
-  const p = new Params().u32(rows).u32(plan.units).u32(plan.chunks).u32(plan.chunk).f32(alpha);
-  return p.u32(0).u32(0).u32(0).bytes();
+export function segParams(rows: number, plan: ReturnType<typeof segPlan>, alpha: number): ParamValues {
+  return { rows, cols: plan.units, chunks: plan.chunks, chunk: plan.chunk, alpha };
 }
 
-function segDispatch(x: Tensor, out: Tensor, rows: number, cols: number, alpha: number, label: string) {
+function segDispatch(x: Tensor, outShape: Shape, rows: number, cols: number, alpha: number, label: string) {
   const plan = segPlan(cols);
-  rt().dispatch({
-    kernel: R,
-    entry: plan.vec ? "seg_sum4" : "seg_sum",
+  const outs = launch(R, plan.vec ? "seg_sum4" : "seg_sum", {
     constants: { WG: plan.wg },
     params: segParams(rows, plan, alpha),
-    buffers: [x.binding(), out.binding()],
+    inputs: plan.vec ? { s4x: x } : { sx: x },
+    outputs: plan.vec ? { s4out: outShape } : { sout: outShape },
     workgroups: grid(rows * plan.chunks, 1),
     label,
   });
+  return plan.vec ? outs.s4out : outs.sout;
 }
 
 /**
@@ -74,8 +75,7 @@ export function sumSegments(x: Tensor, rows: number, cols: number, alpha: number
   for (;;) {
     const { chunks } = segPlan(curCols);
     const last = chunks === 1;
-    const out = last ? empty(outShape) : empty([rows, chunks], "f32", "sum partials");
-    segDispatch(cur, out, rows, curCols, last ? alpha : 1, "sum");
+    const out = segDispatch(cur, last ? outShape : [rows, chunks], rows, curCols, last ? alpha : 1, "sum");
     if (cur !== x) cur.dispose();
     if (last) return out;
     cur = out;
@@ -102,14 +102,11 @@ export function sumColumns(
     const crows = curM <= 4 * COL_ROWS ? curM : COL_ROWS;
     const chunks = Math.max(1, Math.ceil(curM / Math.max(crows, 1)));
     const last = chunks === 1;
-    const out = last ? empty(outShape) : empty([b, chunks, k], "f32", "sum partials");
-    rt().dispatch({
-      kernel: R,
-      entry: "col_sum",
+    const { cout: out } = launch(R, "col_sum", {
       constants: { WG: EW },
-      params: new Params().u32(b).u32(curM).u32(k).u32(crows).u32(chunks).f32(last ? alpha : 1).u32(0).u32(0)
-        .bytes(),
-      buffers: [cur.binding(), out.binding()],
+      params: { b, m: curM, k, crows, chunks, alpha: last ? alpha : 1 },
+      inputs: { cx: cur },
+      outputs: { cout: last ? outShape : [b, chunks, k] },
       workgroups: grid(b * chunks * k, EW),
       label: "sum",
     });
@@ -122,7 +119,7 @@ export function sumColumns(
 
 /** `out = alpha · g` broadcast over the reduced dims of a merged pattern; not recorded. */
 function expandRaw(g: Tensor, dims: Run[], alpha: number, outShape: Shape): Tensor {
-  const out = empty(outShape);
+  const n = numel(outShape);
   const gstr: number[] = new Array(dims.length).fill(0);
   let acc = 1;
   for (let i = dims.length - 1; i >= 0; i--) {
@@ -131,19 +128,14 @@ function expandRaw(g: Tensor, dims: Run[], alpha: number, outShape: Shape): Tens
       acc *= dims[i].size;
     }
   }
-  const p = new Params().u32(out.size).u32(dims.length).f32(alpha).u32(0);
-  pushDims(p, dims.map((d) => d.size), 1);
-  pushDims(p, gstr);
-  rt().dispatch({
-    kernel: R,
-    entry: "expand",
+  return launch(R, "expand", {
     constants: { WG: EW },
-    params: p.bytes(),
-    buffers: [g.binding(), out.binding()],
-    workgroups: grid(out.size, EW),
+    params: { n, ndim: dims.length, alpha, shape: dims8(dims.map((d) => d.size), 1), gstr: dims8(gstr) },
+    inputs: { eg: g },
+    outputs: { eout: outShape },
+    workgroups: grid(n, EW),
     label: "sum backward",
-  });
-  return out;
+  }).eout;
 }
 
 /** A run of merged dims. */
@@ -199,20 +191,23 @@ function reduceRaw(op: string, x: Tensor, axes: number[], alpha: number, outShap
     return expandRaw(x, rs, alpha, outShape);
   }
   // General pattern: one invocation per output element walks the reduced index space.
-  const out = empty(outShape);
+  const nOut = numel(outShape);
   const nd = rs.length;
   const nRed = rs.reduce((a, r) => a * (r.reduced ? r.size : 1), 1);
-  const p = new Params().u32(out.size).u32(nd).u32(nRed).u32(0);
-  pushDims(p, rs.map((r) => r.size), 1);
-  pushDims(p, stridesOf(rs.map((r) => r.size)));
-  pushDims(p, rs.map((r) => (r.reduced ? 1 : 0)));
-  rt().dispatch({
-    kernel: R,
-    entry: "sum_to",
+  const sizes = rs.map((r) => r.size);
+  const { out } = launch(R, "sum_to", {
     constants: { NDIM: nd },
-    params: p.bytes(),
-    buffers: [x.binding(), out.binding()],
-    workgroups: grid(out.size),
+    params: {
+      n_out: nOut,
+      ndim: nd,
+      n_red: nRed,
+      shape: dims8(sizes, 1),
+      istr: dims8(stridesOf(sizes)),
+      red: dims8(rs.map((r) => (r.reduced ? 1 : 0))),
+    },
+    inputs: { x },
+    outputs: { out: outShape },
+    workgroups: grid(nOut),
     label: op,
   });
   if (alpha === 1) return out;

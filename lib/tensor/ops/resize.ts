@@ -14,8 +14,9 @@
 
 import { wgsl } from "../../gpu/runtime.ts";
 import { record } from "../autograd.ts";
-import { empty, fmtShape, ShapeError, type Tensor, tensor } from "../tensor.ts";
-import { assertF32, debugCheck, grid, Params, rt } from "./util.ts";
+import { fmtShape, ShapeError, type Tensor, tensor } from "../tensor.ts";
+import { launch } from "../launch.ts";
+import { assertF32, grid } from "./util.ts";
 
 const K = wgsl(new URL("../../../kernels/resize.wgsl", import.meta.url));
 
@@ -49,10 +50,6 @@ function tables(h: number, w: number, ho: number, wo: number): { taps: Tensor; l
   return { taps, lam };
 }
 
-function resizeParams(total: number, h: number, w: number, ho: number, wo: number): Uint8Array {
-  return new Params().u32(total).u32(h).u32(w).u32(ho).u32(wo).u32(0).u32(0).u32(0).bytes();
-}
-
 /**
  * Resizes x [N, C, H, W] to [N, C, outH, outW] by bilinear interpolation with align_corners=False, like
  * `torch.nn.functional.interpolate(x, size=(outH, outW), mode="bilinear", align_corners=False)` (upsampling
@@ -72,28 +69,23 @@ export function resizeBilinear(x: Tensor, outH: number, outW: number): Tensor {
     );
   }
   const { taps, lam } = tables(h, w, outH, outW);
-  const y = empty([n, c, outH, outW]);
-  rt().dispatch({
-    kernel: K,
-    entry: "resize_bilinear_forward",
-    params: resizeParams(y.size, h, w, outH, outW),
-    buffers: [x.binding(), taps.binding(), lam.binding(), y.binding()],
-    workgroups: grid(y.size),
+  const total = n * c * outH * outW;
+  const { fy } = launch(K, "resize_bilinear_forward", {
+    params: { total, h, w, ho: outH, wo: outW },
+    inputs: { fx: x, ftaps: taps, flam: lam },
+    outputs: { fy: [n, c, outH, outW] },
+    workgroups: grid(total),
     label: "resizeBilinear",
   });
-  debugCheck(y, "resizeBilinear");
-  const res = record(y, "resizeBilinear", [x], (g) => {
-    const dx = empty(x.shape);
-    rt().dispatch({
-      kernel: K,
-      entry: "resize_bilinear_backward",
-      params: resizeParams(dx.size, h, w, outH, outW),
-      buffers: [g.binding(), taps.binding(), lam.binding(), dx.binding()],
-      workgroups: grid(dx.size),
+  const res = record(fy, "resizeBilinear", [x], (g) => [
+    launch(K, "resize_bilinear_backward", {
+      params: { total: x.size, h, w, ho: outH, wo: outW },
+      inputs: { bg: g, btaps: taps, blam: lam },
+      outputs: { bdx: x.shape },
+      workgroups: grid(x.size),
       label: "resizeBilinear backward",
-    });
-    return [debugCheck(dx, "resizeBilinear backward")];
-  });
+    }).bdx,
+  ]);
   if (!res.node) {
     // Not recorded: nothing needs the tables after the dispatch (released once it is submitted).
     taps.dispose();

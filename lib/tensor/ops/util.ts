@@ -1,13 +1,13 @@
 /**
- * Shared helpers for op implementations: dispatch grids, shape checks, and the standard output path
- * (allocate, dispatch, debug check).
+ * Shared helpers for op implementations: dispatch grids, shape checks, dims for params structs, and the
+ * debug check of outputs that `launch()` (lib/tensor/launch.ts) does not allocate itself.
  * @module
  */
 
-import { grid1d, Params, rt } from "../../gpu/runtime.ts";
+import { grid1d, rt } from "../../gpu/runtime.ts";
 import { fmtShape, type Shape, ShapeError, type Tensor } from "../tensor.ts";
 
-export { grid1d, Params, rt };
+export { grid1d, rt };
 
 /** Default workgroup size for elementwise kernels. */
 export const WG = 256;
@@ -47,9 +47,10 @@ export function debugCheck(out: Tensor, op: string): Tensor {
   return out;
 }
 
-/** Appends up to 8 dims as two vec4<u32> to a Params. */
-export function pushDims(p: Params, dims: readonly number[], fill = 0): Params {
+/** Up to 8 dims padded with `fill` to 8 values: the value of an `array<vec4u, 2>` params field. */
+export function dims8(dims: readonly number[], fill = 0): number[] {
   if (dims.length > 8) throw new Error(`at most 8 dimensions are supported, got ${dims.length}`);
-  for (let i = 0; i < 8; i++) p.u32(i < dims.length ? dims[i] : fill);
-  return p;
+  const out = new Array<number>(8).fill(fill);
+  for (let i = 0; i < dims.length; i++) out[i] = dims[i];
+  return out;
 }
