@@ -112,7 +112,10 @@ export function initParams(cfg: DiTConfig, rng: InitRng): Map<string, HostTensor
 }
 
 /** DiT's `_basic_init`: xavier-uniform weights, zero biases. */
-const basic = (inp: number, out: number) => ({ weight: xavier(inp, out), bias: zeros });
+const basic = (inp: number, out: number): { weight: Init; bias: Init } => ({
+  weight: xavier(inp, out),
+  bias: zeros,
+});
 /** A zero-initialised Linear (adaLN-Zero modulations, the final linear). */
 const zeroInit = { weight: zeros, bias: zeros };
 

@@ -21,7 +21,7 @@
 
 import { derived, type DiTConfig, validateConfig } from "./config.ts";
 import { add, broadcastTo, mul, scale, silu } from "../tensor/ops/elementwise.ts";
-import { linear, matmul } from "../tensor/ops/matmul.ts";
+import { matmul } from "../tensor/ops/matmul.ts";
 import { mergeHeads, splitHeads } from "../tensor/ops/attention.ts";
 import { addGated, layerNormModulate } from "../tensor/ops/layernorm.ts";
 import { embedding } from "../tensor/ops/embedding.ts";
