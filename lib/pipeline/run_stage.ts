@@ -112,7 +112,12 @@ export function findPrior(
     if (typeof v !== "number" || v >= want || (best && v <= best.value)) continue;
     if (strip(meta.components) !== target) continue;
     if (store.quickCheck(key).length > 0) continue; // never continue from a modified artifact
-    best = { key, value: v, outputs: Object.fromEntries(outputs.map((o) => [o, store.outputDir(key, o)])) };
+    best = {
+      key,
+      value: v,
+      outputs: Object.fromEntries(outputs.map((o) => [o, store.outputDir(key, o)])),
+      metrics: meta.metrics ?? {},
+    };
   }
   return best;
 }

@@ -133,6 +133,8 @@ export interface PriorRun {
   value: number;
   /** Its output directories (read only), by output name. */
   outputs: Record<string, string>;
+  /** The metrics it recorded (e.g. its `train_seconds`, so that a continued run reports the total). */
+  metrics: Record<string, unknown>;
 }
 
 /** A progress update: the current step, optionally the total, and any scalars (loss, ...) to show. */

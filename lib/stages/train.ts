@@ -275,7 +275,8 @@ export const trainKind = defineKind({
       // Mean of the last tenth of the logged losses; null when nothing was trained (steps: 0).
       final_loss: tailMean(res.losses),
       img_per_s: res.imgPerSec,
-      train_seconds: res.seconds,
+      // The whole trajectory's training time: a run that continued a cached shorter one adds that run's.
+      train_seconds: res.seconds + priorSeconds(ctx.prior?.metrics),
       params: res.params,
       gflops: gflops(cfg),
       model: cfg.name,
@@ -295,3 +296,9 @@ export const trainKind = defineKind({
   },
 });
 registerKind(trainKind);
+
+/** `train_seconds` recorded by the run this one continued (0 when none, or not recorded). */
+function priorSeconds(metrics: Record<string, unknown> | undefined): number {
+  const s = metrics?.train_seconds;
+  return typeof s === "number" && Number.isFinite(s) ? s : 0;
+}

@@ -72,7 +72,10 @@ Deno.test("train: steps 6 then 12 continues from the cached run, bit-identical t
   const row = b2.report.stages.find((s) => s.name === "train")!;
   assertEquals(row.key, keyA, "the cache key does not depend on how the run was reached");
   assertEquals(row.metrics?.resumed_from, 6);
-  assertEquals(row.metrics?.continued_from, b1.report.stages.find((s) => s.name === "train")!.key);
+  const first = b1.report.stages.find((s) => s.name === "train")!;
+  assertEquals(row.metrics?.continued_from, first.key);
+  const [t1, t2] = [first.metrics?.train_seconds, row.metrics?.train_seconds] as number[];
+  assert(t1 > 0 && t2 > t1, `train_seconds covers the whole trajectory (${t2} after ${t1})`);
   const want = await files(straight, keyA);
   const got = await files(sb, row.key!);
   assertEquals(Object.keys(got).sort(), Object.keys(want).sort());
