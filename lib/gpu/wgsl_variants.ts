@@ -62,9 +62,8 @@ export function expandVariants(source: string, file = "WGSL source"): string {
 
 /** One instance of a block's text (`vec4`: the vec4 instance, else the f32 one); `line`: its first line. */
 function instantiate(text: string, vec4: boolean, file: string, line: number): string {
-  const fail = (i: number, msg: string): never => {
-    throw new Error(`${file}:${line + (text.slice(0, i).match(/\n/g)?.length ?? 0)}: ${msg}`);
-  };
+  const err = (i: number, msg: string) =>
+    new Error(`${file}:${line + (text.slice(0, i).match(/\n/g)?.length ?? 0)}: ${msg}`);
   let out = "";
   let i = 0;
   while (i < text.length) {
@@ -85,27 +84,27 @@ function instantiate(text: string, vec4: boolean, file: string, line: number): s
     }
     const name = /^\$(T|hsum|pick)\b/.exec(text.slice(i, i + 6))?.[1];
     if (!name) {
-      fail(
-        i,
-        `unknown placeholder "${text.slice(i, i + 8)}..." (known: $T, $4, $T(e), $hsum(e), $pick(a, b))`,
-      );
+      const known = "$T, $4, $T(e), $hsum(e), $pick(a, b)";
+      throw err(i, `unknown placeholder "${text.slice(i, i + 8)}..." (known: ${known})`);
     }
-    const open = i + 1 + name!.length;
+    const open = i + 1 + name.length;
     if (text[open] !== "(") {
-      if (name !== "T") fail(i, `$${name} needs arguments: $${name}(...)`);
+      if (name !== "T") throw err(i, `$${name} needs arguments: $${name}(...)`);
       out += vec4 ? "vec4f" : "f32";
       i = open;
       continue;
     }
-    const close = closing(text, open) ?? fail(i, `$${name}( is not closed`);
+    const close = closing(text, open);
+    if (close === null) throw err(i, `$${name}( is not closed`);
     const args = splitArgs(text.slice(open + 1, close)).map((a) => instantiate(a, vec4, file, line).trim());
     if (args.length !== (name === "pick" ? 2 : 1)) {
-      fail(i, `$${name} takes ${name === "pick" ? 2 : 1} argument(s)`);
+      throw err(i, `$${name} takes ${name === "pick" ? 2 : 1} argument(s)`);
     }
     const [a, b] = args;
     if (name === "pick") out += vec4 ? b : a;
     else if (vec4) out += `${name === "T" ? "vec4f" : "hsum"}(${a})`;
     else {
+      // The f32 instance drops the call: e keeps parentheses unless it is one operand or a whole expression.
       const whole = /(?:[(,]|(?:^|[^=!<>])=)$/.test(out.trimEnd()) &&
         /^[),;]/.test(text.slice(close + 1).trimStart());
       out += whole || isOperand(a) ? a : `(${a})`;
