@@ -678,7 +678,8 @@ fn pad_cols(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
 // heads_split: src [B, T, S, H, Dh] slot `slot` -> out [B, H, T, Dh] (S = 1: mergeHeads' backward).
 // One invocation per (b, h, t), from a 3-D grid (x: t, y: h, z: b - z0), no integer division (which CPU
 // adapters execute lane by lane); it moves the Dh values of one head row. `dh` counts elements of the
-// entry point's array type: the *4 entry points (vec4f) serve Dh % 4 == 0 with dh = Dh / 4.
+// entry point's array type: the *4 entry points (vec4f) serve Dh % 4 == 0 with dh = Dh / 4. Each pair is
+// one `//#variants` block (lib/gpu/wgsl_variants.ts): `$T` is f32 or vec4f, `$4` nothing or `4`.
 
 struct HeadParams {
   t: u32,     // tokens
@@ -693,118 +694,66 @@ struct HeadParams {
 
 override HWG: u32 = 64u;
 
-@group(0) @binding(0) var<uniform> sp: HeadParams;
-@group(0) @binding(1) var<storage, read> sqkv: array<f32>;
-@group(0) @binding(2) var<storage, read_write> sq: array<f32>;
-@group(0) @binding(3) var<storage, read_write> sk: array<f32>;
-@group(0) @binding(4) var<storage, read_write> sv: array<f32>;
+//#variants f32 vec4
+@group(0) @binding(0) var<uniform> sp$4: HeadParams;
+@group(0) @binding(1) var<storage, read> sqkv$4: array<$T>;
+@group(0) @binding(2) var<storage, read_write> sq$4: array<$T>;
+@group(0) @binding(3) var<storage, read_write> sk$4: array<$T>;
+@group(0) @binding(4) var<storage, read_write> sv$4: array<$T>;
 
 @compute @workgroup_size(HWG)
-fn split_qkv(@builtin(global_invocation_id) g: vec3u) {
+fn split_qkv$4(@builtin(global_invocation_id) g: vec3u) {
   let t = g.x;
-  if (t >= sp.t) { return; }
-  let b = g.z + sp.z0;
-  let dm = sp.h * sp.dh;
-  let src = (b * sp.t + t) * 3u * dm + g.y * sp.dh;
-  let dst = ((b * sp.h + g.y) * sp.t + t) * sp.dh;
-  for (var d = 0u; d < sp.dh; d++) {
-    sq[dst + d] = sqkv[src + d];
-    sk[dst + d] = sqkv[src + dm + d];
-    sv[dst + d] = sqkv[src + 2u * dm + d];
+  if (t >= sp$4.t) { return; }
+  let b = g.z + sp$4.z0;
+  let dm = sp$4.h * sp$4.dh;
+  let src = (b * sp$4.t + t) * 3u * dm + g.y * sp$4.dh;
+  let dst = ((b * sp$4.h + g.y) * sp$4.t + t) * sp$4.dh;
+  for (var d = 0u; d < sp$4.dh; d++) {
+    sq$4[dst + d] = sqkv$4[src + d];
+    sk$4[dst + d] = sqkv$4[src + dm + d];
+    sv$4[dst + d] = sqkv$4[src + 2u * dm + d];
   }
 }
+//#end
 
-@group(0) @binding(0) var<uniform> sp4: HeadParams;
-@group(0) @binding(1) var<storage, read> sqkv4: array<vec4f>;
-@group(0) @binding(2) var<storage, read_write> sq4: array<vec4f>;
-@group(0) @binding(3) var<storage, read_write> sk4: array<vec4f>;
-@group(0) @binding(4) var<storage, read_write> sv4: array<vec4f>;
-
-@compute @workgroup_size(HWG)
-fn split_qkv4(@builtin(global_invocation_id) g: vec3u) {
-  let t = g.x;
-  if (t >= sp4.t) { return; }
-  let b = g.z + sp4.z0;
-  let dm = sp4.h * sp4.dh;
-  let src = (b * sp4.t + t) * 3u * dm + g.y * sp4.dh;
-  let dst = ((b * sp4.h + g.y) * sp4.t + t) * sp4.dh;
-  for (var d = 0u; d < sp4.dh; d++) {
-    sq4[dst + d] = sqkv4[src + d];
-    sk4[dst + d] = sqkv4[src + dm + d];
-    sv4[dst + d] = sqkv4[src + 2u * dm + d];
-  }
-}
-
-@group(0) @binding(0) var<uniform> mp: HeadParams;
-@group(0) @binding(1) var<storage, read> msrc: array<f32>;
-@group(0) @binding(2) var<storage, read_write> mout: array<f32>;
+//#variants f32 vec4
+@group(0) @binding(0) var<uniform> mp$4: HeadParams;
+@group(0) @binding(1) var<storage, read> msrc$4: array<$T>;
+@group(0) @binding(2) var<storage, read_write> mout$4: array<$T>;
 
 @compute @workgroup_size(HWG)
-fn heads_merge(@builtin(global_invocation_id) g: vec3u) {
+fn heads_merge$4(@builtin(global_invocation_id) g: vec3u) {
   let t = g.x;
-  if (t >= mp.t) { return; }
-  let b = g.z + mp.z0;
-  let dm = mp.h * mp.dh;
-  let src = ((b * mp.h + g.y) * mp.t + t) * mp.dh;
-  let row = (b * mp.t + t) * mp.s * dm + g.y * mp.dh;
-  for (var s = 0u; s < mp.s; s++) {
+  if (t >= mp$4.t) { return; }
+  let b = g.z + mp$4.z0;
+  let dm = mp$4.h * mp$4.dh;
+  let src = ((b * mp$4.h + g.y) * mp$4.t + t) * mp$4.dh;
+  let row = (b * mp$4.t + t) * mp$4.s * dm + g.y * mp$4.dh;
+  for (var s = 0u; s < mp$4.s; s++) {
     let o = row + s * dm;
-    if (s == mp.slot) {
-      for (var d = 0u; d < mp.dh; d++) { mout[o + d] = msrc[src + d]; }
+    if (s == mp$4.slot) {
+      for (var d = 0u; d < mp$4.dh; d++) { mout$4[o + d] = msrc$4[src + d]; }
     } else {
-      for (var d = 0u; d < mp.dh; d++) { mout[o + d] = 0.0; }
+      for (var d = 0u; d < mp$4.dh; d++) { mout$4[o + d] = $T(0.0); }
     }
   }
 }
+//#end
 
-@group(0) @binding(0) var<uniform> mp4: HeadParams;
-@group(0) @binding(1) var<storage, read> msrc4: array<vec4f>;
-@group(0) @binding(2) var<storage, read_write> mout4: array<vec4f>;
-
-@compute @workgroup_size(HWG)
-fn heads_merge4(@builtin(global_invocation_id) g: vec3u) {
-  let t = g.x;
-  if (t >= mp4.t) { return; }
-  let b = g.z + mp4.z0;
-  let dm = mp4.h * mp4.dh;
-  let src = ((b * mp4.h + g.y) * mp4.t + t) * mp4.dh;
-  let row = (b * mp4.t + t) * mp4.s * dm + g.y * mp4.dh;
-  for (var s = 0u; s < mp4.s; s++) {
-    let o = row + s * dm;
-    if (s == mp4.slot) {
-      for (var d = 0u; d < mp4.dh; d++) { mout4[o + d] = msrc4[src + d]; }
-    } else {
-      for (var d = 0u; d < mp4.dh; d++) { mout4[o + d] = vec4f(0.0); }
-    }
-  }
-}
-
-@group(0) @binding(0) var<uniform> hp: HeadParams;
-@group(0) @binding(1) var<storage, read> hsrc: array<f32>;
-@group(0) @binding(2) var<storage, read_write> hout: array<f32>;
+//#variants f32 vec4
+@group(0) @binding(0) var<uniform> hp$4: HeadParams;
+@group(0) @binding(1) var<storage, read> hsrc$4: array<$T>;
+@group(0) @binding(2) var<storage, read_write> hout$4: array<$T>;
 
 @compute @workgroup_size(HWG)
-fn heads_split(@builtin(global_invocation_id) g: vec3u) {
+fn heads_split$4(@builtin(global_invocation_id) g: vec3u) {
   let t = g.x;
-  if (t >= hp.t) { return; }
-  let b = g.z + hp.z0;
-  let dm = hp.h * hp.dh;
-  let src = (b * hp.t + t) * hp.s * dm + hp.slot * dm + g.y * hp.dh;
-  let dst = ((b * hp.h + g.y) * hp.t + t) * hp.dh;
-  for (var d = 0u; d < hp.dh; d++) { hout[dst + d] = hsrc[src + d]; }
+  if (t >= hp$4.t) { return; }
+  let b = g.z + hp$4.z0;
+  let dm = hp$4.h * hp$4.dh;
+  let src = (b * hp$4.t + t) * hp$4.s * dm + hp$4.slot * dm + g.y * hp$4.dh;
+  let dst = ((b * hp$4.h + g.y) * hp$4.t + t) * hp$4.dh;
+  for (var d = 0u; d < hp$4.dh; d++) { hout$4[dst + d] = hsrc$4[src + d]; }
 }
-
-@group(0) @binding(0) var<uniform> hp4: HeadParams;
-@group(0) @binding(1) var<storage, read> hsrc4: array<vec4f>;
-@group(0) @binding(2) var<storage, read_write> hout4: array<vec4f>;
-
-@compute @workgroup_size(HWG)
-fn heads_split4(@builtin(global_invocation_id) g: vec3u) {
-  let t = g.x;
-  if (t >= hp4.t) { return; }
-  let b = g.z + hp4.z0;
-  let dm = hp4.h * hp4.dh;
-  let src = (b * hp4.t + t) * hp4.s * dm + hp4.slot * dm + g.y * hp4.dh;
-  let dst = ((b * hp4.h + g.y) * hp4.t + t) * hp4.dh;
-  for (var d = 0u; d < hp4.dh; d++) { hout4[dst + d] = hsrc4[src + d]; }
-}
+//#end

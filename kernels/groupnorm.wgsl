@@ -12,7 +12,9 @@
 //
 // Each kernel has a `…4` twin for S % 4 == 0 that binds the data as vec4s (a channel is then S / 4 whole
 // vec4s): four elements per load and store, and each invocation keeps four partial sums that it adds up
-// as (x + y) + (z + w) before the lane reduction.
+// as (x + y) + (z + w) before the lane reduction. A kernel and its twin are one `//#variants` block
+// (lib/gpu/wgsl_variants.ts): `$T` is f32 or vec4f, `$4` nothing or `4`, `$T(e)` a splat, `$hsum(e)` the
+// horizontal sum (both e itself in the f32 kernel), `$pick(a, b)` a in the f32 kernel and b in the twin.
 //
 // Why WG is small (lib/tensor/ops/groupnorm.ts uses 8): on llvmpipe a workgroup with a barrier runs its
 // SIMD groups as coroutines and a workgroup costs more than linearly in its size; one 8-lane SIMD group
@@ -80,71 +82,40 @@ fn hsum(v: vec4f) -> f32 {
 @group(0) @binding(1) var<storage, read> fx4: array<vec4f>;
 @group(0) @binding(4) var<storage, read_write> fy4: array<vec4f>;
 
+//#variants f32 vec4
 @compute @workgroup_size(WG)
-fn gn_forward(
+fn gn_forward$4(
   @builtin(workgroup_id) wid: vec3u,
   @builtin(num_workgroups) nwg: vec3u,
   @builtin(local_invocation_index) lid: u32,
 ) {
   let row = row_id(wid, nwg);
   if (row >= fp.rows) { return; } // uniform per workgroup
-  let L = fp.cpg * fp.s;
-  let base = row * L;
-  var s = 0.0;
-  for (var e = lid; e < L; e += WG) { s += fx[base + e]; }
-  let mean = sum_a(lid, s) / f32(L);
-  var q = 0.0;
-  for (var e = lid; e < L; e += WG) {
-    let d = fx[base + e] - mean;
+  $pick(let L = fp.cpg * fp.s;,
+        let S4 = fp.s / 4u; let L4 = fp.cpg * S4; let L = f32(4u * L4);)
+  let base = row * L$4;
+  var s = $T(0.0);
+  for (var e = lid; e < L$4; e += WG) { s += fx$4[base + e]; }
+  let mean = sum_a(lid, $hsum(s)) / $pick(f32(L), L);
+  var q = $T(0.0);
+  for (var e = lid; e < L$4; e += WG) {
+    let d = fx$4[base + e] - mean;
     q = fma(d, d, q);
   }
-  let rstd = inverseSqrt(sum_b(lid, q) / f32(L) + fp.eps);
+  let rstd = inverseSqrt(sum_b(lid, $hsum(q)) / $pick(f32(L), L) + fp.eps);
   let c0 = (row % (fp.rows / fp.n)) * fp.cpg;
   for (var ch = 0u; ch < fp.cpg; ch++) {
-    let a = rstd * fw[c0 + ch];
-    let b = fb[c0 + ch];
-    let cb = base + ch * fp.s;
-    for (var e = lid; e < fp.s; e += WG) { fy[cb + e] = fma(fx[cb + e] - mean, a, b); }
+    let a = $T(rstd * fw[c0 + ch]);
+    let b = $T(fb[c0 + ch]);
+    let cb = base + ch * $pick(fp.s, S4);
+    for (var e = lid; e < $pick(fp.s, S4); e += WG) { fy$4[cb + e] = fma(fx$4[cb + e] - mean, a, b); }
   }
   if (lid == 0u) {
     fstats[2u * row] = mean;
     fstats[2u * row + 1u] = rstd;
   }
 }
-
-@compute @workgroup_size(WG)
-fn gn_forward4(
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(num_workgroups) nwg: vec3u,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let row = row_id(wid, nwg);
-  if (row >= fp.rows) { return; }
-  let S4 = fp.s / 4u;
-  let L4 = fp.cpg * S4;
-  let L = f32(4u * L4);
-  let base = row * L4;
-  var s = vec4f(0.0);
-  for (var e = lid; e < L4; e += WG) { s += fx4[base + e]; }
-  let mean = sum_a(lid, hsum(s)) / L;
-  var q = vec4f(0.0);
-  for (var e = lid; e < L4; e += WG) {
-    let d = fx4[base + e] - mean;
-    q = fma(d, d, q);
-  }
-  let rstd = inverseSqrt(sum_b(lid, hsum(q)) / L + fp.eps);
-  let c0 = (row % (fp.rows / fp.n)) * fp.cpg;
-  for (var ch = 0u; ch < fp.cpg; ch++) {
-    let a = vec4f(rstd * fw[c0 + ch]);
-    let b = vec4f(fb[c0 + ch]);
-    let cb = base + ch * S4;
-    for (var e = lid; e < S4; e += WG) { fy4[cb + e] = fma(fx4[cb + e] - mean, a, b); }
-  }
-  if (lid == 0u) {
-    fstats[2u * row] = mean;
-    fstats[2u * row + 1u] = rstd;
-  }
-}
+//#end
 
 // --- backward dx: with xhat = (x − mean)·rstd and gy = dy·weight[c],
 // dx = rstd · (gy − mean(gy) − xhat · mean(gy · xhat)) ------------------------------------------------------
@@ -158,77 +129,43 @@ fn gn_forward4(
 @group(0) @binding(4) var<storage, read> bdy4: array<vec4f>;
 @group(0) @binding(5) var<storage, read_write> bdx4: array<vec4f>;
 
+//#variants f32 vec4
 @compute @workgroup_size(WG)
-fn gn_backward(
+fn gn_backward$4(
   @builtin(workgroup_id) wid: vec3u,
   @builtin(num_workgroups) nwg: vec3u,
   @builtin(local_invocation_index) lid: u32,
 ) {
   let row = row_id(wid, nwg);
   if (row >= bp.rows) { return; }
-  let L = bp.cpg * bp.s;
-  let base = row * L;
+  $pick(let L = bp.cpg * bp.s;, let S4 = bp.s / 4u;)
+  let base = row * $pick(L, bp.cpg * S4);
   let mean = bstats[2u * row];
   let rstd = bstats[2u * row + 1u];
   let c0 = (row % (bp.rows / bp.n)) * bp.cpg;
-  var s1 = 0.0;
-  var s2 = 0.0;
+  var s1 = $T(0.0);
+  var s2 = $T(0.0);
   for (var ch = 0u; ch < bp.cpg; ch++) {
     let wc = bw[c0 + ch];
-    let cb = base + ch * bp.s;
-    for (var e = lid; e < bp.s; e += WG) {
-      let gy = bdy[cb + e] * wc;
+    let cb = base + ch * $pick(bp.s, S4);
+    for (var e = lid; e < $pick(bp.s, S4); e += WG) {
+      let gy = bdy$4[cb + e] * wc;
       s1 += gy;
-      s2 = fma(gy, (bx[cb + e] - mean) * rstd, s2);
+      s2 = fma(gy, (bx$4[cb + e] - mean) * rstd, s2);
     }
   }
-  let sums = sum2(lid, s1, s2) / f32(L);
+  let sums = sum2(lid, $hsum(s1), $hsum(s2)) / f32($pick(L, bp.cpg * bp.s));
   for (var ch = 0u; ch < bp.cpg; ch++) {
     let wc = bw[c0 + ch];
-    let cb = base + ch * bp.s;
-    for (var e = lid; e < bp.s; e += WG) {
-      let gy = bdy[cb + e] * wc;
-      let xh = (bx[cb + e] - mean) * rstd;
-      bdx[cb + e] = rstd * (gy - sums.x - xh * sums.y);
+    let cb = base + ch * $pick(bp.s, S4);
+    for (var e = lid; e < $pick(bp.s, S4); e += WG) {
+      let gy = bdy$4[cb + e] * wc;
+      let xh = (bx$4[cb + e] - mean) * rstd;
+      bdx$4[cb + e] = rstd * (gy - sums.x - xh * sums.y);
     }
   }
 }
-
-@compute @workgroup_size(WG)
-fn gn_backward4(
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(num_workgroups) nwg: vec3u,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let row = row_id(wid, nwg);
-  if (row >= bp.rows) { return; }
-  let S4 = bp.s / 4u;
-  let base = row * bp.cpg * S4;
-  let mean = bstats[2u * row];
-  let rstd = bstats[2u * row + 1u];
-  let c0 = (row % (bp.rows / bp.n)) * bp.cpg;
-  var s1 = vec4f(0.0);
-  var s2 = vec4f(0.0);
-  for (var ch = 0u; ch < bp.cpg; ch++) {
-    let wc = bw[c0 + ch];
-    let cb = base + ch * S4;
-    for (var e = lid; e < S4; e += WG) {
-      let gy = bdy4[cb + e] * wc;
-      s1 += gy;
-      s2 = fma(gy, (bx4[cb + e] - mean) * rstd, s2);
-    }
-  }
-  let sums = sum2(lid, hsum(s1), hsum(s2)) / f32(bp.cpg * bp.s);
-  for (var ch = 0u; ch < bp.cpg; ch++) {
-    let wc = bw[c0 + ch];
-    let cb = base + ch * S4;
-    for (var e = lid; e < S4; e += WG) {
-      let gy = bdy4[cb + e] * wc;
-      let xh = (bx4[cb + e] - mean) * rstd;
-      bdx4[cb + e] = rstd * (gy - sums.x - xh * sums.y);
-    }
-  }
-}
+//#end
 
 // --- backward weight and bias: dw[c] = Σ dy · xhat, db[c] = Σ dy over n and space -------------------------
 @group(0) @binding(0) var<uniform> pp: Params;
@@ -240,8 +177,9 @@ fn gn_backward4(
 @group(0) @binding(1) var<storage, read> px4: array<vec4f>;
 @group(0) @binding(3) var<storage, read> pdy4: array<vec4f>;
 
+//#variants f32 vec4
 @compute @workgroup_size(WG)
-fn gn_backward_params(
+fn gn_backward_params$4(
   @builtin(workgroup_id) wid: vec3u,
   @builtin(num_workgroups) nwg: vec3u,
   @builtin(local_invocation_index) lid: u32,
@@ -250,53 +188,24 @@ fn gn_backward_params(
   if (c >= pp.c) { return; }
   let G = pp.rows / pp.n;
   let g = c / pp.cpg;
-  var sw = 0.0;
-  var sb = 0.0;
+  $pick(, let S4 = pp.s / 4u;)
+  var sw = $T(0.0);
+  var sb = $T(0.0);
   for (var n = 0u; n < pp.n; n++) {
     let row = n * G + g;
     let mean = pstats[2u * row];
     let rstd = pstats[2u * row + 1u];
-    let base = (n * pp.c + c) * pp.s;
-    for (var e = lid; e < pp.s; e += WG) {
-      let dy = pdy[base + e];
-      sw = fma(dy, (px[base + e] - mean) * rstd, sw);
+    let base = (n * pp.c + c) * $pick(pp.s, S4);
+    for (var e = lid; e < $pick(pp.s, S4); e += WG) {
+      let dy = pdy$4[base + e];
+      sw = fma(dy, (px$4[base + e] - mean) * rstd, sw);
       sb += dy;
     }
   }
-  let sums = sum2(lid, sw, sb);
+  let sums = sum2(lid, $hsum(sw), $hsum(sb));
   if (lid == 0u) {
     pdw[c] = sums.x;
     pdb[c] = sums.y;
   }
 }
-
-@compute @workgroup_size(WG)
-fn gn_backward_params4(
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(num_workgroups) nwg: vec3u,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let c = row_id(wid, nwg);
-  if (c >= pp.c) { return; }
-  let G = pp.rows / pp.n;
-  let g = c / pp.cpg;
-  let S4 = pp.s / 4u;
-  var sw = vec4f(0.0);
-  var sb = vec4f(0.0);
-  for (var n = 0u; n < pp.n; n++) {
-    let row = n * G + g;
-    let mean = pstats[2u * row];
-    let rstd = pstats[2u * row + 1u];
-    let base = (n * pp.c + c) * S4;
-    for (var e = lid; e < S4; e += WG) {
-      let dy = pdy4[base + e];
-      sw = fma(dy, (px4[base + e] - mean) * rstd, sw);
-      sb += dy;
-    }
-  }
-  let sums = sum2(lid, hsum(sw), hsum(sb));
-  if (lid == 0u) {
-    pdw[c] = sums.x;
-    pdb[c] = sums.y;
-  }
-}
+//#end

@@ -4,7 +4,10 @@
 // (wid.x + wid.y * nwg.x) * (WG / TPR) + lid / TPR. Each invocation sums its lane's elements (lane, lane +
 // TPR, ... in order), then a fixed-shape tree reduction over the row's TPR lanes in workgroup memory
 // combines them: deterministic. Statistics are two-pass (mean first, then the mean of squared deviations),
-// the variance is biased (divides by D) like torch. The `*4` variants read rows as vec4 (D % 4 == 0).
+// the variance is biased (divides by D) like torch. The `*4` variants read rows as vec4 (D % 4 == 0); a
+// kernel and its `*4` variant are one `//#variants` block (lib/gpu/wgsl_variants.ts): `$T` is f32 or vec4f,
+// `$4` nothing or `4`, `$T(e)` a splat, `$hsum(e)` the horizontal sum (both e itself in the f32 kernel),
+// `$pick(a, b)` a in the f32 kernel and b in the vec4 one.
 // MOD = 1 applies the adaLN modulation y = xhat (1 + scale[n]) + shift[n] in the same kernel (MOD = 0:
 // plain LayerNorm; the caller binds x in place of shift and scale, which are then never read).
 // `stats` holds (mean, rstd) per row, interleaved: stats[2 r] = mean, stats[2 r + 1] = rstd.
@@ -74,178 +77,96 @@ fn row_sum2(lid: u32, u: f32, v: f32) -> vec2f {
 }
 
 // --- forward: y = (x - mean) rstd [then (1 + scale) y + shift] ------------------------------------------
-@group(0) @binding(0) var<uniform> fp: Params;
-@group(0) @binding(1) var<storage, read> fx: array<f32>;
-@group(0) @binding(2) var<storage, read> fshift: array<f32>;
-@group(0) @binding(3) var<storage, read> fscale: array<f32>;
-@group(0) @binding(4) var<storage, read_write> fy: array<f32>;
-@group(0) @binding(5) var<storage, read_write> fstats: array<f32>;
+//#variants f32 vec4
+@group(0) @binding(0) var<uniform> f$4p: Params;
+@group(0) @binding(1) var<storage, read> f$4x: array<$T>;
+@group(0) @binding(2) var<storage, read> f$4shift: array<$T>;
+@group(0) @binding(3) var<storage, read> f$4scale: array<$T>;
+@group(0) @binding(4) var<storage, read_write> f$4y: array<$T>;
+@group(0) @binding(5) var<storage, read_write> f$4stats: array<f32>;
 
 @compute @workgroup_size(WG)
-fn ln_forward(
+fn ln_forward$4(
   @builtin(workgroup_id) wid: vec3u,
   @builtin(num_workgroups) nwg: vec3u,
   @builtin(local_invocation_index) lid: u32,
 ) {
   let row = row_of(wid, nwg, lid);
   let lane = lid % TPR;
-  let valid = row < fp.rows;
-  let d = fp.d;
-  let n = select(0u, d, valid);
-  let base = row * d;
-  let cbase = (row / fp.t) * d;
-  var s = 0.0;
-  for (var j = lane; j < n; j += TPR) { s += fx[base + j]; }
-  let mean = row_sum(lid, s) / f32(d);
-  var q = 0.0;
+  let valid = row < f$4p.rows;
+  let d$4 = $pick(fp.d, f4p.d / 4u);
+  let n = select(0u, d$4, valid);
+  let base = row * d$4;
+  let cbase = (row / f$4p.t) * d$4;
+  var s = $T(0.0);
+  for (var j = lane; j < n; j += TPR) { s += f$4x[base + j]; }
+  let mean = row_sum(lid, $hsum(s)) / f32($pick(d, f4p.d));
+  var q = $T(0.0);
   for (var j = lane; j < n; j += TPR) {
-    let c = fx[base + j] - mean;
+    let c = f$4x[base + j] - mean;
     q += c * c;
   }
-  let rstd = 1.0 / sqrt(row_sum(lid, q) / f32(d) + fp.eps);
+  let rstd = 1.0 / sqrt(row_sum(lid, $hsum(q)) / f32($pick(d, f4p.d)) + f$4p.eps);
   for (var j = lane; j < n; j += TPR) {
-    let xh = (fx[base + j] - mean) * rstd;
+    let xh = (f$4x[base + j] - mean) * rstd;
     if (MOD == 1u) {
-      fy[base + j] = xh * (1.0 + fscale[cbase + j]) + fshift[cbase + j];
+      f$4y[base + j] = xh * (1.0 + f$4scale[cbase + j]) + f$4shift[cbase + j];
     } else {
-      fy[base + j] = xh;
+      f$4y[base + j] = xh;
     }
   }
   if (valid && lane == 0u) {
-    fstats[2u * row] = mean;
-    fstats[2u * row + 1u] = rstd;
+    f$4stats[2u * row] = mean;
+    f$4stats[2u * row + 1u] = rstd;
   }
 }
-
-@group(0) @binding(0) var<uniform> f4p: Params;
-@group(0) @binding(1) var<storage, read> f4x: array<vec4f>;
-@group(0) @binding(2) var<storage, read> f4shift: array<vec4f>;
-@group(0) @binding(3) var<storage, read> f4scale: array<vec4f>;
-@group(0) @binding(4) var<storage, read_write> f4y: array<vec4f>;
-@group(0) @binding(5) var<storage, read_write> f4stats: array<f32>;
-
-@compute @workgroup_size(WG)
-fn ln_forward4(
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(num_workgroups) nwg: vec3u,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let row = row_of(wid, nwg, lid);
-  let lane = lid % TPR;
-  let valid = row < f4p.rows;
-  let d4 = f4p.d / 4u;
-  let n = select(0u, d4, valid);
-  let base = row * d4;
-  let cbase = (row / f4p.t) * d4;
-  var s = vec4f(0.0);
-  for (var j = lane; j < n; j += TPR) { s += f4x[base + j]; }
-  let mean = row_sum(lid, hsum(s)) / f32(f4p.d);
-  var q = vec4f(0.0);
-  for (var j = lane; j < n; j += TPR) {
-    let c = f4x[base + j] - mean;
-    q += c * c;
-  }
-  let rstd = 1.0 / sqrt(row_sum(lid, hsum(q)) / f32(f4p.d) + f4p.eps);
-  for (var j = lane; j < n; j += TPR) {
-    let xh = (f4x[base + j] - mean) * rstd;
-    if (MOD == 1u) {
-      f4y[base + j] = xh * (1.0 + f4scale[cbase + j]) + f4shift[cbase + j];
-    } else {
-      f4y[base + j] = xh;
-    }
-  }
-  if (valid && lane == 0u) {
-    f4stats[2u * row] = mean;
-    f4stats[2u * row + 1u] = rstd;
-  }
-}
+//#end
 
 // --- backward, x part: with gh = g [times (1 + scale)], dx = rstd (gh - mean(gh) - xhat mean(gh xhat)) ---
-@group(0) @binding(0) var<uniform> bp: Params;
-@group(0) @binding(1) var<storage, read> bx: array<f32>;
-@group(0) @binding(2) var<storage, read> bstats: array<f32>;
-@group(0) @binding(3) var<storage, read> bscale: array<f32>;
-@group(0) @binding(4) var<storage, read> bg: array<f32>;
-@group(0) @binding(5) var<storage, read_write> bdx: array<f32>;
+//#variants f32 vec4
+@group(0) @binding(0) var<uniform> b$4p: Params;
+@group(0) @binding(1) var<storage, read> b$4x: array<$T>;
+@group(0) @binding(2) var<storage, read> b$4stats: array<f32>;
+@group(0) @binding(3) var<storage, read> b$4scale: array<$T>;
+@group(0) @binding(4) var<storage, read> b$4g: array<$T>;
+@group(0) @binding(5) var<storage, read_write> b$4dx: array<$T>;
 
 @compute @workgroup_size(WG)
-fn ln_backward(
+fn ln_backward$4(
   @builtin(workgroup_id) wid: vec3u,
   @builtin(num_workgroups) nwg: vec3u,
   @builtin(local_invocation_index) lid: u32,
 ) {
   let row = row_of(wid, nwg, lid);
   let lane = lid % TPR;
-  let valid = row < bp.rows;
-  let d = bp.d;
-  let n = select(0u, d, valid);
-  let base = row * d;
-  let cbase = (row / bp.t) * d;
+  let valid = row < b$4p.rows;
+  let d$4 = $pick(bp.d, b4p.d / 4u);
+  let n = select(0u, d$4, valid);
+  let base = row * d$4;
+  let cbase = (row / b$4p.t) * d$4;
   var mean = 0.0;
   var rstd = 0.0;
   if (valid) {
-    mean = bstats[2u * row];
-    rstd = bstats[2u * row + 1u];
+    mean = b$4stats[2u * row];
+    rstd = b$4stats[2u * row + 1u];
   }
-  var sg = 0.0;
-  var sgx = 0.0;
+  var sg = $T(0.0);
+  var sgx = $T(0.0);
   for (var j = lane; j < n; j += TPR) {
-    var g = bg[base + j];
-    if (MOD == 1u) { g *= 1.0 + bscale[cbase + j]; }
+    var g = b$4g[base + j];
+    if (MOD == 1u) { g *= 1.0 + b$4scale[cbase + j]; }
     sg += g;
-    sgx += g * (bx[base + j] - mean) * rstd;
+    sgx += g * (b$4x[base + j] - mean) * rstd;
   }
-  let tot = row_sum2(lid, sg, sgx) / f32(d);
+  let tot = row_sum2(lid, $hsum(sg), $hsum(sgx)) / f32($pick(d, b4p.d));
   for (var j = lane; j < n; j += TPR) {
-    var g = bg[base + j];
-    if (MOD == 1u) { g *= 1.0 + bscale[cbase + j]; }
-    let xh = (bx[base + j] - mean) * rstd;
-    bdx[base + j] = rstd * (g - tot.x - xh * tot.y);
+    var g = b$4g[base + j];
+    if (MOD == 1u) { g *= 1.0 + b$4scale[cbase + j]; }
+    let xh = (b$4x[base + j] - mean) * rstd;
+    b$4dx[base + j] = rstd * (g - tot.x - xh * tot.y);
   }
 }
-
-@group(0) @binding(0) var<uniform> b4p: Params;
-@group(0) @binding(1) var<storage, read> b4x: array<vec4f>;
-@group(0) @binding(2) var<storage, read> b4stats: array<f32>;
-@group(0) @binding(3) var<storage, read> b4scale: array<vec4f>;
-@group(0) @binding(4) var<storage, read> b4g: array<vec4f>;
-@group(0) @binding(5) var<storage, read_write> b4dx: array<vec4f>;
-
-@compute @workgroup_size(WG)
-fn ln_backward4(
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(num_workgroups) nwg: vec3u,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let row = row_of(wid, nwg, lid);
-  let lane = lid % TPR;
-  let valid = row < b4p.rows;
-  let d4 = b4p.d / 4u;
-  let n = select(0u, d4, valid);
-  let base = row * d4;
-  let cbase = (row / b4p.t) * d4;
-  var mean = 0.0;
-  var rstd = 0.0;
-  if (valid) {
-    mean = b4stats[2u * row];
-    rstd = b4stats[2u * row + 1u];
-  }
-  var sg = vec4f(0.0);
-  var sgx = vec4f(0.0);
-  for (var j = lane; j < n; j += TPR) {
-    var g = b4g[base + j];
-    if (MOD == 1u) { g *= 1.0 + b4scale[cbase + j]; }
-    sg += g;
-    sgx += g * (b4x[base + j] - mean) * rstd;
-  }
-  let tot = row_sum2(lid, hsum(sg), hsum(sgx)) / f32(b4p.d);
-  for (var j = lane; j < n; j += TPR) {
-    var g = b4g[base + j];
-    if (MOD == 1u) { g *= 1.0 + b4scale[cbase + j]; }
-    let xh = (b4x[base + j] - mean) * rstd;
-    b4dx[base + j] = rstd * (g - tot.x - xh * tot.y);
-  }
-}
+//#end
 
 // --- conditioned elementwise forward ------------------------------------------------------------------
 // OP 0 modulate: y = x (1 + a[n]) + b[n]; OP 1 gate: y = x a[n]; OP 2 addGated: y = r + x a[n].
@@ -253,56 +174,33 @@ fn ln_backward4(
 // row = wid.y + wid.z * nwg.y over N T; params.rows = N T.
 override OP: u32 = 0u;
 
-@group(0) @binding(0) var<uniform> ep: Params;
-@group(0) @binding(1) var<storage, read> ex: array<f32>;
-@group(0) @binding(2) var<storage, read> ea: array<f32>;
-@group(0) @binding(3) var<storage, read> eb: array<f32>;
-@group(0) @binding(4) var<storage, read> er: array<f32>;
-@group(0) @binding(5) var<storage, read_write> ey: array<f32>;
+//#variants f32 vec4
+@group(0) @binding(0) var<uniform> e$4p: Params;
+@group(0) @binding(1) var<storage, read> e$4x: array<$T>;
+@group(0) @binding(2) var<storage, read> e$4a: array<$T>;
+@group(0) @binding(3) var<storage, read> e$4b: array<$T>;
+@group(0) @binding(4) var<storage, read> e$4r: array<$T>;
+@group(0) @binding(5) var<storage, read_write> e$4y: array<$T>;
 
 @compute @workgroup_size(WG)
-fn cond_forward(
+fn cond_forward$4(
   @builtin(global_invocation_id) gid: vec3u,
   @builtin(workgroup_id) wid: vec3u,
   @builtin(num_workgroups) nwg: vec3u,
 ) {
+  $pick(, let d4 = e4p.d / 4u;)
   let j = gid.x;
   let row = wid.y + wid.z * nwg.y;
-  if (j >= ep.d || row >= ep.rows) { return; }
-  let i = row * ep.d + j;
-  let c = (row / ep.t) * ep.d + j;
+  if (j >= $pick(ep.d, d4) || row >= e$4p.rows) { return; }
+  let i = row * $pick(ep.d, d4) + j;
+  let c = (row / e$4p.t) * $pick(ep.d, d4) + j;
   switch OP {
-    case 0u: { ey[i] = ex[i] * (1.0 + ea[c]) + eb[c]; }
-    case 1u: { ey[i] = ex[i] * ea[c]; }
-    default: { ey[i] = er[i] + ex[i] * ea[c]; }
+    case 0u: { e$4y[i] = e$4x[i] * (1.0 + e$4a[c]) + e$4b[c]; }
+    case 1u: { e$4y[i] = e$4x[i] * e$4a[c]; }
+    default: { e$4y[i] = e$4r[i] + e$4x[i] * e$4a[c]; }
   }
 }
-
-@group(0) @binding(0) var<uniform> e4p: Params;
-@group(0) @binding(1) var<storage, read> e4x: array<vec4f>;
-@group(0) @binding(2) var<storage, read> e4a: array<vec4f>;
-@group(0) @binding(3) var<storage, read> e4b: array<vec4f>;
-@group(0) @binding(4) var<storage, read> e4r: array<vec4f>;
-@group(0) @binding(5) var<storage, read_write> e4y: array<vec4f>;
-
-@compute @workgroup_size(WG)
-fn cond_forward4(
-  @builtin(global_invocation_id) gid: vec3u,
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(num_workgroups) nwg: vec3u,
-) {
-  let d4 = e4p.d / 4u;
-  let j = gid.x;
-  let row = wid.y + wid.z * nwg.y;
-  if (j >= d4 || row >= e4p.rows) { return; }
-  let i = row * d4 + j;
-  let c = (row / e4p.t) * d4 + j;
-  switch OP {
-    case 0u: { e4y[i] = e4x[i] * (1.0 + e4a[c]) + e4b[c]; }
-    case 1u: { e4y[i] = e4x[i] * e4a[c]; }
-    default: { e4y[i] = e4r[i] + e4x[i] * e4a[c]; }
-  }
-}
+//#end
 
 // --- conditioned backward: reductions over T ---------------------------------------------------------------
 // The T rows of each sample are cut into `chunks` chunks of `tc` rows. Invocation k = (n chunks + c) D + d
@@ -342,216 +240,118 @@ fn col_index(k: u32, p: ColParams) -> ColIndex {
   return o;
 }
 
-// layerNormModulate: p1 = sum g (dshift), p2 = sum g xhat (dscale).
-@group(0) @binding(0) var<uniform> pp: ColParams;
-@group(0) @binding(1) var<storage, read> px: array<f32>;
-@group(0) @binding(2) var<storage, read> pstats: array<f32>;
-@group(0) @binding(3) var<storage, read> pg: array<f32>;
-@group(0) @binding(4) var<storage, read_write> pp1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> pp2: array<f32>;
-
-@compute @workgroup_size(WG)
-fn ln_mod_backward_params(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let k = lin(gid, nwg);
-  let ci = col_index(k, pp);
-  if (!ci.valid) { return; }
-  var s1 = 0.0;
-  var s2 = 0.0;
-  for (var r = ci.first; r < ci.last; r++) {
-    let off = r * pp.d + ci.dd;
-    let g = pg[off];
-    s1 += g;
-    s2 += g * (px[off] - pstats[2u * r]) * pstats[2u * r + 1u];
-  }
-  pp1[k] = s1;
-  pp2[k] = s2;
-}
-
-// modulate: dx = g (1 + scale), p1 = sum g (dshift), p2 = sum g x (dscale).
-@group(0) @binding(0) var<uniform> qp: ColParams;
-@group(0) @binding(1) var<storage, read> qx: array<f32>;
-@group(0) @binding(2) var<storage, read> qscale: array<f32>;
-@group(0) @binding(3) var<storage, read> qg: array<f32>;
-@group(0) @binding(4) var<storage, read_write> qdx: array<f32>;
-@group(0) @binding(5) var<storage, read_write> qp1: array<f32>;
-@group(0) @binding(6) var<storage, read_write> qp2: array<f32>;
-
-@compute @workgroup_size(WG)
-fn modulate_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let k = lin(gid, nwg);
-  let ci = col_index(k, qp);
-  if (!ci.valid) { return; }
-  let a = 1.0 + qscale[ci.cond];
-  var s1 = 0.0;
-  var s2 = 0.0;
-  for (var r = ci.first; r < ci.last; r++) {
-    let off = r * qp.d + ci.dd;
-    let g = qg[off];
-    qdx[off] = g * a;
-    s1 += g;
-    s2 += g * qx[off];
-  }
-  qp1[k] = s1;
-  qp2[k] = s2;
-}
-
-// gate / addGated: dx = g gate, p1 = sum g x (dgate).
-@group(0) @binding(0) var<uniform> hp: ColParams;
-@group(0) @binding(1) var<storage, read> hx: array<f32>;
-@group(0) @binding(2) var<storage, read> hgate: array<f32>;
-@group(0) @binding(3) var<storage, read> hg: array<f32>;
-@group(0) @binding(4) var<storage, read_write> hdx: array<f32>;
-@group(0) @binding(5) var<storage, read_write> hp1: array<f32>;
-
-@compute @workgroup_size(WG)
-fn gate_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let k = lin(gid, nwg);
-  let ci = col_index(k, hp);
-  if (!ci.valid) { return; }
-  let a = hgate[ci.cond];
-  var s = 0.0;
-  for (var r = ci.first; r < ci.last; r++) {
-    let off = r * hp.d + ci.dd;
-    let g = hg[off];
-    hdx[off] = g * a;
-    s += g * hx[off];
-  }
-  hp1[k] = s;
-}
-
-// vec4 variants of the three column kernels (D % 4 == 0): invocation k = (n chunks + c) (D / 4) + d4.
-
+// The f32 kernels and their vec4 twins (D % 4 == 0), invocation k = (n chunks + c) (D / 4) + d4 there.
 fn col_index4(k: u32, p: ColParams) -> ColIndex {
   var q = p;
   q.d = p.d / 4u;
   return col_index(k, q);
 }
 
-@group(0) @binding(0) var<uniform> pp4: ColParams;
-@group(0) @binding(1) var<storage, read> px4: array<vec4f>;
-@group(0) @binding(2) var<storage, read> pstats4: array<f32>;
-@group(0) @binding(3) var<storage, read> pg4: array<vec4f>;
-@group(0) @binding(4) var<storage, read_write> pp14: array<vec4f>;
-@group(0) @binding(5) var<storage, read_write> pp24: array<vec4f>;
+//#variants f32 vec4
+// layerNormModulate: p1 = sum g (dshift), p2 = sum g xhat (dscale).
+@group(0) @binding(0) var<uniform> pp$4: ColParams;
+@group(0) @binding(1) var<storage, read> px$4: array<$T>;
+@group(0) @binding(2) var<storage, read> pstats$4: array<f32>;
+@group(0) @binding(3) var<storage, read> pg$4: array<$T>;
+@group(0) @binding(4) var<storage, read_write> pp1$4: array<$T>;
+@group(0) @binding(5) var<storage, read_write> pp2$4: array<$T>;
 
 @compute @workgroup_size(WG)
-fn ln_mod_backward_params4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn ln_mod_backward_params$4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let k = lin(gid, nwg);
-  let ci = col_index4(k, pp4);
+  let ci = col_index$4(k, pp$4);
   if (!ci.valid) { return; }
-  let d4 = pp4.d / 4u;
-  var s1 = vec4f(0.0);
-  var s2 = vec4f(0.0);
+  $pick(, let d4 = pp4.d / 4u;)
+  var s1 = $T(0.0);
+  var s2 = $T(0.0);
   for (var r = ci.first; r < ci.last; r++) {
-    let off = r * d4 + ci.dd;
-    let g = pg4[off];
+    let off = r * $pick(pp.d, d4) + ci.dd;
+    let g = pg$4[off];
     s1 += g;
-    s2 += g * (px4[off] - pstats4[2u * r]) * pstats4[2u * r + 1u];
+    s2 += g * (px$4[off] - pstats$4[2u * r]) * pstats$4[2u * r + 1u];
   }
-  pp14[k] = s1;
-  pp24[k] = s2;
+  pp1$4[k] = s1;
+  pp2$4[k] = s2;
 }
 
-@group(0) @binding(0) var<uniform> qp4: ColParams;
-@group(0) @binding(1) var<storage, read> qx4: array<vec4f>;
-@group(0) @binding(2) var<storage, read> qscale4: array<vec4f>;
-@group(0) @binding(3) var<storage, read> qg4: array<vec4f>;
-@group(0) @binding(4) var<storage, read_write> qdx4: array<vec4f>;
-@group(0) @binding(5) var<storage, read_write> qp14: array<vec4f>;
-@group(0) @binding(6) var<storage, read_write> qp24: array<vec4f>;
+// modulate: dx = g (1 + scale), p1 = sum g (dshift), p2 = sum g x (dscale).
+@group(0) @binding(0) var<uniform> qp$4: ColParams;
+@group(0) @binding(1) var<storage, read> qx$4: array<$T>;
+@group(0) @binding(2) var<storage, read> qscale$4: array<$T>;
+@group(0) @binding(3) var<storage, read> qg$4: array<$T>;
+@group(0) @binding(4) var<storage, read_write> qdx$4: array<$T>;
+@group(0) @binding(5) var<storage, read_write> qp1$4: array<$T>;
+@group(0) @binding(6) var<storage, read_write> qp2$4: array<$T>;
 
 @compute @workgroup_size(WG)
-fn modulate_backward4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn modulate_backward$4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let k = lin(gid, nwg);
-  let ci = col_index4(k, qp4);
+  let ci = col_index$4(k, qp$4);
   if (!ci.valid) { return; }
-  let d4 = qp4.d / 4u;
-  let a = 1.0 + qscale4[ci.cond];
-  var s1 = vec4f(0.0);
-  var s2 = vec4f(0.0);
+  $pick(, let d4 = qp4.d / 4u;)
+  let a = 1.0 + qscale$4[ci.cond];
+  var s1 = $T(0.0);
+  var s2 = $T(0.0);
   for (var r = ci.first; r < ci.last; r++) {
-    let off = r * d4 + ci.dd;
-    let g = qg4[off];
-    qdx4[off] = g * a;
+    let off = r * $pick(qp.d, d4) + ci.dd;
+    let g = qg$4[off];
+    qdx$4[off] = g * a;
     s1 += g;
-    s2 += g * qx4[off];
+    s2 += g * qx$4[off];
   }
-  qp14[k] = s1;
-  qp24[k] = s2;
+  qp1$4[k] = s1;
+  qp2$4[k] = s2;
 }
 
-@group(0) @binding(0) var<uniform> hp4: ColParams;
-@group(0) @binding(1) var<storage, read> hx4: array<vec4f>;
-@group(0) @binding(2) var<storage, read> hgate4: array<vec4f>;
-@group(0) @binding(3) var<storage, read> hg4: array<vec4f>;
-@group(0) @binding(4) var<storage, read_write> hdx4: array<vec4f>;
-@group(0) @binding(5) var<storage, read_write> hp14: array<vec4f>;
+// gate / addGated: dx = g gate, p1 = sum g x (dgate).
+@group(0) @binding(0) var<uniform> hp$4: ColParams;
+@group(0) @binding(1) var<storage, read> hx$4: array<$T>;
+@group(0) @binding(2) var<storage, read> hgate$4: array<$T>;
+@group(0) @binding(3) var<storage, read> hg$4: array<$T>;
+@group(0) @binding(4) var<storage, read_write> hdx$4: array<$T>;
+@group(0) @binding(5) var<storage, read_write> hp1$4: array<$T>;
 
 @compute @workgroup_size(WG)
-fn gate_backward4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn gate_backward$4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let k = lin(gid, nwg);
-  let ci = col_index4(k, hp4);
+  let ci = col_index$4(k, hp$4);
   if (!ci.valid) { return; }
-  let d4 = hp4.d / 4u;
-  let a = hgate4[ci.cond];
-  var s = vec4f(0.0);
+  $pick(, let d4 = hp4.d / 4u;)
+  let a = hgate$4[ci.cond];
+  var s = $T(0.0);
   for (var r = ci.first; r < ci.last; r++) {
-    let off = r * d4 + ci.dd;
-    let g = hg4[off];
-    hdx4[off] = g * a;
-    s += g * hx4[off];
+    let off = r * $pick(hp.d, d4) + ci.dd;
+    let g = hg$4[off];
+    hdx$4[off] = g * a;
+    s += g * hx$4[off];
   }
-  hp14[k] = s;
+  hp1$4[k] = s;
 }
 
 // addGated: as gate_backward, and also writes dres = g (the residual's gradient) in the same pass.
-@group(0) @binding(0) var<uniform> rp: ColParams;
-@group(0) @binding(1) var<storage, read> rx: array<f32>;
-@group(0) @binding(2) var<storage, read> rgate: array<f32>;
-@group(0) @binding(3) var<storage, read> rg: array<f32>;
-@group(0) @binding(4) var<storage, read_write> rdres: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rdx: array<f32>;
-@group(0) @binding(6) var<storage, read_write> rp1: array<f32>;
+@group(0) @binding(0) var<uniform> rp$4: ColParams;
+@group(0) @binding(1) var<storage, read> rx$4: array<$T>;
+@group(0) @binding(2) var<storage, read> rgate$4: array<$T>;
+@group(0) @binding(3) var<storage, read> rg$4: array<$T>;
+@group(0) @binding(4) var<storage, read_write> rdres$4: array<$T>;
+@group(0) @binding(5) var<storage, read_write> rdx$4: array<$T>;
+@group(0) @binding(6) var<storage, read_write> rp1$4: array<$T>;
 
 @compute @workgroup_size(WG)
-fn add_gated_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn add_gated_backward$4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let k = lin(gid, nwg);
-  let ci = col_index(k, rp);
+  let ci = col_index$4(k, rp$4);
   if (!ci.valid) { return; }
-  let a = rgate[ci.cond];
-  var s = 0.0;
+  $pick(, let d4 = rp4.d / 4u;)
+  let a = rgate$4[ci.cond];
+  var s = $T(0.0);
   for (var r = ci.first; r < ci.last; r++) {
-    let off = r * rp.d + ci.dd;
-    let g = rg[off];
-    rdres[off] = g;
-    rdx[off] = g * a;
-    s += g * rx[off];
+    let off = r * $pick(rp.d, d4) + ci.dd;
+    let g = rg$4[off];
+    rdres$4[off] = g;
+    rdx$4[off] = g * a;
+    s += g * rx$4[off];
   }
-  rp1[k] = s;
+  rp1$4[k] = s;
 }
-
-@group(0) @binding(0) var<uniform> rp4: ColParams;
-@group(0) @binding(1) var<storage, read> rx4: array<vec4f>;
-@group(0) @binding(2) var<storage, read> rgate4: array<vec4f>;
-@group(0) @binding(3) var<storage, read> rg4: array<vec4f>;
-@group(0) @binding(4) var<storage, read_write> rdres4: array<vec4f>;
-@group(0) @binding(5) var<storage, read_write> rdx4: array<vec4f>;
-@group(0) @binding(6) var<storage, read_write> rp14: array<vec4f>;
-
-@compute @workgroup_size(WG)
-fn add_gated_backward4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let k = lin(gid, nwg);
-  let ci = col_index4(k, rp4);
-  if (!ci.valid) { return; }
-  let d4 = rp4.d / 4u;
-  let a = rgate4[ci.cond];
-  var s = vec4f(0.0);
-  for (var r = ci.first; r < ci.last; r++) {
-    let off = r * d4 + ci.dd;
-    let g = rg4[off];
-    rdres4[off] = g;
-    rdx4[off] = g * a;
-    s += g * rx4[off];
-  }
-  rp14[k] = s;
-}
+//#end

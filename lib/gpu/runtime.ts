@@ -11,6 +11,7 @@
 
 import { type AcquiredDevice, acquireDevice, type AdapterDescription } from "./device.ts";
 import { BufferPool } from "./buffer_pool.ts";
+import { expandVariants } from "./wgsl_variants.ts";
 
 /** A WGSL source file in `kernels/`, referenced by URL so that stage fingerprints can find it. */
 export class KernelFile {
@@ -21,14 +22,16 @@ export class KernelFile {
     const base = url.pathname.split("/").pop() ?? "";
     this.name = base.replace(/\.wgsl$/, "");
   }
-  /** The WGSL text, read once. */
+  /** The WGSL text, read once, with its f32/vec4 variant blocks expanded (`wgsl_variants.ts`). */
   get source(): string {
     if (this.#source === null) {
+      let text: string;
       try {
-        this.#source = Deno.readTextFileSync(this.url);
+        text = Deno.readTextFileSync(this.url);
       } catch (e) {
         throw new Error(`kernel file ${this.url.pathname} could not be read: ${(e as Error).message}`);
       }
+      this.#source = expandVariants(text, this.url.pathname);
     }
     return this.#source;
   }

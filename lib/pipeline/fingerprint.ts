@@ -7,9 +7,10 @@
  *
  * Files are hashed by their token stream, not their bytes, so comments and formatting do not count:
  * TypeScript through the TypeScript compiler's own scanner (`npm:typescript`, with the rescans its parser
- * does for template literals and regular expressions), WGSL with its comments stripped and its tokens
- * joined. Other assets are hashed as bytes. Imports are read from the same token stream, so an `import`
- * inside a comment or a string (the runtime's doc example `kernels/x.wgsl`) is not a dependency.
+ * does for template literals and regular expressions), WGSL with its variant blocks expanded
+ * (`lib/gpu/wgsl_variants.ts`), its comments stripped and its tokens joined. Other assets are hashed as
+ * bytes. Imports are read from the same token stream, so an `import` inside a comment or a string (the
+ * runtime's doc example `kernels/x.wgsl`) is not a dependency.
  *
  * The fingerprint is the hash of the sorted (path relative to the project root, token hash) pairs plus
  * the external specifiers (`npm:yaml@2.9.1`, `node:fs`, ...), which contribute their text only.
@@ -21,6 +22,7 @@
 
 import ts from "typescript";
 import { sha256 } from "./hash.ts";
+import { expandVariants } from "../gpu/wgsl_variants.ts";
 
 /** The code fingerprint of one kind. */
 export interface CodeFingerprint {
@@ -214,6 +216,19 @@ export function tokenizeWgsl(text: string): string[] {
   return code.match(re) ?? [];
 }
 
+/**
+ * The WGSL a kernel file runs: its variant blocks expanded (`lib/gpu/wgsl_variants.ts`), so that the
+ * directive lines, which are comments, count too. A file whose blocks do not expand is hashed as written
+ * (loading it fails anyway).
+ */
+function expandedWgsl(text: string, path: string): string {
+  try {
+    return expandVariants(text, path);
+  } catch {
+    return text;
+  }
+}
+
 /** A value import found in a token stream: the specifier and whether it is an asset (`new URL`). */
 interface Ref {
   spec: string;
@@ -345,7 +360,7 @@ function readInfo(path: string): FileInfo {
     }
   } else if (path.endsWith(".wgsl")) {
     info = {
-      hash: sha256(tokenizeWgsl(new TextDecoder().decode(bytes)).join("\0")),
+      hash: sha256(tokenizeWgsl(expandedWgsl(new TextDecoder().decode(bytes), path)).join("\0")),
       locals: [],
       external: [],
     };

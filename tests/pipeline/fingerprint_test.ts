@@ -126,6 +126,24 @@ Deno.test("a comment-only or formatting-only edit changes no digest; a code edit
   clearFingerprintCache();
 });
 
+Deno.test("a WGSL file is hashed as its variant blocks expand: the directive lines count, other comments do not", () => {
+  using sb = new Sandbox();
+  Deno.writeTextFileSync(`${sb.dir}/a.ts`, `export const K = new URL("./k.wgsl", import.meta.url);\n`);
+  const digest = (wgsl: string) => {
+    Deno.writeTextFileSync(`${sb.dir}/k.wgsl`, wgsl);
+    clearFingerprintCache();
+    const files = fingerprintModule(`file://${sb.dir}/a.ts`).files;
+    return Object.entries(files).find(([f]) => f.endsWith("k.wgsl"))![1];
+  };
+  const two = "//#variants f32 vec4\nfn f$4(x: $T) {}\nfn g$4(x: $T) {}\n//#end\n";
+  const base = digest(two);
+  assertEquals(digest(`// a comment\n${two}`), base);
+  // Moving //#end leaves the same tokens once comments are stripped, but g4 is no longer generated.
+  assertNotEquals(digest(two.replace("fn g$4(x: $T) {}\n//#end", "//#end\nfn g$4(x: $T) {}")), base);
+  // The expanded text is what is hashed.
+  assertEquals(digest("fn f(x: f32) {}\nfn g(x: f32) {}\nfn f4(x: vec4f) {}\nfn g4(x: vec4f) {}\n"), base);
+});
+
 Deno.test("the tokenizer: template literals, regular expressions and strings are not comments", () => {
   const text = (s: string) => tokenizeTs(s).map((t) => t.text);
   const a =
