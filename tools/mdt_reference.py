@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A PyTorch MDTv2 written from the paper (Gao et al., "Masked Diffusion Transformer is a Strong Image
 Synthesizer", ICCV 2023, and MDTv2) and the structure of sail-sg/MDT's masked_diffusion/models.py, for
-ditflow's golden tests: the same modules and state-dict names (relative_position_index is a buffer here
+ditflow's golden tests and checkpoint conversion: the same modules and state-dict names (relative_position_index is a buffer here
 too), and a forward that takes the training mask as an input (ids_keep, ids_restore, mask) instead of
 drawing it, so ditflow's Philox-drawn masks can be checked.
 
