@@ -163,20 +163,31 @@ export function chartSvg(series: Series[], o: ChartOptions = {}): string {
   pts.forEach((p, i) => {
     const s = series[i];
     const c = COLORS[i % COLORS.length];
+    // Past the palette, series repeat its colours dashed, with hollow markers, so that none look alike.
+    const alt = Math.floor(i / COLORS.length) % 2 === 1;
+    const dash = alt ? ` stroke-dasharray="6 3"` : "";
     const coords = p.map(([x, y]) => `${px(tx(x)).toFixed(1)},${py(ty(y)).toFixed(1)}`);
     if (s.line !== false && coords.length > 1) {
-      parts.push(`<polyline points="${coords.join(" ")}" fill="none" stroke="${c}" stroke-width="1.8"/>`);
+      parts.push(
+        `<polyline points="${coords.join(" ")}" fill="none" stroke="${c}" stroke-width="1.8"${dash}/>`,
+      );
     }
     if (s.markers ?? p.length <= 30) {
+      const fill = alt ? `fill="#ffffff" stroke="${c}" stroke-width="1.5"` : `fill="${c}"`;
       for (const xy of coords) {
         const [x, y] = xy.split(",");
-        parts.push(`<circle cx="${x}" cy="${y}" r="3.5" fill="${c}"/>`);
+        parts.push(`<circle cx="${x}" cy="${y}" r="3.5" ${fill}/>`);
       }
     }
     if (series.length > 1) {
       const ly = m.t + 16 + i * 20;
-      parts.push(`<rect x="${W - m.r + 12}" y="${ly - 9}" width="14" height="4" fill="${c}"/>`);
-      parts.push(`<text x="${W - m.r + 32}" y="${ly - 3}" font-size="12">${esc(s.label)}</text>`);
+      const lx = W - m.r + 12;
+      parts.push(
+        `<line x1="${lx}" y1="${ly - 7}" x2="${lx + 18}" y2="${
+          ly - 7
+        }" stroke="${c}" stroke-width="3"${dash}/>`,
+      );
+      parts.push(`<text x="${W - m.r + 36}" y="${ly - 3}" font-size="12">${esc(s.label)}</text>`);
     }
   });
   parts.push("</svg>");
