@@ -148,7 +148,7 @@ export function writeSyntheticCache(root: string, points: number): string[] {
       },
       {},
       "model",
-      ["loss.csv", "loss.png", "model.safetensors", "model_raw.safetensors"],
+      ["loss.csv", "model.safetensors", "model_raw.safetensors"],
       4 * i,
     );
     const sample = meta(

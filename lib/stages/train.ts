@@ -200,7 +200,7 @@ export const trainKind = defineKind({
   inputs: { data: { doc: "a dataset artifact (mnist, encode)" } },
   outputs: {
     model: {
-      doc: "model.safetensors (EMA), model_raw.safetensors, loss.csv, loss.png, checkpoint.safetensors " +
+      doc: "model.safetensors (EMA), model_raw.safetensors, loss.csv, checkpoint.safetensors " +
         "(what a longer run continues from), snapshots/step_N.safetensors (EMA weights along the run)",
     },
   },
@@ -267,10 +267,7 @@ export const trainKind = defineKind({
     const ck = `${ctx.checkpointDir}/${DIT_CHECKPOINT.file}`;
     if (await exists(ck)) await Deno.copyFile(ck, `${out}/${DIT_CHECKPOINT.file}`);
     if (await exists(snapDir)) await copyDir(snapDir, `${out}/${SNAPSHOTS}`);
-    await writeLossLog(out, res.losses, ["step", "loss", "mse", "vb"], {
-      label: cfg.name,
-      title: `${cfg.name} (${cfg.block}) training loss`,
-    });
+    await writeLossLog(out, res.losses, ["step", "loss", "mse", "vb"]);
     ctx.metrics({
       // Mean of the last tenth of the logged losses; null when nothing was trained (steps: 0).
       final_loss: tailMean(res.losses),

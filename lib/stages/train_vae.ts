@@ -3,7 +3,7 @@
  * config: 32×32 → 8×8×4) on a pixel-space dataset artifact with reconstruction + kl_weight · KL (see
  * `lib/train/vae_trainer.ts`), resuming exactly from its checkpoint directory. Writes `vae.safetensors`
  * (diffusers key names; config, scaling factor and how it was chosen in the metadata), a reconstruction
- * grid (originals above, reconstructions below), `loss.csv` and `loss.png`; metrics: PSNR on held-out
+ * grid (originals above, reconstructions below), `loss.csv`; metrics: PSNR on held-out
  * images (the last `holdout` images of the dataset, or the optional `eval` input), final loss, img/s.
  * @module
  */
@@ -50,7 +50,7 @@ export const trainVaeKind = defineKind({
     eval: { doc: "held-out images for PSNR (pixel dataset)", optional: true },
   },
   outputs: {
-    vae: { doc: "vae.safetensors (diffusers names), recon.png, loss.csv, loss.png" },
+    vae: { doc: "vae.safetensors (diffusers names), recon.png, loss.csv" },
   },
   headline: ["psnr", "final_loss", "img_per_s"],
   validate(p, ctx) {
@@ -177,10 +177,7 @@ export const trainVaeKind = defineKind({
           await saveGrid({ data: grid, shape: [2 * n, C, H, W] }, n, `${out}/recon.png`);
         }
       }
-      await writeLossLog(out, res.losses, ["step", "loss", "rec", "kl"], {
-        label: cfg.name,
-        title: `${cfg.name} VAE training loss (${p.rec_loss} + ${p.kl_weight}·KL)`,
-      });
+      await writeLossLog(out, res.losses, ["step", "loss", "rec", "kl"]);
       ctx.metrics({
         psnr: evalPsnr,
         final_loss: tailMean(res.losses),

@@ -52,6 +52,17 @@ Deno.test("encode, decode, train-vae, fid, fid-ref, train-classifier cover neith
   }
 });
 
+Deno.test("no stage that computes covers the report code: a chart's style never invalidates a model", () => {
+  for (
+    const kind of ["train", "train-vae", "train-classifier", "sample", "encode", "decode", "fid", "fid-ref"]
+  ) {
+    const k = getKind(kind)!;
+    const fp = fingerprintModule(k.module, k.extraFiles);
+    const bad = Object.keys(fp.files).filter((f) => f.startsWith("lib/report/"));
+    assertEquals(bad.map((f) => importChain(fp, f).join(" → ")), [], kind);
+  }
+});
+
 Deno.test("fingerprintModule skip: a module left out takes along what only it brings in", () => {
   const k = getKind("train")!;
   const all = Object.keys(fingerprintModule(k.module, k.extraFiles).files);

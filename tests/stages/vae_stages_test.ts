@@ -181,7 +181,7 @@ stages:
   const losses = csv.map((l) => Number(l.split(",")[1]));
   const avg = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
   assert(avg(losses.slice(-5)) < 0.6 * avg(losses.slice(0, 5)), `loss did not fall: ${losses.join(" ")}`);
-  for (const f of ["vae.safetensors", "recon.png", "loss.png"]) await Deno.stat(`${vaeDir}/${f}`);
+  for (const f of ["vae.safetensors", "recon.png", "loss.csv"]) await Deno.stat(`${vaeDir}/${f}`);
   const m = stage("vae").metrics!;
   const held = digits.images.subarray(48 * PER, 64 * PER);
   const vae = await readVaeFile(`${vaeDir}/vae.safetensors`);
