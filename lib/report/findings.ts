@@ -15,6 +15,9 @@
  *   AXIS = VALUE (over all rows, or within each group of AXIS2); the ranking is the evidence.
  * - `monotone: Y falls|rises as X falls|rises[, per AXIS]`: ordering the rows by X in the stated direction,
  *   Y moves in its stated direction at every step (rows with the same X are averaged).
+ * - `beats: Y lower|higher at A=V[, B=W] than at C=X[, D=Y]`: a pairwise claim, e.g. `fid lower at
+ *   arch=uvit than at arch=dit, objective=ddpm`: the rows matching the first conditions (pooled over their
+ *   seeds) against those matching the second.
  *
  * `decreases`/`increases` may be written for `falls`/`rises`, `within` or `for each` for `per`. Names are
  * metrics of the rows or matrix axes (see `rows.ts`). Verdicts: `holds`, `holds partly (k of n groups)`,
@@ -46,15 +49,22 @@ export const TREND_PATTERN: string = String
 export const BEST_PATTERN: string = String
   .raw`^\s*(${NAME})\s+(lowest|highest)\s+at\s+(${NAME})\s*=\s*([^,]+?)${GROUP}\s*$`;
 
+const COND = String.raw`${NAME}\s*=\s*[^,]+?`;
+const CONDS = String.raw`${COND}(?:\s*,\s*${COND})*`;
+/** The pattern of a `beats` finding. */
+export const BEATS_PATTERN: string = String
+  .raw`^\s*(${NAME})\s+(lower|higher)\s+at\s+(${CONDS})\s+than\s+at\s+(${CONDS})\s*$`;
+
 /** The finding kinds and their grammar (for messages). */
 export const FINDING_GRAMMAR: Record<FindingKind, string> = {
   trend: "trend: Y falls|rises as X rises|falls[, per AXIS][, rho <= -0.9]",
   best: "best: Y lowest|highest at AXIS=VALUE[, per AXIS]",
   monotone: "monotone: Y falls|rises as X falls|rises[, per AXIS]",
+  beats: "beats: Y lower|higher at AXIS=VALUE[, AXIS=VALUE] than at AXIS=VALUE[, AXIS=VALUE]",
 };
 
 /** A finding kind. */
-export type FindingKind = "trend" | "best" | "monotone";
+export type FindingKind = "trend" | "best" | "monotone" | "beats";
 
 /** A parsed `trend` or `monotone` finding: Y moves up (`yUp`) or down as X moves up (`xUp`) or down. */
 export interface TrendSpec {
@@ -80,8 +90,18 @@ export interface BestSpec {
   per?: string;
 }
 
+/** A parsed `beats` finding: the rows matching `a` have a lower (higher) Y than those matching `b`. */
+export interface BeatsSpec {
+  kind: "beats";
+  claim: string;
+  y: string;
+  lowest: boolean;
+  a: [string, string][];
+  b: [string, string][];
+}
+
 /** A parsed finding. */
-export type FindingSpec = TrendSpec | BestSpec;
+export type FindingSpec = TrendSpec | BestSpec | BeatsSpec;
 
 /** How a finding came out. */
 export type Status = "holds" | "partly" | "noise" | "fails" | "untestable";
@@ -119,14 +139,14 @@ export function parseFinding(item: unknown, index: number): FindingSpec {
   const entries = Object.entries(item as Record<string, unknown>).filter(([, v]) => v !== undefined);
   if (entries.length !== 1) {
     throw new Error(
-      `report: ${where} must have exactly one of trend, best, monotone (got ${
+      `report: ${where} must have exactly one of trend, best, monotone, beats (got ${
         entries.map(([k]) => k).join(", ") || "none"
       }); write one finding per list item`,
     );
   }
   const [kind, text] = entries[0];
   if (!(kind in FINDING_GRAMMAR)) {
-    throw new Error(`report: ${where}: unknown finding kind \`${kind}\` (trend, best or monotone)`);
+    throw new Error(`report: ${where}: unknown finding kind \`${kind}\` (trend, best, monotone or beats)`);
   }
   const k = kind as FindingKind;
   if (typeof text !== "string") {
@@ -137,6 +157,13 @@ export function parseFinding(item: unknown, index: number): FindingSpec {
     const m = new RegExp(BEST_PATTERN).exec(text);
     if (!m) throw new Error(`report: ${where}: \`${claim}\` does not read \`${FINDING_GRAMMAR.best}\``);
     return { kind: k, claim, y: m[1], lowest: m[2] === "lowest", at: m[3], value: m[4].trim(), per: m[5] };
+  }
+  if (k === "beats") {
+    const m = new RegExp(BEATS_PATTERN).exec(text);
+    if (!m) throw new Error(`report: ${where}: \`${claim}\` does not read \`${FINDING_GRAMMAR.beats}\``);
+    const conds = (t: string) =>
+      t.split(",").map((c) => c.split("=").map((x) => x.trim()) as [string, string]);
+    return { kind: k, claim, y: m[1], lowest: m[2] === "lower", a: conds(m[3]), b: conds(m[4]) };
   }
   const m = new RegExp(TREND_PATTERN).exec(text);
   if (!m) throw new Error(`report: ${where}: \`${claim}\` does not read \`${FINDING_GRAMMAR[k]}\``);
@@ -465,9 +492,62 @@ function checkBest(s: BestSpec, rows: Row[]): FindingResult {
   return { claim: s.claim, kind: "best", ...v, summary, evidence, data: { ranking: perGroup } };
 }
 
+function checkBeats(s: BeatsSpec, rows: Row[]): FindingResult {
+  const label = (cs: [string, string][]) => cs.map(([k, v]) => `${k}=${v}`).join(", ");
+  const side = (cs: [string, string][]) => {
+    const matched = rows.filter((r) => cs.every(([k, v]) => sameValue(groupValue(r, k), v)));
+    const spreads = matched.flatMap((r) => {
+      const y = num(metricValue(r, s.y));
+      return y === undefined ? [] : [rowSpread(r, s.y, y)];
+    });
+    return spreads.length ? pool(spreads) : undefined;
+  };
+  const [a, b] = [side(s.a), side(s.b)];
+  const [la, lb] = [label(s.a), label(s.b)];
+  if (!a || !b) {
+    const missing = [!a ? la : "", !b ? lb : ""].filter(Boolean).join(" and ");
+    return {
+      claim: s.claim,
+      kind: "beats",
+      status: "untestable",
+      verdict: "not testable",
+      summary: `no row with ${s.y} at ${missing}`,
+      evidence: [],
+      data: {},
+    };
+  }
+  const better = s.lowest ? a.y < b.y : a.y > b.y;
+  const sep = separated(a, b);
+  const [status, verdict, mark]: [Status, string, string] = sep && better
+    ? ["holds", "holds", "✓"]
+    : sep
+    ? ["fails", "does not hold", "✗"]
+    : ["noise", "within noise", "~"];
+  const summary = `${s.y} at ${la}: ${fmtSpread(s.y, a)}; at ${lb}: ${fmtSpread(s.y, b)}`;
+  const what = sep
+    ? (better ? "beyond the intervals" : "the other way, beyond the intervals")
+    : "the intervals overlap";
+  return {
+    claim: s.claim,
+    kind: "beats",
+    status,
+    verdict,
+    summary,
+    evidence: [`${mark} ${what}`],
+    data: {
+      a: { [s.y]: a.y, low: a.low, high: a.high, n: a.n },
+      b: { [s.y]: b.y, low: b.low, high: b.high, n: b.n },
+    },
+  };
+}
+
 /** Checks one finding against the rows; throws when a name is in no row (a typo in the pipeline). */
 export function checkFinding(s: FindingSpec, rows: Row[]): FindingResult {
   requireName(rows, s.y, s.claim, "metric");
+  if (s.kind === "beats") {
+    for (const [k] of [...s.a, ...s.b]) requireName(rows, k, s.claim, "axis or metric");
+    return checkBeats(s, rows);
+  }
   if (s.per) requireName(rows, s.per, s.claim, "axis");
   if (s.kind === "best") {
     requireName(rows, s.at, s.claim, "axis or metric");

@@ -31,6 +31,7 @@
 import { defineKind, type InputArtifact } from "../pipeline/stage.ts";
 import { registerKind } from "../pipeline/registry.ts";
 import {
+  BEATS_PATTERN,
   BEST_PATTERN,
   checkFinding,
   findingsMetrics,
@@ -114,7 +115,8 @@ export const reportKind = defineKind({
       type: "list",
       default: [],
       doc: "claims checked against the numbers: `- trend: fid falls as gflops rises, per patch`, " +
-        "`- best: fid lowest at block=adaLN-Zero`, `- monotone: fid falls as patch falls, per model`",
+        "`- best: fid lowest at block=adaLN-Zero`, `- monotone: fid falls as patch falls, per model`, " +
+        "`- beats: fid lower at arch=uvit than at arch=dit, objective=ddpm`",
       items: {
         type: "object",
         fields: {
@@ -135,6 +137,12 @@ export const reportKind = defineKind({
             optional: true,
             pattern: TREND_PATTERN,
             doc: "Y falls|rises as X falls|rises[, per AXIS]",
+          },
+          beats: {
+            type: "string",
+            optional: true,
+            pattern: BEATS_PATTERN,
+            doc: "Y lower|higher at AXIS=VALUE[, AXIS=VALUE] than at AXIS=VALUE[, AXIS=VALUE]",
           },
         },
       },

@@ -80,3 +80,31 @@ Deno.test("report notes: {{ ROW.METRIC }} is filled from the rows; unknown names
   assertThrows(() => fillNotes("{{ nope.fid }}", rows), "not among model=B/2, real_fid");
   assertThrows(() => fillNotes("{{ real_fid.kid }}", rows), "lacks");
 });
+
+Deno.test("findings: beats compares two sets of rows pooled over seeds, against their spreads", () => {
+  const rows: Row[] = [];
+  const fids: Record<string, number[]> = {
+    dit: [180, 183, 181],
+    uvit: [159, 167, 166],
+    skips: [178, 181, 180],
+  };
+  for (const [arch, vs] of Object.entries(fids)) {
+    vs.forEach((fid, seed) => rows.push(row({ arch, objective: "ddpm", seed }, { fid })));
+  }
+  rows.push(row({ arch: "dit", objective: "sit", seed: 0 }, { fid: 120 }));
+  const uvit = check({ beats: "fid lower at arch=uvit than at arch=dit, objective=ddpm" }, rows);
+  assertEquals([uvit.status, uvit.verdict], ["holds", "holds"]);
+  assert(uvit.summary.includes("164.00 [159.00, 167.00] (3 rows)"), uvit.summary);
+  assert(uvit.summary.includes("181.33 [180.00, 183.00] (3 rows)"), uvit.summary); // the SiT row is not pooled
+  assertEquals(
+    check({ beats: "fid lower at arch=skips than at arch=dit, objective=ddpm" }, rows).status,
+    "noise",
+  );
+  assertEquals(
+    check({ beats: "fid higher at arch=uvit than at arch=dit, objective=ddpm" }, rows).status,
+    "fails",
+  );
+  assertEquals(check({ beats: "fid lower at arch=mdt than at arch=dit" }, rows).status, "untestable");
+  assertThrows(() => check({ beats: "fid lower at archh=uvit than at arch=dit" }, rows), "archh");
+  assertThrows(() => parseFinding({ beats: "fid lower at arch=uvit" }, 1), "does not read");
+});
