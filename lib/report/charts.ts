@@ -68,7 +68,9 @@ export function plotSeries(spec: PlotSpec, rows: Row[], where: string): Series[]
         .filter((xy): xy is [number, number] => xy[0] !== undefined && xy[1] !== undefined)
         .sort((a, b) => a[0] - b[0]);
       if (!points.length) continue;
-      const part = spec.series ? `${spec.series}=${g.value}` : "";
+      // A combined series (`model+patch`) is named by its values alone (`S/4`): the caption names the axes,
+      // and the legend stays narrow enough to read.
+      const part = !spec.series ? "" : spec.series.includes("+") ? `${g.value}` : `${spec.series}=${g.value}`;
       const label = ys.length > 1 ? (part ? `${y}, ${part}` : y) : (part || y);
       // Rows sharing an x (no series axis to tell them apart) are a scatter, not a line.
       const line = new Set(points.map((q) => q[0])).size === points.length;
