@@ -184,6 +184,50 @@ export async function trainLoop<M extends { dispose(): void }, E extends LossEnt
   for (const line of spec.intro?.() ?? []) log(line);
   const t0 = performance.now();
   let stepsRun = 0;
+  // The loss of step s is read back while step s + 1 is recorded: the GPU runs one step while the CPU
+  // builds the next (the same commands in the same order, so the results are bit-identical). Steps that
+  // end in a checkpoint or snapshot, and the last, are finished before the next is recorded, since those
+  // read the weights back.
+  const syncAfter = (done: number) =>
+    done === spec.steps || (spec.ckpt_every > 0 && done % spec.ckpt_every === 0) ||
+    (spec.snapshot !== undefined && spec.snapshot.every > 0 && done % spec.snapshot.every === 0);
+  const finish = async (p: { stats: Promise<Float32Array>; terms: Tensor; step: number }) => {
+    const step = p.step;
+    const stats = await p.stats;
+    p.terms.dispose();
+    const e = spec.entry(stats, step + 1);
+    if (!Number.isFinite(e.loss)) throw new DivergedError(step + 1, lastCkpt);
+    losses.push(e);
+    stepsRun++;
+    const imgPerSec = (stepsRun * N) / ((performance.now() - t0) / 1000);
+    const etaSec = ((spec.steps - step - 1) * N) / imgPerSec;
+    hooks.onStep?.({ ...e, total: spec.steps, imgPerSec, etaSec });
+    const isLast = step + 1 === spec.steps;
+    if (spec.log_every > 0 && ((step + 1) % spec.log_every === 0 || isLast)) {
+      const detail = spec.detail ? ` (${spec.detail(e)})` : "";
+      log(
+        `step ${step + 1}/${spec.steps} loss ${e.loss.toFixed(4)}${detail} ` +
+          `${imgPerSec.toFixed(1)} img/s ETA ${etaSec.toFixed(0)}s`,
+      );
+    }
+    if (spec.snapshot && spec.snapshot.every > 0 && (step + 1) % spec.snapshot.every === 0) {
+      await spec.snapshot.write(
+        step + 1,
+        ema && spec.ema ? await emaToHost(ema, spec.ema.names(model)) : await spec.model.stateDict(model),
+      );
+    }
+    if (spec.ckptDir && ckKind && ((spec.ckpt_every > 0 && (step + 1) % spec.ckpt_every === 0) || isLast)) {
+      lastCkpt = await saveCheckpoint(spec.ckptDir, ckKind, {
+        step: step + 1,
+        rng: gen.state(),
+        model: await spec.model.stateDict(model),
+        ema: ema && spec.ema ? await emaToHost(ema, spec.ema.names(model)) : new Map(),
+        optim: await opt.toHost(),
+        losses,
+      }, spec.config);
+    }
+  };
+  let pending: Parameters<typeof finish>[0] | null = null;
   try {
     for (let step = start; step < spec.steps; step++) {
       hooks.signal?.throwIfAborted();
@@ -192,41 +236,20 @@ export async function trainLoop<M extends { dispose(): void }, E extends LossEnt
       opt.step();
       opt.zeroGrad();
       if (ema && spec.ema) ema.update(spec.ema.params(model), spec.ema.decayAt(step));
-      const stats = await terms.data();
-      terms.dispose();
-      const e = spec.entry(stats, step + 1);
-      if (!Number.isFinite(e.loss)) throw new DivergedError(step + 1, lastCkpt);
-      losses.push(e);
-      stepsRun++;
-      const imgPerSec = (stepsRun * N) / ((performance.now() - t0) / 1000);
-      const etaSec = ((spec.steps - step - 1) * N) / imgPerSec;
-      hooks.onStep?.({ ...e, total: spec.steps, imgPerSec, etaSec });
-      const isLast = step + 1 === spec.steps;
-      if (spec.log_every > 0 && ((step + 1) % spec.log_every === 0 || isLast)) {
-        const detail = spec.detail ? ` (${spec.detail(e)})` : "";
-        log(
-          `step ${step + 1}/${spec.steps} loss ${e.loss.toFixed(4)}${detail} ` +
-            `${imgPerSec.toFixed(1)} img/s ETA ${etaSec.toFixed(0)}s`,
-        );
+      const cur = { stats: terms.data(), terms, step };
+      if (pending) {
+        const prev = pending;
+        pending = null;
+        await finish(prev);
       }
-      if (spec.snapshot && spec.snapshot.every > 0 && (step + 1) % spec.snapshot.every === 0) {
-        await spec.snapshot.write(
-          step + 1,
-          ema && spec.ema ? await emaToHost(ema, spec.ema.names(model)) : await spec.model.stateDict(model),
-        );
-      }
-      if (spec.ckptDir && ckKind && ((spec.ckpt_every > 0 && (step + 1) % spec.ckpt_every === 0) || isLast)) {
-        lastCkpt = await saveCheckpoint(spec.ckptDir, ckKind, {
-          step: step + 1,
-          rng: gen.state(),
-          model: await spec.model.stateDict(model),
-          ema: ema && spec.ema ? await emaToHost(ema, spec.ema.names(model)) : new Map(),
-          optim: await opt.toHost(),
-          losses,
-        }, spec.config);
-      }
+      if (syncAfter(step + 1)) await finish(cur);
+      else pending = cur;
     }
   } catch (err) {
+    if (pending) {
+      await pending.stats.catch(() => {});
+      pending.terms.dispose();
+    }
     model.dispose();
     ema?.dispose();
     opt.dispose();
