@@ -58,6 +58,8 @@ export function backward(root: Tensor, seed?: Tensor): void {
       }
       const taken = new Set<Tensor>();
       const unused = new Set<Tensor>();
+      // g is owned here (not the seed): the first input it is passed through to takes it without a copy.
+      let gFree = g !== seedT;
       for (let i = 0; i < node.inputs.length; i++) {
         const inp = node.inputs[i];
         let gi = inGrads[i];
@@ -66,8 +68,10 @@ export function backward(root: Tensor, seed?: Tensor): void {
           continue;
         }
         checkGradShape(node.op, inp, gi);
-        if (gi === g || taken.has(gi) || node.inputs.includes(gi)) {
-          // The op passed a gradient through, returned one tensor twice, or returned a saved input:
+        if (gi === g && gFree && !node.inputs.includes(gi)) {
+          gFree = false;
+        } else if (gi === g || taken.has(gi) || node.inputs.includes(gi)) {
+          // The op passed a gradient through again, returned one tensor twice, or returned a saved input:
           // copy, so that every accumulated gradient is owned here.
           gi = scale(gi, 1);
         }
@@ -79,7 +83,7 @@ export function backward(root: Tensor, seed?: Tensor): void {
       for (const u of unused) {
         if (u !== g && !taken.has(u) && !node.inputs.includes(u)) u.dispose();
       }
-      if (g !== seedT) g.dispose();
+      if (g !== seedT && !taken.has(g)) g.dispose();
       grads.delete(t.id);
     }
     ownSeed.dispose();
