@@ -5,9 +5,9 @@
  * read-only declaration as an output, or a params field the struct lacks throws at the call.
  *
  * ```ts
- * const { out } = launch(K, "sum_n", {
+ * const { nout } = launch(K, "sum_n", {
  *   params: { n, alpha: 1, beta: 1 },
- *   inputs: { n0: a, n1: b },
+ *   inputs: { n_0: a, n_1: b },
  *   outputs: { nout: a.shape },   // a shape: allocated (dtype from the WGSL array type), debug-checked
  *   workgroups: grid(n),
  * });

@@ -6,7 +6,9 @@
  * The hand-written declarations are kept in tests/fixtures/wgsl_variants/declarations.json, as token
  * strings, captured from the last commit with the hand-written copies by running this file:
  * `deno run -A tests/gpu/wgsl_variants_test.ts REV` (REV a commit, or `.` for the working tree: after an
- * intended change to a block, that re-captures what the blocks now generate).
+ * intended change to a block, that re-captures what the blocks now generate). The blocks of elementwise.wgsl
+ * and optim.wgsl added vec4 kernels beside renamed f32 ones: their declarations were captured from `.` when
+ * they were written.
  */
 
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";

@@ -166,3 +166,52 @@ Deno.test("sumN: bit-identical to a chain of adds, for 1 to 13 inputs (several d
     }
   }
 });
+
+Deno.test("same-shape ops: the vec4 kernels (sizes divisible by 4) give the f32 kernels' bits", async () => {
+  const { tensor, tidy } = await import("../../lib/tensor/tensor.ts");
+  const { backward } = await import("../../lib/tensor/backward.ts");
+  const { sum } = await import("../../lib/tensor/ops/reduce.ts");
+  // The same 1028 leading elements in a tensor of 1028 (vec4 kernels) and of 1029 (f32 kernels).
+  const xs = randn(1029, 7);
+  const ys = randu(1029, 8, 0.5, 2);
+  const run = (n: number) => {
+    const outs = tidy(() => {
+      const x = tensor(Float32Array.from(xs.subarray(0, n)), [n]);
+      const y = tensor(Float32Array.from(ys.subarray(0, n)), [n]);
+      x.requiresGrad = true;
+      const parts = [
+        E.silu(x),
+        E.gelu(x),
+        E.tanh(x),
+        E.sigmoid(x),
+        E.exp(x),
+        E.square(x),
+        E.abs(x),
+        E.clamp(x, -0.5, 0.5),
+        E.affine(x, 1.5, -0.25),
+        E.log(y),
+        E.sqrt(y),
+        E.add(x, y),
+        E.sub(x, y),
+        E.mul(x, y),
+        E.div(x, y),
+        E.axpby(0.5, x, -2, y),
+      ];
+      backward(sum(parts.map((p) => E.mul(p, y)).reduce((a, b) => E.add(a, b))));
+      return [...parts, E.sumN(parts.slice(0, 7)), E.scale(x.grad!, 1)];
+    });
+    return Promise.all(outs.map(async (t) => {
+      const d = await t.data();
+      t.dispose();
+      return d;
+    }));
+  };
+  const [vec, flat] = [await run(1028), await run(1029)];
+  for (let i = 0; i < vec.length; i++) {
+    const a = new Uint32Array(vec[i].buffer);
+    const b = new Uint32Array(flat[i].buffer, 0, 1028);
+    for (let j = 0; j < 1028; j++) {
+      if (a[j] !== b[j]) throw new Error(`output ${i}, element ${j}: vec4 ${vec[i][j]} vs f32 ${flat[i][j]}`);
+    }
+  }
+});

@@ -73,7 +73,7 @@ Deno.test("launch: runs a real kernel by names, allocates shaped outputs, reject
   const K = wgsl(new URL("../../kernels/elementwise.wgsl", import.meta.url));
   const a = tensor(Float32Array.from([1, 2, 3]), [3]);
   const b = tensor(Float32Array.from([10, 20, 30]), [3]);
-  const ins = { n0: a, n1: b, n2: a, n3: a, n4: a, n5: a };
+  const ins = { n_0: a, n_1: b, n_2: a, n_3: a, n_4: a, n_5: a };
   const { nout } = launch(K, "sum_n", {
     constants: { NIN: 2 },
     params: { n: 3, alpha: 1, beta: 1 },
@@ -83,15 +83,15 @@ Deno.test("launch: runs a real kernel by names, allocates shaped outputs, reject
   });
   assertEquals([...(await nout.data())], [11, 22, 33]);
   assertThrows(
-    () => launch(K, "sum_n", { params: { n: 3, alpha: 1, beta: 1 }, inputs: { n0: a }, workgroups: [1] }),
+    () => launch(K, "sum_n", { params: { n: 3, alpha: 1, beta: 1 }, inputs: { n_0: a }, workgroups: [1] }),
     "is not given",
   );
   assertThrows(
     () =>
       launch(K, "sum_n", {
         params: { n: 3, alpha: 1, beta: 1 },
-        inputs: { n1: b, n2: a, n3: a, n4: a, n5: a, nout: a },
-        outputs: { n0: [3] },
+        inputs: { n_1: b, n_2: a, n_3: a, n_4: a, n_5: a, nout: a },
+        outputs: { n_0: [3] },
         workgroups: [1],
       }),
     "cannot be an output",
