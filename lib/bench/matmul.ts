@@ -135,7 +135,9 @@ export async function benchMatmul(opts: BenchOptions): Promise<BenchResult[]> {
   ];
   const results: BenchResult[] = [];
   const warmed = new Set<string>();
+  const filter = opts.filter ? new RegExp(opts.filter) : null;
   for (const c of cases) {
+    if (filter && !filter.test(c.name)) continue;
     const flops = 2 * c.M * c.N * c.K;
     // Enough runs for a stable median, fewer where one run takes seconds (CPU adapters). A problem whose
     // pipeline an earlier case already compiled and ran needs no warm-up when one run takes seconds.
