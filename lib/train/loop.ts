@@ -188,9 +188,10 @@ export async function trainLoop<M extends { dispose(): void }, E extends LossEnt
   // builds the next (the same commands in the same order, so the results are bit-identical). Steps that
   // end in a checkpoint or snapshot, and the last, are finished before the next is recorded, since those
   // read the weights back.
-  const syncAfter = (done: number) =>
-    done === spec.steps || (spec.ckpt_every > 0 && done % spec.ckpt_every === 0) ||
-    (spec.snapshot !== undefined && spec.snapshot.every > 0 && done % spec.snapshot.every === 0);
+  const snapshotAfter = (done: number) =>
+    spec.snapshot !== undefined && spec.snapshot.every > 0 && done % spec.snapshot.every === 0;
+  const checkpointAfter = (done: number) =>
+    done === spec.steps || (spec.ckpt_every > 0 && done % spec.ckpt_every === 0);
   const finish = async (p: { stats: Promise<Float32Array>; terms: Tensor; step: number }) => {
     const step = p.step;
     const stats = await p.stats;
@@ -210,13 +211,13 @@ export async function trainLoop<M extends { dispose(): void }, E extends LossEnt
           `${imgPerSec.toFixed(1)} img/s ETA ${etaSec.toFixed(0)}s`,
       );
     }
-    if (spec.snapshot && spec.snapshot.every > 0 && (step + 1) % spec.snapshot.every === 0) {
+    if (spec.snapshot && snapshotAfter(step + 1)) {
       await spec.snapshot.write(
         step + 1,
         ema && spec.ema ? await emaToHost(ema, spec.ema.names(model)) : await spec.model.stateDict(model),
       );
     }
-    if (spec.ckptDir && ckKind && ((spec.ckpt_every > 0 && (step + 1) % spec.ckpt_every === 0) || isLast)) {
+    if (spec.ckptDir && ckKind && checkpointAfter(step + 1)) {
       lastCkpt = await saveCheckpoint(spec.ckptDir, ckKind, {
         step: step + 1,
         rng: gen.state(),
@@ -237,13 +238,13 @@ export async function trainLoop<M extends { dispose(): void }, E extends LossEnt
       opt.zeroGrad();
       if (ema && spec.ema) ema.update(spec.ema.params(model), spec.ema.decayAt(step));
       const cur = { stats: terms.data(), terms, step };
-      if (pending) {
-        const prev = pending;
+      const prev = pending;
+      pending = cur; // released by the catch below if finishing `prev` throws
+      if (prev) await finish(prev);
+      if (snapshotAfter(step + 1) || checkpointAfter(step + 1)) {
         pending = null;
-        await finish(prev);
+        await finish(cur);
       }
-      if (syncAfter(step + 1)) await finish(cur);
-      else pending = cur;
     }
   } catch (err) {
     if (pending) {
