@@ -14,7 +14,7 @@
 // - mm_reg4: register-blocked, no workgroup memory, no barriers; vec4 loads and stores. Made for CPU
 //   adapters (llvmpipe), where every storage-buffer load is executed lane by lane (8 scalar loads per SIMD
 //   group), so the only lever is many FMAs per loaded vec4: each invocation keeps TM rows × TN vec4
-//   columns (up to 16 × 16 floats) of C in registers and walks k in steps of 4. Written without loops over
+//   columns (up to 32 × 32 floats) of C in registers and walks k in steps of 4. Written without loops over
 //   the register tile (helper functions with constant indices) so that llvmpipe's NIR keeps the tile in
 //   registers; TM and TN select how much of the unrolled code is live. llvmpipe runs 8 consecutive
 //   invocations along x as one SIMD group (along y each row is its own, mostly idle, group) and pays per
@@ -51,15 +51,16 @@ override TA: bool = false;   // A is stored [K, M]
 override TB: bool = false;   // B is stored [N, K]
 
 // ---- mm_reg4 / mm_reg1: register-blocked, no workgroup memory ------------------------------------------
-override TM: u32 = 16u;      // rows per invocation: 4, 8, 12 or 16
-override TN: u32 = 4u;       // vec4 columns per invocation: 1..4 (strided by LC)
+override TM: u32 = 16u;      // rows per invocation: a multiple of 4 up to 32 (mm_reg1: up to 16)
+override TN: u32 = 4u;       // vec4 columns per invocation: 1..8 (strided by LC)
 override WX: u32 = 8u;       // workgroup size x
 override WY: u32 = 1u;       // workgroup size y (row direction)
 override LC: u32 = 0u;       // invocations of x along the columns (a divisor of WX; 0: all WX), the other
                              // WX / LC of x take consecutive row blocks of TM rows (mm_reg4 only)
 
-alias Row = array<vec4f, 4>;   // one row of the register tile: TN vec4s of C
+alias Row = array<vec4f, 8>;   // one row of the register tile: TN vec4s of C
 alias BBlock = array<Row, 4>;  // B values for 4 consecutive k: [u][j] = B[k0 + u, column vec4 j]
+alias Quad = array<vec4f, 4>;  // 4 loaded vec4s (4 rows of A, or 4 k values of one B column vec4)
 
 fn fma4(acc: vec4f, a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f {
   return fma(vec4f(a.w), b3, fma(vec4f(a.z), b2, fma(vec4f(a.y), b1, fma(vec4f(a.x), b0, acc))));
@@ -72,6 +73,10 @@ fn rowUpdate(acc: Row, a: vec4f, b: BBlock) -> Row {
   if (TN > 1u) { r[1] = fma4(r[1], a, b[0][1], b[1][1], b[2][1], b[3][1]); }
   if (TN > 2u) { r[2] = fma4(r[2], a, b[0][2], b[1][2], b[2][2], b[3][2]); }
   if (TN > 3u) { r[3] = fma4(r[3], a, b[0][3], b[1][3], b[2][3], b[3][3]); }
+  if (TN > 4u) { r[4] = fma4(r[4], a, b[0][4], b[1][4], b[2][4], b[3][4]); }
+  if (TN > 5u) { r[5] = fma4(r[5], a, b[0][5], b[1][5], b[2][5], b[3][5]); }
+  if (TN > 6u) { r[6] = fma4(r[6], a, b[0][6], b[1][6], b[2][6], b[3][6]); }
+  if (TN > 7u) { r[7] = fma4(r[7], a, b[0][7], b[1][7], b[2][7], b[3][7]); }
   return r;
 }
 
@@ -86,8 +91,8 @@ fn rowUpdate1(acc: Row, a: f32, b: Row) -> Row {
   return r;
 }
 
-fn transpose4(v0: vec4f, v1: vec4f, v2: vec4f, v3: vec4f) -> Row {
-  return Row(vec4f(v0.x, v1.x, v2.x, v3.x), vec4f(v0.y, v1.y, v2.y, v3.y), vec4f(v0.z, v1.z, v2.z, v3.z),
+fn transpose4(v0: vec4f, v1: vec4f, v2: vec4f, v3: vec4f) -> Quad {
+  return Quad(vec4f(v0.x, v1.x, v2.x, v3.x), vec4f(v0.y, v1.y, v2.y, v3.y), vec4f(v0.z, v1.z, v2.z, v3.z),
     vec4f(v0.w, v1.w, v2.w, v3.w));
 }
 
@@ -98,12 +103,12 @@ fn transpose4(v0: vec4f, v1: vec4f, v2: vec4f, v3: vec4f) -> Row {
 @group(0) @binding(4) var<storage, read_write> rc: array<vec4f>;
 
 // A values of rows m0 + 4g .. m0 + 4g + 3 at k = 4kb .. 4kb + 3: result[r] is row r's vec4 over k.
-fn regLoadA(aBase: u32, m0: u32, g: u32, kb: u32) -> Row {
+fn regLoadA(aBase: u32, m0: u32, g: u32, kb: u32) -> Quad {
   let M = rp.M;
   if (!TA) {
     let K4 = rp.K / 4u;
     let m = m0 + 4u * g;
-    return Row(ra[aBase + min(m, M - 1u) * K4 + kb], ra[aBase + min(m + 1u, M - 1u) * K4 + kb],
+    return Quad(ra[aBase + min(m, M - 1u) * K4 + kb], ra[aBase + min(m + 1u, M - 1u) * K4 + kb],
       ra[aBase + min(m + 2u, M - 1u) * K4 + kb], ra[aBase + min(m + 3u, M - 1u) * K4 + kb]);
   }
   let M4 = M / 4u;
@@ -128,15 +133,15 @@ fn kRowB(o: u32, k: u32, stride: u32) -> vec4f {
 }
 
 // B values at k = 4kb + u (u = 0..3) of column vec4 `col`: result[u].
-fn regLoadB(bBase: u32, col: u32, kb: u32) -> Row {
+fn regLoadB(bBase: u32, col: u32, kb: u32) -> Quad {
   let k = kb * 4u;
   if (!TB) {
     let N4 = rp.N / 4u;
     let o = bBase + col;
     if (TA) {
-      return Row(kRowB(o, k, N4), kRowB(o, k + 1u, N4), kRowB(o, k + 2u, N4), kRowB(o, k + 3u, N4));
+      return Quad(kRowB(o, k, N4), kRowB(o, k + 1u, N4), kRowB(o, k + 2u, N4), kRowB(o, k + 3u, N4));
     }
-    return Row(rb[o + k * N4], rb[o + (k + 1u) * N4], rb[o + (k + 2u) * N4], rb[o + (k + 3u) * N4]);
+    return Quad(rb[o + k * N4], rb[o + (k + 1u) * N4], rb[o + (k + 2u) * N4], rb[o + (k + 3u) * N4]);
   }
   let K4 = rp.K / 4u;
   let o = bBase + col * 4u * K4 + kb;
@@ -181,6 +186,10 @@ fn mm_reg4(@builtin(local_invocation_id) l: vec3u, @builtin(workgroup_id) w: vec
   let col1 = min(c0 + lc, N4 - 1u);
   let col2 = min(c0 + 2u * lc, N4 - 1u);
   let col3 = min(c0 + 3u * lc, N4 - 1u);
+  let col4 = min(c0 + 4u * lc, N4 - 1u);
+  let col5 = min(c0 + 5u * lc, N4 - 1u);
+  let col6 = min(c0 + 6u * lc, N4 - 1u);
+  let col7 = min(c0 + 7u * lc, N4 - 1u);
   var acc0: Row;
   var acc1: Row;
   var acc2: Row;
@@ -197,6 +206,22 @@ fn mm_reg4(@builtin(local_invocation_id) l: vec3u, @builtin(workgroup_id) w: vec
   var acc13: Row;
   var acc14: Row;
   var acc15: Row;
+  var acc16: Row;
+  var acc17: Row;
+  var acc18: Row;
+  var acc19: Row;
+  var acc20: Row;
+  var acc21: Row;
+  var acc22: Row;
+  var acc23: Row;
+  var acc24: Row;
+  var acc25: Row;
+  var acc26: Row;
+  var acc27: Row;
+  var acc28: Row;
+  var acc29: Row;
+  var acc30: Row;
+  var acc31: Row;
   for (var kb = kb0; kb < kb1; kb++) {
     var b: BBlock;
     let q0 = regLoadB(bBase, col0, kb);
@@ -205,25 +230,53 @@ fn mm_reg4(@builtin(local_invocation_id) l: vec3u, @builtin(workgroup_id) w: vec
     b[2][0] = q0[2];
     b[3][0] = q0[3];
     if (TN > 1u) {
-      let q = regLoadB(bBase, col1, kb);
-      b[0][1] = q[0];
-      b[1][1] = q[1];
-      b[2][1] = q[2];
-      b[3][1] = q[3];
+      let q1 = regLoadB(bBase, col1, kb);
+      b[0][1] = q1[0];
+      b[1][1] = q1[1];
+      b[2][1] = q1[2];
+      b[3][1] = q1[3];
     }
     if (TN > 2u) {
-      let q = regLoadB(bBase, col2, kb);
-      b[0][2] = q[0];
-      b[1][2] = q[1];
-      b[2][2] = q[2];
-      b[3][2] = q[3];
+      let q2 = regLoadB(bBase, col2, kb);
+      b[0][2] = q2[0];
+      b[1][2] = q2[1];
+      b[2][2] = q2[2];
+      b[3][2] = q2[3];
     }
     if (TN > 3u) {
-      let q = regLoadB(bBase, col3, kb);
-      b[0][3] = q[0];
-      b[1][3] = q[1];
-      b[2][3] = q[2];
-      b[3][3] = q[3];
+      let q3 = regLoadB(bBase, col3, kb);
+      b[0][3] = q3[0];
+      b[1][3] = q3[1];
+      b[2][3] = q3[2];
+      b[3][3] = q3[3];
+    }
+    if (TN > 4u) {
+      let q4 = regLoadB(bBase, col4, kb);
+      b[0][4] = q4[0];
+      b[1][4] = q4[1];
+      b[2][4] = q4[2];
+      b[3][4] = q4[3];
+    }
+    if (TN > 5u) {
+      let q5 = regLoadB(bBase, col5, kb);
+      b[0][5] = q5[0];
+      b[1][5] = q5[1];
+      b[2][5] = q5[2];
+      b[3][5] = q5[3];
+    }
+    if (TN > 6u) {
+      let q6 = regLoadB(bBase, col6, kb);
+      b[0][6] = q6[0];
+      b[1][6] = q6[1];
+      b[2][6] = q6[2];
+      b[3][6] = q6[3];
+    }
+    if (TN > 7u) {
+      let q7 = regLoadB(bBase, col7, kb);
+      b[0][7] = q7[0];
+      b[1][7] = q7[1];
+      b[2][7] = q7[2];
+      b[3][7] = q7[3];
     }
     let a0 = regLoadA(aBase, m0, 0u, kb);
     acc0 = rowUpdate(acc0, a0[0], b);
@@ -251,6 +304,34 @@ fn mm_reg4(@builtin(local_invocation_id) l: vec3u, @builtin(workgroup_id) w: vec
       acc14 = rowUpdate(acc14, a3[2], b);
       acc15 = rowUpdate(acc15, a3[3], b);
     }
+    if (TM > 16u) {
+      let a4 = regLoadA(aBase, m0, 4u, kb);
+      acc16 = rowUpdate(acc16, a4[0], b);
+      acc17 = rowUpdate(acc17, a4[1], b);
+      acc18 = rowUpdate(acc18, a4[2], b);
+      acc19 = rowUpdate(acc19, a4[3], b);
+    }
+    if (TM > 20u) {
+      let a5 = regLoadA(aBase, m0, 5u, kb);
+      acc20 = rowUpdate(acc20, a5[0], b);
+      acc21 = rowUpdate(acc21, a5[1], b);
+      acc22 = rowUpdate(acc22, a5[2], b);
+      acc23 = rowUpdate(acc23, a5[3], b);
+    }
+    if (TM > 24u) {
+      let a6 = regLoadA(aBase, m0, 6u, kb);
+      acc24 = rowUpdate(acc24, a6[0], b);
+      acc25 = rowUpdate(acc25, a6[1], b);
+      acc26 = rowUpdate(acc26, a6[2], b);
+      acc27 = rowUpdate(acc27, a6[3], b);
+    }
+    if (TM > 28u) {
+      let a7 = regLoadA(aBase, m0, 7u, kb);
+      acc28 = rowUpdate(acc28, a7[0], b);
+      acc29 = rowUpdate(acc29, a7[1], b);
+      acc30 = rowUpdate(acc30, a7[2], b);
+      acc31 = rowUpdate(acc31, a7[3], b);
+    }
   }
   regStoreRow(cBase, m0, c0, acc0);
   regStoreRow(cBase, m0 + 1u, c0, acc1);
@@ -273,6 +354,30 @@ fn mm_reg4(@builtin(local_invocation_id) l: vec3u, @builtin(workgroup_id) w: vec
     regStoreRow(cBase, m0 + 13u, c0, acc13);
     regStoreRow(cBase, m0 + 14u, c0, acc14);
     regStoreRow(cBase, m0 + 15u, c0, acc15);
+  }
+  if (TM > 16u) {
+    regStoreRow(cBase, m0 + 16u, c0, acc16);
+    regStoreRow(cBase, m0 + 17u, c0, acc17);
+    regStoreRow(cBase, m0 + 18u, c0, acc18);
+    regStoreRow(cBase, m0 + 19u, c0, acc19);
+  }
+  if (TM > 20u) {
+    regStoreRow(cBase, m0 + 20u, c0, acc20);
+    regStoreRow(cBase, m0 + 21u, c0, acc21);
+    regStoreRow(cBase, m0 + 22u, c0, acc22);
+    regStoreRow(cBase, m0 + 23u, c0, acc23);
+  }
+  if (TM > 24u) {
+    regStoreRow(cBase, m0 + 24u, c0, acc24);
+    regStoreRow(cBase, m0 + 25u, c0, acc25);
+    regStoreRow(cBase, m0 + 26u, c0, acc26);
+    regStoreRow(cBase, m0 + 27u, c0, acc27);
+  }
+  if (TM > 28u) {
+    regStoreRow(cBase, m0 + 28u, c0, acc28);
+    regStoreRow(cBase, m0 + 29u, c0, acc29);
+    regStoreRow(cBase, m0 + 30u, c0, acc30);
+    regStoreRow(cBase, m0 + 31u, c0, acc31);
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * Matmul benchmark: GFLOP/s (2·M·N·K / time) of square matmuls, of the DiT-S/2 linear layers at batch
- * 32 (8192 tokens) and of the small DiT of the MNIST job (hidden 96, 2048 tokens; adaLN on 32 rows), each
- * forward (x·Wᵀ) and the two backward products (dY·W and dYᵀ·X).
+ * 32 (8192 tokens), of a small DiT on 32×32 pixels (hidden 96, 2048 tokens; adaLN on 32 rows) and of the
+ * latent DiTs of the MNIST pipelines (few rows: 256 and 128 tokens), each forward (x·Wᵀ) and the two
+ * backward products (dY·W and dYᵀ·X).
  *
  * Timing: GPU timestamps around the one compute pass of each matmul where the adapter has them
  * (`Runtime.startTiming`/`stopTiming`), else wall clock from submit to `queue.onSubmittedWorkDone`. One
@@ -62,6 +63,28 @@ function smallDitCases(): Case[] {
   return [
     ...linearCases("small-dit", 2048, [["qkv", 96, 288], ["fc1", 96, 384], ["fc2", 384, 96]]),
     ...linearCases("small-dit", 32, [["adaLN", 96, 576]]),
+  ];
+}
+
+/**
+ * The DiTs of the MNIST pipelines on 8×8×4 latents with patch 4 (4 tokens per image): the main job's
+ * DiT-L/4-mini at batch 64 (hidden 128; 256 token rows, adaLN on 64 image rows) and the scaling study's
+ * DiT-XL/4-mini at batch 32 (hidden 144; 128 token rows, adaLN on 32).
+ */
+function latentDitCases(): Case[] {
+  return [
+    ...linearCases("L/4 b64", 256, [["qkv", 128, 384], ["proj", 128, 128], ["fc1", 128, 512], [
+      "fc2",
+      512,
+      128,
+    ]]),
+    ...linearCases("L/4 b64", 64, [["adaLN", 128, 768]]),
+    ...linearCases("XL/4 b32", 128, [["qkv", 144, 432], ["proj", 144, 144], ["fc1", 144, 576], [
+      "fc2",
+      576,
+      144,
+    ]]),
+    ...linearCases("XL/4 b32", 32, [["adaLN", 144, 864]]),
   ];
 }
 
@@ -132,6 +155,7 @@ export async function benchMatmul(opts: BenchOptions): Promise<BenchResult[]> {
     ...sizes.map(square),
     ...(opts.quick ? ditCases().slice(0, 3) : ditCases()),
     ...(opts.quick ? smallDitCases().slice(0, 3) : smallDitCases()),
+    ...(opts.quick ? latentDitCases().slice(0, 3) : latentDitCases()),
   ];
   const results: BenchResult[] = [];
   const warmed = new Set<string>();

@@ -302,24 +302,26 @@ Deno.test("linear with and without bias on 2-D and 3-D x: forward and gradients 
   }
 });
 
-// Mid-size problems (from 4 MFLOP) on CPU adapters get 16-row register tiles with the 8 lanes of a
-// workgroup spread over rows and columns (LC) and 3- or 4-quad column tiles (TN), picked per shape; these
-// sizes leave partial row and column blocks. The asserts keep the coverage honest on CPU adapters; on GPUs
-// the same sizes check the default kernels. The layouts are those of a Linear layer (NT forward, NN and TN
-// gradients; TN = 3 is in the linear test below): each variant compiles for seconds on llvmpipe.
-const lanePlans: [number, number, number, [boolean, boolean][], { TN: number; LC: number }][] = [
-  [100, 76, 276, [[false, true], [false, false], [true, false]], { TN: 4, LC: 2 }],
-  [196, 44, 276, [[false, true]], { TN: 4, LC: 1 }],
+// Mid-size problems (from 4 MFLOP) on CPU adapters get 16-row register tiles of 4, 3 or 2 vec4 columns
+// (TN) or the 32 × 32 tile (32 rows, TN 8), with the 8 lanes of a workgroup spread over rows and columns
+// (LC), picked per shape; these sizes leave partial row and column blocks. The asserts keep the coverage
+// honest on CPU adapters; on GPUs the same sizes check the default kernels. The layouts are those of a
+// Linear layer (NT forward, NN and TN gradients; TN = 3 is in the linear test below): each variant
+// compiles for seconds on llvmpipe.
+const lanePlans: [number, number, number, [boolean, boolean][], { TM: number; TN: number; LC: number }][] = [
+  [100, 76, 276, [[false, true], [false, false], [true, false]], { TM: 32, TN: 8, LC: 4 }],
+  [196, 44, 276, [[false, true]], { TM: 32, TN: 8, LC: 2 }],
+  [196, 76, 276, [[false, true]], { TM: 16, TN: 4, LC: 1 }],
 ];
 
-Deno.test("matmul register tiles spread over rows (LC 2, 1), partial blocks: vs float64, bit-identical", async () => {
+Deno.test("matmul register tiles (32 × 32; lanes spread over rows, LC 4, 2, 1), partial blocks: vs float64, bit-identical", async () => {
   for (const [M, N, K, layouts, want] of lanePlans) {
     for (const [tA, tB] of layouts) {
       const what = `matmul ${M}x${N}x${K} ${tname(tA, tB)}`;
       const c = planMatmul(M, N, K, tA, tB).constants;
       if (isCpuAdapter()) {
         assert(
-          c.TM === 16 && c.TN === want.TN && (c.LC ?? 8) === want.LC,
+          c.TM === want.TM && c.TN === want.TN && (c.LC ?? 8) === want.LC,
           `${what}: plan ${JSON.stringify(c)}`,
         );
       }
@@ -334,12 +336,12 @@ Deno.test("matmul register tiles spread over rows (LC 2, 1), partial blocks: vs 
   }
 });
 
-Deno.test("linear on 100 rows (LC 2 and TN 3 register tiles): forward and gradients vs float64", async () => {
+Deno.test("linear on 100 rows (32 × 32 and TN 3 register tiles): forward and gradients vs float64", async () => {
   // y = x·Wᵀ + b: 100x76x276 (NT); dx = dy·W: 100x276x76 (NN); dW = dyᵀ·x: 76x276x100 (TN, TN = 3).
   const [rows, inF, outF] = [100, 276, 76];
   if (isCpuAdapter()) {
     const plans = [planMatmul(rows, outF, inF, false, true), planMatmul(outF, inF, rows, true, false)];
-    assert(plans[0].constants.LC === 2 && plans[1].constants.TN === 3, JSON.stringify(plans));
+    assert(plans[0].constants.TM === 32 && plans[1].constants.TN === 3, JSON.stringify(plans));
   }
   const xd = f32(randn(rows * inF, 61));
   const wd = f32(randn(outF * inF, 62));

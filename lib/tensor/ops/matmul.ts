@@ -93,9 +93,11 @@ const ceil = (a: number, b: number) => Math.ceil(a / b);
  * Tile table: CPU adapters run `reg4`, each lane TM rows × TN vec4 columns, so that every loaded vec4 feeds
  * up to 16 vec4 FMAs (measured on llvmpipe at 1024³ in CPU time: 16×4 ~15 GFLOP/s, 16×2 ~13, 8×4 ~12, a
  * naive vec4 kernel ~1–2.3). From 4 MFLOP on the tile is 16 × TN (TN 4, 3 or 2) with the 8 lanes of a
- * workgroup spread LC along the columns × 8 / LC along the rows, picked per shape by `cpuTile` (the
- * small-DiT linears, N = 96..384 on 2048 rows: 16 × 16 with LC = 2, ~1.6x the 16 × 8 tile of 8 lanes along
- * the columns; the large shapes keep 16 × 16 with LC = 8); smaller problems run 8 × 2 (few pipeline
+ * workgroup spread LC along the columns × 8 / LC along the rows, or 32 × 32 (TM 32, TN 8: half the loads
+ * per flop of 16 × 16; the main job's L/4 linears on 256 rows run at ~30-34 GFLOP/s instead of ~20-25,
+ * `deno task bench matmul --filter L/4`), picked per shape by `cpuTile` (the small-DiT linears,
+ * N = 96..384 on 2048 rows: 16 × 16 with LC = 2, ~1.6x the 16 × 8 tile of 8 lanes along the columns);
+ * smaller problems run 8 × 2 (few pipeline
  * variants: every tile variant compiles for seconds on llvmpipe, 3-4 s for 16 × 16, once per machine with
  * Mesa's disk cache). K ≥ 4096 is split into chunks of 2048 for cache locality. GPUs run `tile4` with
  * 128×128 tiles when that gives enough workgroups (≥ 256) to fill the device; with fewer than 128 tiles and
@@ -180,10 +182,11 @@ const cpuThreads = () => Math.max(1, navigator.hardwareConcurrency || 1);
 
 /**
  * The register tile of `mm_reg4` on a CPU adapter for `quads` vec4 columns × M rows, `kb` k blocks of 4,
- * `z` batches (× splits): 16 rows × TN vec4 columns per invocation, the 8 invocations of a workgroup
- * spread as LC along the columns × 8 / LC along the rows. Picked by a cost model of llvmpipe: every
- * lane pays ~5 ns per vec4 it loads (TM + 4·TN per k block) and ~0.5 ns per vec4 FMA (TM·TN·4), so the
- * 16 × 16 tile (TN = 4) has the fewest loads per flop, and LC places the lanes so that few of them
+ * `z` batches (× splits): 16 rows × TN vec4 columns (TN 4, 3, 2) or 32 rows × 8 per invocation, the 8
+ * invocations of a workgroup spread as LC along the columns × 8 / LC along the rows. Picked by a cost
+ * model of llvmpipe: every lane pays ~5 ns per vec4 it loads (TM + 4·TN per k block) and ~0.5 ns per vec4
+ * FMA (TM·TN·4), so the 32 × 32 tile has the fewest loads per flop (32 × 12 and 32 × 16 were slower than
+ * the model says on N = 144, so they are not candidates), and LC places the lanes so that few of them
  * compute padding (N = 96: LC = 2, 32 columns × 64 rows per workgroup); workgroups are dealt to the
  * cores in rounds, so a last partial round counts in full. Ties keep LC = 8 (the large-shape tile).
  */
@@ -192,8 +195,7 @@ function cpuTile(M: number, quads: number, kb: number, z: number): { tm: number;
   const maxWg = rt().adapter.limits.maxComputeWorkgroupsPerDimension;
   let best = { tm: 16, tn: 4, lc: 8 };
   let bestCost = Infinity;
-  const tm = 16;
-  for (const tn of [4, 3, 2]) {
+  for (const [tm, tn] of [[16, 4], [16, 3], [16, 2], [32, 8]]) {
     for (const lc of [8, 4, 2, 1]) {
       const [wgx, wgy] = [ceil(quads, lc * tn), ceil(M, (tm * 8) / lc)];
       if ((wgx > maxWg || wgy > maxWg) && bestCost < Infinity) continue;
