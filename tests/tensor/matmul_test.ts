@@ -303,7 +303,7 @@ Deno.test("linear with and without bias on 2-D and 3-D x: forward and gradients 
 });
 
 // Mid-size problems (from 4 MFLOP) on CPU adapters get 16-row register tiles of 4, 3 or 2 vec4 columns
-// (TN) or the 32 × 32 tile (32 rows, TN 8), with the 8 lanes of a workgroup spread over rows and columns
+// (TN), the 32 × 32 tile (32 rows, TN 8) or 8-row tiles (the convolutions' few output channels), with the 8 lanes of a workgroup spread over rows and columns
 // (LC), picked per shape; these sizes leave partial row and column blocks. The asserts keep the coverage
 // honest on CPU adapters; on GPUs the same sizes check the default kernels. The layouts are those of a
 // Linear layer (NT forward, NN and TN gradients; TN = 3 is in the linear test below): each variant
@@ -312,9 +312,10 @@ const lanePlans: [number, number, number, [boolean, boolean][], { TM: number; TN
   [100, 76, 276, [[false, true], [false, false], [true, false]], { TM: 32, TN: 8, LC: 4 }],
   [196, 44, 276, [[false, true]], { TM: 32, TN: 8, LC: 2 }],
   [196, 76, 276, [[false, true]], { TM: 16, TN: 4, LC: 1 }],
+  [8, 276, 1000, [[false, true]], { TM: 8, TN: 8, LC: 8 }],
 ];
 
-Deno.test("matmul register tiles (32 × 32; lanes spread over rows, LC 4, 2, 1), partial blocks: vs float64, bit-identical", async () => {
+Deno.test("matmul register tiles (32 × 32, 8 × 32; lanes spread over rows, LC 4, 2, 1), partial blocks: vs float64, bit-identical", async () => {
   for (const [M, N, K, layouts, want] of lanePlans) {
     for (const [tA, tB] of layouts) {
       const what = `matmul ${M}x${N}x${K} ${tname(tA, tB)}`;

@@ -182,7 +182,8 @@ const cpuThreads = () => Math.max(1, navigator.hardwareConcurrency || 1);
 
 /**
  * The register tile of `mm_reg4` on a CPU adapter for `quads` vec4 columns × M rows, `kb` k blocks of 4,
- * `z` batches (× splits): 16 rows × TN vec4 columns (TN 4, 3, 2) or 32 rows × 8 per invocation, the 8
+ * `z` batches (× splits): 16 rows × TN vec4 columns (TN 4, 3, 2), 32 rows × 8, or 8 rows × 8 or 4 (for
+ * the 8 or 16 output channels of the VAE's convolutions, M = 8: VAE step 255 → 238 ms) per invocation, the 8
  * invocations of a workgroup spread as LC along the columns × 8 / LC along the rows. Picked by a cost
  * model of llvmpipe: every lane pays ~5 ns per vec4 it loads (TM + 4·TN per k block) and ~0.5 ns per vec4
  * FMA (TM·TN·4), so the 32 × 32 tile has the fewest loads per flop (32 × 12 and 32 × 16 were slower than
@@ -195,7 +196,7 @@ function cpuTile(M: number, quads: number, kb: number, z: number): { tm: number;
   const maxWg = rt().adapter.limits.maxComputeWorkgroupsPerDimension;
   let best = { tm: 16, tn: 4, lc: 8 };
   let bestCost = Infinity;
-  for (const [tm, tn] of [[16, 4], [16, 3], [16, 2], [32, 8]]) {
+  for (const [tm, tn] of [[16, 4], [16, 3], [16, 2], [32, 8], [8, 8], [8, 4]]) {
     for (const lc of [8, 4, 2, 1]) {
       const [wgx, wgy] = [ceil(quads, lc * tn), ceil(M, (tm * 8) / lc)];
       if ((wgx > maxWg || wgy > maxWg) && bestCost < Infinity) continue;
