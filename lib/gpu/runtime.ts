@@ -11,11 +11,13 @@
 
 import { type AcquiredDevice, acquireDevice, type AdapterDescription } from "./device.ts";
 import { BufferPool } from "./buffer_pool.ts";
-import { expandVariants } from "./wgsl_variants.ts";
+import { expandVariants, variantNames } from "./wgsl_variants.ts";
 
 /** A WGSL source file in `kernels/`, referenced by URL so that stage fingerprints can find it. */
 export class KernelFile {
+  #text: string | null = null;
   #source: string | null = null;
+  #vec4Names: Map<string, string> | null = null;
   /** The file name without extension, e.g. `matmul`. */
   readonly name: string;
   constructor(readonly url: URL) {
@@ -24,16 +26,23 @@ export class KernelFile {
   }
   /** The WGSL text, read once, with its f32/vec4 variant blocks expanded (`wgsl_variants.ts`). */
   get source(): string {
-    if (this.#source === null) {
-      let text: string;
+    this.#source ??= expandVariants(this.#read(), this.url.pathname);
+    return this.#source;
+  }
+  /** The vec4 instance's name of each f32 name of the variant blocks (`variantNames`). */
+  get vec4Names(): ReadonlyMap<string, string> {
+    this.#vec4Names ??= variantNames(this.#read(), this.url.pathname);
+    return this.#vec4Names;
+  }
+  #read(): string {
+    if (this.#text === null) {
       try {
-        text = Deno.readTextFileSync(this.url);
+        this.#text = Deno.readTextFileSync(this.url);
       } catch (e) {
         throw new Error(`kernel file ${this.url.pathname} could not be read: ${(e as Error).message}`);
       }
-      this.#source = expandVariants(text, this.url.pathname);
     }
-    return this.#source;
+    return this.#text;
   }
 }
 

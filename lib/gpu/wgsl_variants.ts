@@ -31,6 +31,36 @@
 const OPEN = "variants f32 vec4";
 
 /**
+ * The vec4 instance's name of every name a block spells with `$4` (`fx$4` → `fx4`, `f$4x` → `f4x`,
+ * `total$4` → `total4`), keyed by the f32 instance's name: entry points, bindings, helpers. `launch(...,
+ * { vec4: true })` renames an entry point and its bindings through it, so call sites name the f32 forms.
+ * Comments are skipped; a name that two blocks map differently throws.
+ */
+export function variantNames(source: string, file = "WGSL source"): Map<string, string> {
+  const names = new Map<string, string>();
+  let inBlock = false;
+  for (const line of source.split("\n")) {
+    const directive = /^\s*\/\/#(.*)$/.exec(line)?.[1].trim();
+    if (directive !== undefined) {
+      inBlock = directive === OPEN;
+      continue;
+    }
+    if (!inBlock) continue;
+    const code = line.replace(/\/\/.*$/, "");
+    for (const m of code.matchAll(/[A-Za-z_][A-Za-z0-9_]*(?:\$4[A-Za-z0-9_]*)+|\$4[A-Za-z0-9_]+/g)) {
+      const f32 = m[0].replaceAll("$4", "");
+      const vec4 = m[0].replaceAll("$4", "4");
+      const had = names.get(f32);
+      if (had !== undefined && had !== vec4) {
+        throw new Error(`${file}: "${f32}" is "${had}" in one variant block and "${vec4}" in another`);
+      }
+      names.set(f32, vec4);
+    }
+  }
+  return names;
+}
+
+/**
  * Expands the `//#variants f32 vec4` ... `//#end` blocks of a WGSL source (see the module doc). A source
  * without blocks is returned unchanged. `file` names the source in errors.
  */

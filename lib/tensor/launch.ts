@@ -38,6 +38,12 @@ export interface LaunchSpec {
   constants?: Record<string, number>;
   /** For profiles and errors (default: the entry point's name). */
   label?: string;
+  /**
+   * Launch the vec4 instance of a `//#variants` entry point: `entry`, `inputs` and `outputs` name the f32
+   * instance and are renamed by the kernel's {@link KernelFile.vec4Names} (names outside the blocks, shared
+   * by both instances, stay); the allocated outputs are returned under the f32 names.
+   */
+  vec4?: boolean;
 }
 
 /** Resolved binding groups by kernel, entry and names (resolving costs a scan of the declarations). */
@@ -59,6 +65,7 @@ function dtypeOf(type: string): DType {
  * shapes, by name.
  */
 export function launch(kernel: KernelFile, entry: string, spec: LaunchSpec): Record<string, Tensor> {
+  if (spec.vec4) return launchVec4(kernel, entry, spec);
   const what = `${kernel.name}.${entry}`;
   const layout = wgslLayout(kernel.source);
   const inputs = spec.inputs ?? {};
@@ -109,4 +116,30 @@ export function launch(kernel: KernelFile, entry: string, spec: LaunchSpec): Rec
   });
   for (const t of Object.values(allocated)) if (t.dtype === "f32") debugCheck(t, label);
   return allocated;
+}
+
+/** {@link launch} of the vec4 instance of `entry` (see {@link LaunchSpec.vec4}). */
+function launchVec4(kernel: KernelFile, entry: string, spec: LaunchSpec): Record<string, Tensor> {
+  const names = kernel.vec4Names;
+  const entry4 = names.get(entry);
+  if (entry4 === undefined) {
+    throw new Error(
+      `${kernel.name}.${entry}: no vec4 variant (it is not in a //#variants block as ${entry}$4)`,
+    );
+  }
+  const renamed = <T>(r: Record<string, T> | undefined) =>
+    r && Object.fromEntries(Object.entries(r).map(([k, v]) => [names.get(k) ?? k, v]));
+  const out = launch(kernel, entry4, {
+    ...spec,
+    vec4: false,
+    inputs: renamed(spec.inputs),
+    outputs: renamed(spec.outputs),
+    label: spec.label ?? entry4,
+  });
+  return Object.fromEntries(
+    Object.keys(spec.outputs ?? {}).flatMap((k) => {
+      const t = out[names.get(k) ?? k];
+      return t ? [[k, t]] : [];
+    }),
+  );
 }

@@ -288,31 +288,28 @@ function adamwLaunch(
   v: Tensor,
   label: string,
 ): void {
-  if (c.n % 4 === 0) {
-    launch(K, "adamw4", {
-      params: c,
-      inputs: { a4_g: g },
-      outputs: { a4_p: p, a4_m: m, a4_v: v },
-      workgroups: grid(c.n / 4),
-      label,
-    });
-  } else {
-    launch(K, "adamw", {
-      params: c,
-      inputs: { a_g: g },
-      outputs: { a_p: p, a_m: m, a_v: v },
-      workgroups: grid(c.n),
-      label,
-    });
-  }
+  const vec4 = c.n % 4 === 0;
+  launch(K, "adamw", {
+    vec4,
+    params: c,
+    inputs: { a_g: g },
+    outputs: { a_p: p, a_m: m, a_v: v },
+    workgroups: grid(vec4 ? c.n / 4 : c.n),
+    label,
+  });
 }
 
 /** The EMA kernel over the first `n` elements of e and p (vec4 when `n` is a multiple of 4, as AdamW). */
 function emaLaunch(n: number, e: Tensor, p: Tensor, decay: number, label: string): void {
-  const params = { n, decay, alpha: 1 - decay };
-  if (n % 4 === 0) {
-    launch(K, "ema4", { params, inputs: { e4_p: p }, outputs: { e4_e: e }, workgroups: grid(n / 4), label });
-  } else launch(K, "ema", { params, inputs: { e_p: p }, outputs: { e_e: e }, workgroups: grid(n), label });
+  const vec4 = n % 4 === 0;
+  launch(K, "ema", {
+    vec4,
+    params: { n, decay, alpha: 1 - decay },
+    inputs: { e_p: p },
+    outputs: { e_e: e },
+    workgroups: grid(vec4 ? n / 4 : n),
+    label,
+  });
 }
 
 /**

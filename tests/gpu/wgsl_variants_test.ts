@@ -12,7 +12,7 @@
  */
 
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
-import { expandVariants } from "../../lib/gpu/wgsl_variants.ts";
+import { expandVariants, variantNames } from "../../lib/gpu/wgsl_variants.ts";
 import { wgsl } from "../../lib/gpu/runtime.ts";
 import { bindingGroup, wgslLayout } from "../../lib/gpu/wgsl_layout.ts";
 import { tokenizeWgsl } from "../../lib/pipeline/fingerprint.ts";
@@ -121,6 +121,33 @@ Deno.test("expandVariants: malformed blocks throw, naming the line", () => {
   assertThrows(() => expandVariants("//#variants f32 vec4\nlet b = $pick(a);\n//#end"), "takes 2");
   assertThrows(() => expandVariants("//#variants f32 vec4\nlet b = $hsum;\n//#end"), "needs arguments");
   assertThrows(() => expandVariants("//#variants f32 vec4\nlet b = $T(a;\n//#end"), "not closed");
+});
+
+Deno.test("variantNames: each $4 name of a block, f32 name → vec4 name; comments and text outside blocks skipped", () => {
+  const src = [
+    "@group(0) @binding(0) var<storage, read> shared: array<f32>;",
+    "//#variants f32 vec4",
+    "@group(0) @binding(1) var<storage, read> f$4x: array<$T>; // not$4me",
+    "@group(0) @binding(2) var<storage, read_write> out$4: array<$T>;",
+    "fn total$4() { out$4[0] = f$4x[0] + $T(shared[0]); }",
+    "//#end",
+    "fn plain$4_not_in_a_block() {}",
+  ].join("\n");
+  const names = variantNames(src);
+  assertEquals([...names].sort(), [["fx", "f4x"], ["out", "out4"], ["total", "total4"]]);
+  const clash = "//#variants f32 vec4\nfn a$4b() {}\n//#end\n//#variants f32 vec4\nfn ab$4() {}\n//#end";
+  assertThrows(() => variantNames(clash), "in one variant block");
+});
+
+Deno.test("every kernel file's vec4 names are declared in its expanded source (launch's vec4 renaming resolves)", () => {
+  for (const f of kernelFiles()) {
+    const k = wgsl(new URL(f, ROOT));
+    for (const [f32, vec4] of k.vec4Names) {
+      for (const name of [f32, vec4]) {
+        assert(new RegExp(`\\b${name}\\b`).test(k.source), `${f}: ${name} is not in the expanded source`);
+      }
+    }
+  }
 });
 
 Deno.test("every kernel file loads with its blocks expanded and no placeholder left; one without blocks as written", () => {

@@ -388,16 +388,14 @@ function headDispatch(
   op: string,
 ): void {
   const v4 = dh % 4 === 0;
-  const named = (r: Record<string, Tensor>) =>
-    v4 ? Object.fromEntries(Object.entries(r).map(([k, x]) => [`${k}4`, x])) : r;
-  const [ins, outs] = [named(inputs), named(outputs)];
   const maxZ = rt().adapter.limits.maxComputeWorkgroupsPerDimension;
   for (let z0 = 0; z0 < b; z0 += maxZ) {
-    launch(K, v4 ? `${entry}4` : entry, {
+    launch(K, entry, {
+      vec4: v4,
       constants: { HWG },
       params: { t, h, dh: v4 ? dh / 4 : dh, s, slot, z0 },
-      inputs: ins,
-      outputs: outs,
+      inputs,
+      outputs,
       workgroups: [Math.ceil(t / HWG), h, Math.min(maxZ, b - z0)],
       label: op,
     });

@@ -81,15 +81,15 @@ function binaryRaw(name: BinaryName, a: Tensor, b: Tensor, alpha = 1, beta = 1):
   const n = numel(outShape);
   if (sameShape(a.shape, b.shape)) {
     const v = vec4(n);
-    const out = launch(K, v ? "binary_same4" : "binary_same", {
+    return launch(K, "binary_same", {
+      vec4: v,
       constants: { OP: BINARY_OP[name] },
       params: { n, alpha, beta },
-      inputs: v ? { s4a: a, s4b: b } : { sa: a, sb: b },
-      outputs: v ? { s4out: outShape } : { sout: outShape },
+      inputs: { sa: a, sb: b },
+      outputs: { sout: outShape },
       workgroups: grid(v ? n / 4 : n),
       label: name,
-    });
-    return v ? out.s4out : out.sout;
+    }).sout;
   } else {
     if (alpha !== 1 || beta !== 1) throw new Error("internal: scaled broadcast binary op");
     const [shape, as, bs] = collapseDims(
@@ -140,17 +140,17 @@ export function sumN(xs: readonly Tensor[]): Tensor {
     if (ins.length === 1) break;
     const n = xs[0].size;
     const v = vec4(n);
-    const named: Record<string, Tensor> = {};
-    for (let k = 0; k < 6; k++) named[`n${v ? "4" : ""}_${k}`] = ins[k] ?? ins[0];
-    const outs = launch(K, v ? "sum_n4" : "sum_n", {
+    const inputs: Record<string, Tensor> = {};
+    for (let k = 0; k < 6; k++) inputs[`n_${k}`] = ins[k] ?? ins[0];
+    const out: Tensor = launch(K, "sum_n", {
+      vec4: v,
       constants: { NIN: ins.length },
       params: { n, alpha: 1, beta: 1 },
-      inputs: named,
-      outputs: v ? { n4out: xs[0].shape } : { nout: xs[0].shape },
+      inputs,
+      outputs: { nout: xs[0].shape },
       workgroups: grid(v ? n / 4 : n),
       label: `sum of ${ins.length}`,
-    });
-    const out = v ? outs.n4out : outs.nout;
+    }).nout;
     if (acc) acc.dispose();
     acc = out;
   }
@@ -254,28 +254,28 @@ type UnaryName = keyof typeof UNARY_OP;
 function unaryRaw(name: UnaryName, x: Tensor, alpha = 1, beta = 0): Tensor {
   assertF32(name, x);
   const v = vec4(x.size);
-  const out = launch(K, v ? "unary4" : "unary", {
+  return launch(K, "unary", {
+    vec4: v,
     constants: { OP: UNARY_OP[name] },
     params: { n: x.size, alpha, beta },
-    inputs: v ? { u4x: x } : { ux: x },
-    outputs: v ? { u4out: x.shape } : { uout: x.shape },
+    inputs: { ux: x },
+    outputs: { uout: x.shape },
     workgroups: grid(v ? x.size / 4 : x.size),
     label: name,
-  });
-  return v ? out.u4out : out.uout;
+  }).uout;
 }
 
 function unaryBackwardRaw(name: UnaryName, x: Tensor, g: Tensor, alpha = 1, beta = 0): Tensor {
   const v = vec4(x.size);
-  const out = launch(K, v ? "unary_backward4" : "unary_backward", {
+  return launch(K, "unary_backward", {
+    vec4: v,
     constants: { OP: UNARY_OP[name] },
     params: { n: x.size, alpha, beta },
-    inputs: v ? { ub4x: x, ub4g: g } : { ubx: x, ubg: g },
-    outputs: v ? { ub4out: x.shape } : { ubout: x.shape },
+    inputs: { ubx: x, ubg: g },
+    outputs: { ubout: x.shape },
     workgroups: grid(v ? x.size / 4 : x.size),
     label: `${name} backward`,
-  });
-  return v ? out.ub4out : out.ubout;
+  }).ubout;
 }
 
 function unary(name: UnaryName, x: Tensor, alpha = 1, beta = 0): Tensor {

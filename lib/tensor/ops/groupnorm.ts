@@ -55,34 +55,37 @@ export function groupNorm(
   const b = bias ?? full([c], 0, "groupNorm bias 0");
   const params = { rows, cpg, s, c, eps, n };
   const v4 = s > 0 && s % 4 === 0; // vec4 kernels: every channel is whole vec4s
-  const fwd = launch(K, v4 ? "gn_forward4" : "gn_forward", {
+  const fwd = launch(K, "gn_forward", {
+    vec4: v4,
     constants: { WG },
     params,
-    inputs: v4 ? { fx4: x, fw: w, fb: b } : { fx: x, fw: w, fb: b },
-    outputs: v4 ? { fy4: x.shape, fstats: [rows, 2] } : { fy: x.shape, fstats: [rows, 2] },
+    inputs: { fx: x, fw: w, fb: b },
+    outputs: { fy: x.shape, fstats: [rows, 2] },
     workgroups: grid(rows, 1),
     label: "groupNorm",
   });
   const stats = fwd.fstats;
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
-  const out = record(fwd.fy ?? fwd.fy4, "groupNorm", inputs, (g) => {
+  const out = record(fwd.fy, "groupNorm", inputs, (g) => {
     const dx = x.requiresGrad
-      ? launch(K, v4 ? "gn_backward4" : "gn_backward", {
+      ? launch(K, "gn_backward", {
+        vec4: v4,
         constants: { WG },
         params,
-        inputs: v4 ? { bx4: x, bw: w, bstats: stats, bdy4: g } : { bx: x, bw: w, bstats: stats, bdy: g },
-        outputs: v4 ? { bdx4: x.shape } : { bdx: x.shape },
+        inputs: { bx: x, bw: w, bstats: stats, bdy: g },
+        outputs: { bdx: x.shape },
         workgroups: grid(rows, 1),
         label: "groupNorm backward",
-      })[v4 ? "bdx4" : "bdx"]
+      }).bdx
       : null;
     let dw: Tensor | null = null;
     let db: Tensor | null = null;
     if (weight?.requiresGrad || bias?.requiresGrad) {
-      ({ pdw: dw, pdb: db } = launch(K, v4 ? "gn_backward_params4" : "gn_backward_params", {
+      ({ pdw: dw, pdb: db } = launch(K, "gn_backward_params", {
+        vec4: v4,
         constants: { WG },
         params,
-        inputs: v4 ? { px4: x, pstats: stats, pdy4: g } : { px: x, pstats: stats, pdy: g },
+        inputs: { px: x, pstats: stats, pdy: g },
         outputs: { pdw: [c], pdb: [c] },
         workgroups: grid(c, 1),
         label: "groupNorm backward (weight, bias)",

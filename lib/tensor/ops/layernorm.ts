@@ -28,28 +28,6 @@ const ROW_WG = 64;
 /** Workgroup size of the elementwise and column kernels. */
 const EW = 128;
 
-/**
- * The binding name `k` in an entry point's variant: the vec4 entry points' bindings carry a `4` after the
- * one-letter prefix in the row and conditioned kernels (`fx` → `f4x`), at the end in the column kernels
- * (`px` → `px4`).
- */
-function vecName(vec: boolean, kind: "row" | "col", k: string): string {
-  return !vec ? k : kind === "row" ? `${k[0]}4${k.slice(1)}` : `${k}4`;
-}
-
-/** Launch inputs or outputs by their names in the f32 entry point, renamed by {@link vecName}. */
-function named<T>(vec: boolean, kind: "row" | "col", r: Record<string, T>): Record<string, T> {
-  if (!vec) return r;
-  const out: Record<string, T> = {};
-  for (const k in r) out[vecName(vec, kind, k)] = r[k];
-  return out;
-}
-
-/** The output `k` (its name in the f32 entry point) of a launch of a {@link named} entry point. */
-function outOf(outs: Record<string, Tensor>, vec: boolean, kind: "row" | "col", k: string): Tensor {
-  return outs[vecName(vec, kind, k)];
-}
-
 /** Workgroups of the row kernels: ROW_WG / TPR rows each, as a 2-D grid. */
 function rowGrid(rows: number): [number, number] {
   return grid(rows, ROW_WG / TPR);
@@ -81,16 +59,16 @@ function condForward(
   d: number,
 ): Tensor {
   const vec = d % 4 === 0 && x.size > 0;
-  const outs = launch(K, vec ? "cond_forward4" : "cond_forward", {
+  return launch(K, "cond_forward", {
+    vec4: vec,
     constants: { WG: EW, OP: COND_OP[op] },
     params: { rows: n * t, d, t, eps: 0 },
     // Operands the op does not use are bound to x (never read).
-    inputs: named(vec, "row", { ex: x, ea: a, eb: b ?? x, er: res ?? x }),
-    outputs: named(vec, "row", { ey: x.shape }),
+    inputs: { ex: x, ea: a, eb: b ?? x, er: res ?? x },
+    outputs: { ey: x.shape },
     workgroups: colRowGrid(n * t, vec ? d / 4 : d),
     label: op,
-  });
-  return outOf(outs, vec, "row", "ey");
+  }).ey;
 }
 
 /** Rows of T per chunk of the column (parameter-gradient) kernels. */
@@ -105,7 +83,7 @@ function colPlan(base: string, n: number, t: number, d: number) {
   const chunks = Math.max(1, Math.ceil(t / tc));
   const vec = d % 4 === 0 && n * t * d > 0;
   return {
-    entry: vec ? `${base}4` : base,
+    entry: base,
     vec,
     chunks,
     params: { n, d, t, tc, chunks },
@@ -141,15 +119,16 @@ function lnForward(
   params: RowParams,
   label: string,
 ): [Tensor, Tensor] {
-  const outs = launch(K, vec ? "ln_forward4" : "ln_forward", {
+  const { fy, fstats } = launch(K, "ln_forward", {
+    vec4: vec,
     constants,
     params,
-    inputs: named(vec, "row", { fx: x, fshift: shift, fscale: scale }),
-    outputs: named(vec, "row", { fy: x.shape, fstats: [params.rows, 2] }),
+    inputs: { fx: x, fshift: shift, fscale: scale },
+    outputs: { fy: x.shape, fstats: [params.rows, 2] },
     workgroups: rowGrid(params.rows),
     label,
   });
-  return [outOf(outs, vec, "row", "fy"), outOf(outs, vec, "row", "fstats")];
+  return [fy, fstats];
 }
 
 /** The row-kernel backward (`ln_backward`): dx. */
@@ -163,15 +142,15 @@ function lnBackward(
   params: RowParams,
   label: string,
 ): Tensor {
-  const outs = launch(K, vec ? "ln_backward4" : "ln_backward", {
+  return launch(K, "ln_backward", {
+    vec4: vec,
     constants,
     params,
-    inputs: named(vec, "row", { bx: x, bstats: stats, bscale: scale, bg: g }),
-    outputs: named(vec, "row", { bdx: x.shape }),
+    inputs: { bx: x, bstats: stats, bscale: scale, bg: g },
+    outputs: { bdx: x.shape },
     workgroups: rowGrid(params.rows),
     label,
-  });
-  return outOf(outs, vec, "row", "bdx");
+  }).bdx;
 }
 
 /**
@@ -235,15 +214,15 @@ export function modulate(x: Tensor, shift: Tensor, scale: Tensor): Tensor {
   return record(y, "modulate", [x, shift, scale], (g) => {
     const plan = colPlan("modulate_backward", n, t, d);
     const part = [n, plan.chunks, d];
-    const outs = launch(K, plan.entry, {
+    const { qdx: dx, qp1: p1, qp2: p2 } = launch(K, plan.entry, {
+      vec4: plan.vec,
       constants: { WG: EW },
       params: plan.params,
-      inputs: named(plan.vec, "col", { qx: x, qscale: scale, qg: g }),
-      outputs: named(plan.vec, "col", { qdx: x.shape, qp1: part, qp2: part }),
+      inputs: { qx: x, qscale: scale, qg: g },
+      outputs: { qdx: x.shape, qp1: part, qp2: part },
       workgroups: plan.workgroups,
       label: "modulate backward",
     });
-    const [dx, p1, p2] = ["qdx", "qp1", "qp2"].map((k) => outOf(outs, plan.vec, "col", k));
     const dshift = finishColumns(p1, n, plan.chunks, d, shift.shape);
     const dscale = finishColumns(p2, n, plan.chunks, d, scale.shape);
     p1.dispose();
@@ -279,15 +258,15 @@ export function layerNormModulate(
     if (shift.requiresGrad || scale.requiresGrad) {
       const plan = colPlan("ln_mod_backward_params", n, t, d);
       const part = [n, plan.chunks, d];
-      const outs = launch(K, plan.entry, {
+      const { pp1: p1, pp2: p2 } = launch(K, plan.entry, {
+        vec4: plan.vec,
         constants: { WG: EW },
         params: plan.params,
-        inputs: named(plan.vec, "col", { px: x, pstats: stats, pg: g }),
-        outputs: named(plan.vec, "col", { pp1: part, pp2: part }),
+        inputs: { px: x, pstats: stats, pg: g },
+        outputs: { pp1: part, pp2: part },
         workgroups: plan.workgroups,
         label: "layerNormModulate backward shift/scale",
       });
-      const [p1, p2] = ["pp1", "pp2"].map((k) => outOf(outs, plan.vec, "col", k));
       dshift = debugCheck(
         finishColumns(p1, n, plan.chunks, d, shift.shape),
         "layerNormModulate backward shift",
@@ -322,18 +301,15 @@ function gateBackward(
   const plan = colPlan(res ? "add_gated_backward" : "gate_backward", n, t, d);
   const part = [n, plan.chunks, d];
   const outs = launch(K, plan.entry, {
+    vec4: plan.vec,
     constants: { WG: EW },
     params: plan.params,
-    inputs: named(plan.vec, "col", res ? { rx: x, rgate: gate, rg: g } : { hx: x, hgate: gate, hg: g }),
-    outputs: named(
-      plan.vec,
-      "col",
-      res ? { rdres: res.shape, rdx: x.shape, rp1: part } : { hdx: x.shape, hp1: part },
-    ),
+    inputs: res ? { rx: x, rgate: gate, rg: g } : { hx: x, hgate: gate, hg: g },
+    outputs: res ? { rdres: res.shape, rdx: x.shape, rp1: part } : { hdx: x.shape, hp1: part },
     workgroups: plan.workgroups,
     label: `${op} backward`,
   });
-  const out = (k: string) => outOf(outs, plan.vec, "col", (res ? "r" : "h") + k);
+  const out = (k: string) => outs[(res ? "r" : "h") + k];
   const p1 = out("p1");
   const dgate = finishColumns(p1, n, plan.chunks, d, gate.shape);
   p1.dispose();
