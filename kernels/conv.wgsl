@@ -221,27 +221,20 @@ fn conv_direct(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroup
 // Grid [⌈P / WG⌉, O, N]: x covers the P pixels (vec4s in `channel_bias4`, when P % 4 == 0), o = wid.y and
 // n = wid.z are uniform per workgroup: the bias load is one broadcast, no division per element.
 @group(0) @binding(0) var<uniform> bp: ConvParams;
-@group(0) @binding(1) var<storage, read> bx: array<f32>;
 @group(0) @binding(2) var<storage, read> bb: array<f32>;
-@group(0) @binding(3) var<storage, read_write> by: array<f32>;
-@group(0) @binding(1) var<storage, read> bx4: array<vec4f>;
-@group(0) @binding(3) var<storage, read_write> by4: array<vec4f>;
+
+//#variants f32 vec4
+@group(0) @binding(1) var<storage, read> bx$4: array<$T>;
+@group(0) @binding(3) var<storage, read_write> by$4: array<$T>;
 
 @compute @workgroup_size(WG)
-fn channel_bias(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {
-  let P = bp.ho * bp.wo;
-  if (gid.x >= P) { return; }
-  let i = (wid.z * bp.o + wid.y) * P + gid.x;
-  by[i] = bx[i] + bb[wid.y];
+fn channel_bias$4(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {
+  let P$4 = bp.ho * bp.wo$pick(, / 4u);
+  if (gid.x >= P$4) { return; }
+  let i = (wid.z * bp.o + wid.y) * P$4 + gid.x;
+  by$4[i] = bx$4[i] + bb[wid.y];
 }
-
-@compute @workgroup_size(WG)
-fn channel_bias4(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {
-  let P4 = bp.ho * bp.wo / 4u;
-  if (gid.x >= P4) { return; }
-  let i = (wid.z * bp.o + wid.y) * P4 + gid.x;
-  by4[i] = bx4[i] + bb[wid.y];
-}
+//#end
 
 // --- bias gradient: db[o] = Σ_n Σ_p g[n, o, p], one (small) workgroup per channel -------------------------
 // Invocation `lid` sums pixels lid, lid + WG, ... of each image in order (vec4s in the `…4` twin, added up
@@ -249,9 +242,7 @@ fn channel_bias4(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_i
 var<workgroup> red: array<f32, WG>;
 
 @group(0) @binding(0) var<uniform> gp: ConvParams;
-@group(0) @binding(1) var<storage, read> gg: array<f32>;
 @group(0) @binding(2) var<storage, read_write> gdb: array<f32>;
-@group(0) @binding(1) var<storage, read> gg4: array<vec4f>;
 
 fn lane_total(lid: u32, v: f32) -> f32 {
   red[lid] = v;
@@ -261,41 +252,27 @@ fn lane_total(lid: u32, v: f32) -> f32 {
   return t;
 }
 
+//#variants f32 vec4
+@group(0) @binding(1) var<storage, read> gg$4: array<$T>;
+
 @compute @workgroup_size(WG)
-fn channel_bias_backward(
+fn channel_bias_backward$4(
   @builtin(workgroup_id) wid: vec3u,
   @builtin(num_workgroups) nwg: vec3u,
   @builtin(local_invocation_index) lid: u32,
 ) {
   let o = wid.x + wid.y * nwg.x;
   if (o >= gp.o) { return; } // uniform per workgroup
-  let P = gp.ho * gp.wo;
-  var s = 0.0;
+  let P$4 = gp.ho * gp.wo$pick(, / 4u);
+  var s = $T(0.0);
   for (var n = 0u; n < gp.n; n++) {
-    let base = (n * gp.o + o) * P;
-    for (var p = lid; p < P; p += WG) { s += gg[base + p]; }
+    let base = (n * gp.o + o) * P$4;
+    for (var p = lid; p < P$4; p += WG) { s += gg$4[base + p]; }
   }
-  let t = lane_total(lid, s);
+  let t = lane_total(lid, $pick(s, (s.x + s.y) + (s.z + s.w)));
   if (lid == 0u) { gdb[o] = t; }
 }
-
-@compute @workgroup_size(WG)
-fn channel_bias_backward4(
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(num_workgroups) nwg: vec3u,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let o = wid.x + wid.y * nwg.x;
-  if (o >= gp.o) { return; }
-  let P4 = gp.ho * gp.wo / 4u;
-  var s = vec4f(0.0);
-  for (var n = 0u; n < gp.n; n++) {
-    let base = (n * gp.o + o) * P4;
-    for (var p = lid; p < P4; p += WG) { s += gg4[base + p]; }
-  }
-  let t = lane_total(lid, (s.x + s.y) + (s.z + s.w));
-  if (lid == 0u) { gdb[o] = t; }
-}
+//#end
 
 // --- nearest upsampling by F: y[nc, oy, ox] = x[nc, oy / F, ox / F] ---------------------------------------
 // The input height, width and F are override constants (divisions by constants, as for im2col).

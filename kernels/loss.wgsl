@@ -41,55 +41,32 @@ fn tree(lid: u32, v: f32) -> f32 {
   return red[0];
 }
 
-@group(0) @binding(0) var<uniform> sp: SegParams;
-@group(0) @binding(1) var<storage, read> sa: array<f32>;
-@group(0) @binding(2) var<storage, read> sb: array<f32>;
-@group(0) @binding(3) var<storage, read_write> sout: array<f32>;
+//#variants f32 vec4
+@group(0) @binding(0) var<uniform> s$4p: SegParams;
+@group(0) @binding(1) var<storage, read> s$4a: array<$T>;
+@group(0) @binding(2) var<storage, read> s$4b: array<$T>;
+@group(0) @binding(3) var<storage, read_write> s$4out: array<f32>;
 
 @compute @workgroup_size(WG)
-fn sqdiff_sum(
+fn sqdiff_sum$4(
   @builtin(workgroup_id) wid: vec3u,
   @builtin(num_workgroups) nwg: vec3u,
   @builtin(local_invocation_index) lid: u32,
 ) {
   let w = wid.x + wid.y * nwg.x;
-  if (w >= sp.rows * sp.chunks) { return; }
-  let start = (w % sp.chunks) * sp.chunk;
-  let end = min(start + sp.chunk, sp.cols);
-  let base = (w / sp.chunks) * sp.cols;
-  var acc = 0.0;
+  if (w >= s$4p.rows * s$4p.chunks) { return; }
+  let start = (w % s$4p.chunks) * s$4p.chunk;
+  let end = min(start + s$4p.chunk, s$4p.cols);
+  let base = (w / s$4p.chunks) * s$4p.cols;
+  var acc = $T(0.0);
   for (var j = start + lid; j < end; j += WG) {
-    let e = sa[base + j] - sb[base + j];
+    let e = s$4a[base + j] - s$4b[base + j];
     acc += e * e;
   }
-  let total = tree(lid, acc);
-  if (lid == 0u) { sout[w] = sp.alpha * total; }
+  let total = tree(lid, $pick(acc, (acc.x + acc.y) + (acc.z + acc.w)));
+  if (lid == 0u) { s$4out[w] = s$4p.alpha * total; }
 }
-
-@group(0) @binding(0) var<uniform> s4p: SegParams;
-@group(0) @binding(1) var<storage, read> s4a: array<vec4f>;
-@group(0) @binding(2) var<storage, read> s4b: array<vec4f>;
-@group(0) @binding(3) var<storage, read_write> s4out: array<f32>;
-
-@compute @workgroup_size(WG)
-fn sqdiff_sum4(
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(num_workgroups) nwg: vec3u,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let w = wid.x + wid.y * nwg.x;
-  if (w >= s4p.rows * s4p.chunks) { return; }
-  let start = (w % s4p.chunks) * s4p.chunk;
-  let end = min(start + s4p.chunk, s4p.cols);
-  let base = (w / s4p.chunks) * s4p.cols;
-  var acc = vec4f(0.0);
-  for (var j = start + lid; j < end; j += WG) {
-    let e = s4a[base + j] - s4b[base + j];
-    acc += e * e;
-  }
-  let total = tree(lid, (acc.x + acc.y) + (acc.z + acc.w));
-  if (lid == 0u) { s4out[w] = s4p.alpha * total; }
-}
+//#end
 
 // --- mse backward: da = alpha g[i / cols] (a - b), db = -da (alpha = 2 / cols) -------------------------------
 struct MseParams {

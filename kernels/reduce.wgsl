@@ -69,7 +69,8 @@ fn sum_to(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
 // memory combines the WG partial sums, and out[w] = alpha * total. With chunks > 1 the output [rows, chunks]
 // is summed again by the same kernel (cols = chunks) until one value per segment remains (two stages for
 // the full reduction of 16M elements). seg_sum4 is the same over vec4s (cols, chunk counted in vec4s; used
-// when the segment length is a multiple of 4); each vec4's lanes are added as (x + y) + (z + w).
+// when the segment length is a multiple of 4); each vec4's lanes are added as (x + y) + (z + w). The two are
+// one `//#variants` block (lib/gpu/wgsl_variants.ts).
 
 struct SegParams {
   rows: u32,
@@ -95,47 +96,28 @@ fn seg_tree(lid: u32, v: f32) -> f32 {
   return seg_red[0];
 }
 
-@group(0) @binding(0) var<uniform> sp: SegParams;
-@group(0) @binding(1) var<storage, read> sx: array<f32>;
-@group(0) @binding(2) var<storage, read_write> sout: array<f32>;
+//#variants f32 vec4
+@group(0) @binding(0) var<uniform> s$4p: SegParams;
+@group(0) @binding(1) var<storage, read> s$4x: array<$T>;
+@group(0) @binding(2) var<storage, read_write> s$4out: array<f32>;
 
 @compute @workgroup_size(WG)
-fn seg_sum(
+fn seg_sum$4(
   @builtin(workgroup_id) wid: vec3u,
   @builtin(num_workgroups) nwg: vec3u,
   @builtin(local_invocation_index) lid: u32,
 ) {
   let w = wid.x + wid.y * nwg.x;
-  if (w >= sp.rows * sp.chunks) { return; }
-  let start = (w % sp.chunks) * sp.chunk;
-  let end = min(start + sp.chunk, sp.cols);
-  let base = (w / sp.chunks) * sp.cols;
-  var acc = 0.0;
-  for (var j = start + lid; j < end; j += WG) { acc += sx[base + j]; }
-  let total = seg_tree(lid, acc);
-  if (lid == 0u) { sout[w] = sp.alpha * total; }
+  if (w >= s$4p.rows * s$4p.chunks) { return; }
+  let start = (w % s$4p.chunks) * s$4p.chunk;
+  let end = min(start + s$4p.chunk, s$4p.cols);
+  let base = (w / s$4p.chunks) * s$4p.cols;
+  var acc = $T(0.0);
+  for (var j = start + lid; j < end; j += WG) { acc += s$4x[base + j]; }
+  let total = seg_tree(lid, $pick(acc, (acc.x + acc.y) + (acc.z + acc.w)));
+  if (lid == 0u) { s$4out[w] = s$4p.alpha * total; }
 }
-
-@group(0) @binding(0) var<uniform> s4p: SegParams;
-@group(0) @binding(1) var<storage, read> s4x: array<vec4f>;
-@group(0) @binding(2) var<storage, read_write> s4out: array<f32>;
-
-@compute @workgroup_size(WG)
-fn seg_sum4(
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(num_workgroups) nwg: vec3u,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let w = wid.x + wid.y * nwg.x;
-  if (w >= s4p.rows * s4p.chunks) { return; }
-  let start = (w % s4p.chunks) * s4p.chunk;
-  let end = min(start + s4p.chunk, s4p.cols);
-  let base = (w / s4p.chunks) * s4p.cols;
-  var acc = vec4f(0.0);
-  for (var j = start + lid; j < end; j += WG) { acc += s4x[base + j]; }
-  let total = seg_tree(lid, (acc.x + acc.y) + (acc.z + acc.w));
-  if (lid == 0u) { s4out[w] = s4p.alpha * total; }
-}
+//#end
 
 // col_sum: x is [b, m, k]; sums over m. Invocation i = (bb * chunks + c) * k + kk sums the rows
 // [c * crows, min((c + 1) * crows, m)) of column kk of batch bb in order: out[i] = alpha * sum, so the

@@ -5,8 +5,9 @@
  *
  * The hand-written declarations are kept in tests/fixtures/wgsl_variants/declarations.json, as token
  * strings, captured from the last commit with the hand-written copies by running this file:
- * `deno run -A tests/gpu/wgsl_variants_test.ts REV` (REV a commit, or `.` for the working tree: after an
- * intended change to a block, that re-captures what the blocks now generate). The blocks of elementwise.wgsl
+ * `deno run -A tests/gpu/wgsl_variants_test.ts REV [FILE...]` (REV a commit, or `.` for the working tree:
+ * after an intended change to a block, that re-captures what the blocks now generate; FILEs: capture only
+ * those kernel files, e.g. the ones whose hand-written twins just became a block, and keep the others). The blocks of elementwise.wgsl
  * and optim.wgsl added vec4 kernels beside renamed f32 ones: their declarations were captured from `.` when
  * they were written.
  */
@@ -23,7 +24,7 @@ const FIXTURE = new URL("../fixtures/wgsl_variants/declarations.json", import.me
 /** The fixture: per kernel file, the hand-written declarations by name and the binding groups they form. */
 interface Fixture {
   base: string;
-  files: Record<string, { declarations: Record<string, string>; groups: string[][] }>;
+  files: Record<string, { base?: string; declarations: Record<string, string>; groups: string[][] }>;
 }
 
 /** A WGSL source's module-scope declarations by name, each as its tokens joined by spaces. */
@@ -166,7 +167,7 @@ Deno.test("kernel variants: each generated declaration is the hand-written one i
     Deno.readTextFileSync(new URL(f, ROOT)).includes("//#variants")
   );
   assertEquals(Object.keys(fixture.files).sort(), withBlocks, "kernel files with blocks");
-  for (const [f, { declarations: old, groups }] of Object.entries(fixture.files)) {
+  for (const [f, { base, declarations: old, groups }] of Object.entries(fixture.files)) {
     const source = wgsl(new URL(f, ROOT)).source; // what launch() and the pipelines see
     const raw = Deno.readTextFileSync(new URL(f, ROOT));
     const names = generated(raw);
@@ -175,27 +176,41 @@ Deno.test("kernel variants: each generated declaration is the hand-written one i
     for (const n of names) {
       assert(
         now.get(n) === old[n],
-        `${f}: ${n} differs from the hand-written text (git show ${fixture.base}:${f})`,
+        `${f}: ${n} differs from the hand-written text (git show ${base ?? fixture.base}:${f})`,
       );
     }
-    // launch() resolves bindings from the expanded source: the same groups (in any order: a block emits
-    // its f32 kernels, then its vec4 ones), and each resolves in full.
-    const sorted = (gs: string[][]) => gs.map((g) => g.join(" ")).sort();
+    // launch() resolves bindings from the expanded source: the same groups (in any order, and their names
+    // in any order: a block emits its f32 kernels, then its vec4 ones; bindings the two share are declared
+    // outside the block), and each resolves in full; a group whose f32 and vec4 bindings alias the same
+    // numbers (conv's bias kernels) resolves as each instance's names: the f32 ones, and their vec4 names.
+    const sorted = (gs: string[][]) => gs.map((g) => [...g].sort().join(" ")).sort();
     assertEquals(sorted(groupsOf(source, names)), sorted(groups), `${f}: binding groups`);
+    const layout = wgslLayout(source);
+    const vec4Names = variantNames(raw, f);
+    const vec4Values = new Set(vec4Names.values());
+    const numberOf = (n: string) => layout.bindings.find((b) => b.name === n)?.binding;
     for (const g of groups) {
-      assertEquals(bindingGroup(wgslLayout(source), g, f).map((b) => b.name), g, `${f}: group of ${g[0]}`);
+      const aliased = new Set(g.map(numberOf)).size < g.length;
+      const instances = aliased
+        ? [g.filter((n) => !vec4Values.has(n)), g.filter((n) => !vec4Names.has(n))]
+        : [g];
+      for (const names of instances) {
+        const got = bindingGroup(layout, names, f).map((b) => b.name);
+        assertEquals(got.slice().sort(), names.slice().sort(), `${f}: group of ${names[0]}`);
+      }
     }
   }
 });
 
-/** Captures the fixture from `rev` (see the module doc). */
-function capture(rev: string): void {
-  const fixture: Fixture = { base: rev, files: {} };
+/** Captures the fixture from `rev`, of every kernel file with blocks or of `only` (see the module doc). */
+function capture(rev: string, only: string[]): void {
+  let base = rev;
   if (rev !== ".") {
     const p = new Deno.Command("git", { args: ["rev-parse", rev], cwd: ROOT, stdout: "piped" }).outputSync();
-    fixture.base = new TextDecoder().decode(p.stdout).trim();
+    base = new TextDecoder().decode(p.stdout).trim();
   }
-  for (const f of kernelFiles()) {
+  const fixture: Fixture = only.length ? JSON.parse(Deno.readTextFileSync(FIXTURE)) : { base, files: {} };
+  for (const f of only.length ? only : kernelFiles()) {
     const raw = Deno.readTextFileSync(new URL(f, ROOT));
     if (!raw.includes("//#variants")) continue;
     const names = generated(raw);
@@ -205,12 +220,13 @@ function capture(rev: string): void {
     );
     const decls = declarations(old);
     fixture.files[f] = {
+      ...(only.length ? { base } : {}),
       declarations: Object.fromEntries(names.map((n) => [n, decls.get(n) ?? "missing"])),
       groups: groupsOf(old, names),
     };
   }
   Deno.writeTextFileSync(FIXTURE, JSON.stringify(fixture, null, 1) + "\n");
-  console.log(`wrote ${FIXTURE.pathname} from ${fixture.base}`);
+  console.log(`wrote ${FIXTURE.pathname} from ${base}`);
 }
 
-if (import.meta.main) capture(Deno.args[0] ?? ".");
+if (import.meta.main) capture(Deno.args[0] ?? ".", Deno.args.slice(1));

@@ -175,20 +175,22 @@ function im2col(x: Tensor, g: Geom): Tensor {
 function channelBias(x: Tensor, b: Tensor, g: Geom): Tensor {
   const P = g.ho * g.wo;
   const v4 = P % 4 === 0 && x.size > 0; // vec4 kernels (vec4 bindings need 16 bytes)
-  const { by, by4 } = launch(K, v4 ? "channel_bias4" : "channel_bias", {
+  const { by } = launch(K, "channel_bias", {
+    vec4: v4,
     constants: { WG: BIAS_WG },
     params: convParams(g, x.size),
-    inputs: v4 ? { bx4: x, bb: b } : { bx: x, bb: b },
-    outputs: v4 ? { by4: x.shape } : { by: x.shape },
+    inputs: { bx: x, bb: b },
+    outputs: { by: x.shape },
     workgroups: [Math.ceil((v4 ? P / 4 : P) / BIAS_WG), g.o, g.n],
     label: "conv2d bias",
   });
-  return record(by ?? by4, "conv2d bias", [x, b], (gr) => {
+  return record(by, "conv2d bias", [x, b], (gr) => {
     if (!b.requiresGrad) return [gr, null];
-    const db = launch(K, v4 ? "channel_bias_backward4" : "channel_bias_backward", {
+    const db = launch(K, "channel_bias_backward", {
+      vec4: v4,
       constants: { WG: REDUCE_WG },
       params: convParams(g, g.o),
-      inputs: v4 ? { gg4: gr } : { gg: gr },
+      inputs: { gg: gr },
       outputs: { gdb: [g.o] },
       workgroups: grid(g.o, 1),
       label: "conv2d bias backward",

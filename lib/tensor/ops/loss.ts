@@ -36,15 +36,15 @@ function mseImpl(op: string, a: Tensor, b: Tensor, rows: number, cols: number, o
   const plan = segPlan(cols);
   const chunks = plan.chunks;
   const firstShape = chunks === 1 ? outShape : [rows, chunks];
-  const outs = launch(K, plan.vec ? "sqdiff_sum4" : "sqdiff_sum", {
+  const first = launch(K, "sqdiff_sum", {
+    vec4: plan.vec,
     constants: { WG: plan.wg },
     params: segParams(rows, plan, chunks === 1 ? alpha : 1),
-    inputs: plan.vec ? { s4a: a, s4b: b } : { sa: a, sb: b },
-    outputs: plan.vec ? { s4out: firstShape } : { sout: firstShape },
+    inputs: { sa: a, sb: b },
+    outputs: { sout: firstShape },
     workgroups: grid(rows * chunks, 1),
     label: op,
-  });
-  const first = plan.vec ? outs.s4out : outs.sout;
+  }).sout;
   let out = first;
   if (chunks > 1) {
     out = sumSegments(first, rows, chunks, alpha, outShape);

@@ -53,15 +53,15 @@ export function segParams(rows: number, plan: ReturnType<typeof segPlan>, alpha:
 
 function segDispatch(x: Tensor, outShape: Shape, rows: number, cols: number, alpha: number, label: string) {
   const plan = segPlan(cols);
-  const outs = launch(R, plan.vec ? "seg_sum4" : "seg_sum", {
+  return launch(R, "seg_sum", {
+    vec4: plan.vec,
     constants: { WG: plan.wg },
     params: segParams(rows, plan, alpha),
-    inputs: plan.vec ? { s4x: x } : { sx: x },
-    outputs: plan.vec ? { s4out: outShape } : { sout: outShape },
+    inputs: { sx: x },
+    outputs: { sout: outShape },
     workgroups: grid(rows * plan.chunks, 1),
     label,
-  });
-  return plan.vec ? outs.s4out : outs.sout;
+  }).sout;
 }
 
 /**
