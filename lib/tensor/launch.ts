@@ -12,6 +12,9 @@
  *   workgroups: grid(n),
  * });
  * ```
+ *
+ * A kernel written once as a `//#variants` block (`lib/gpu/wgsl_variants.ts`) launches its vec4 instance
+ * with `vec4: true` and the same f32 names: `launch(K, "sum_n", { vec4: n % 4 === 0, ... }).nout`.
  * @module
  */
 

@@ -97,3 +97,22 @@ Deno.test("launch: runs a real kernel by names, allocates shaped outputs, reject
     "cannot be an output",
   );
 });
+
+Deno.test("launch { vec4 }: the f32 names launch the vec4 instance, outputs come back by f32 name; no variant throws", async () => {
+  const K = wgsl(new URL("../../kernels/elementwise.wgsl", import.meta.url));
+  const a = tensor(Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8]), [8]);
+  const b = tensor(Float32Array.from([10, 20, 30, 40, 50, 60, 70, 80]), [8]);
+  const ins = { n_0: a, n_1: b, n_2: a, n_3: a, n_4: a, n_5: a };
+  const spec = { constants: { NIN: 2 }, params: { n: 8, alpha: 1, beta: 1 }, inputs: ins };
+  const v = launch(K, "sum_n", { ...spec, vec4: true, outputs: { nout: [8] }, workgroups: [1] });
+  assertEquals(Object.keys(v), ["nout"]);
+  assertEquals([...(await v.nout.data())], [11, 22, 33, 44, 55, 66, 77, 88]);
+  // The same call without vec4 runs the f32 entry point over 8 elements: the same values.
+  const f = launch(K, "sum_n", { ...spec, outputs: { nout: [8] }, workgroups: [1] });
+  assertEquals([...(await f.nout.data())], [...(await v.nout.data())]);
+  assertThrows(
+    () => launch(K, "binary", { ...spec, vec4: true, outputs: { out: [8] }, workgroups: [1] }),
+    "no vec4 variant",
+  );
+  for (const t of [a, b, v.nout, f.nout]) t.dispose();
+});
