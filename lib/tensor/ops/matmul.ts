@@ -97,9 +97,11 @@ const ceil = (a: number, b: number) => Math.ceil(a / b);
  * per flop of 16 × 16; the main job's L/4 linears on 256 rows run at ~30-34 GFLOP/s instead of ~20-25,
  * `deno task bench matmul --filter L/4`), picked per shape by `cpuTile` (the small-DiT linears,
  * N = 96..384 on 2048 rows: 16 × 16 with LC = 2, ~1.6x the 16 × 8 tile of 8 lanes along the columns);
- * smaller problems run 8 × 2 (few pipeline
- * variants: every tile variant compiles for seconds on llvmpipe, 3-4 s for 16 × 16, once per machine with
- * Mesa's disk cache). K ≥ 4096 is split into chunks of 2048 for cache locality. GPUs run `tile4` with
+ * smaller problems run 8 × 2 (few pipeline variants). Every tile variant compiles once per machine (Mesa's
+ * disk cache keeps it): on a cold cache ~1-1.7 s for the 16- and 8-row tiles, but 16-21 s for each 32 × 32
+ * variant (TA/TB × LC; LLVM's register allocation over 1,024 live floats per lane). So the 32 × 32 tile
+ * trades a one-off compile on a new machine (about 6 variants for the main job) for a ~15% faster step.
+ * K ≥ 4096 is split into chunks of 2048 for cache locality. GPUs run `tile4` with
  * 128×128 tiles when that gives enough workgroups (≥ 256) to fill the device; with fewer than 128 tiles and
  * K ≥ 2048 (weight gradients) K is split to reach ~256 workgroups, else the tiles shrink to 64 wide; BK 16.
  * Shapes that need scalar loads run `reg1` (8 × 2 vec4 columns from 16 MFLOP on, else 4 × 1). Split-K
