@@ -19,8 +19,8 @@
 //   registers; TM and TN select how much of the unrolled code is live. llvmpipe runs 8 consecutive
 //   invocations along x as one SIMD group (along y each row is its own, mostly idle, group) and pays per
 //   lane for every load, so the cost per flop is set by the tile one invocation owns (TM + 4·TN vec4 loads
-//   per 16·TM·TN FMAs); LC spreads the WX invocations of x as LC along the columns × WX / LC along the
-//   rows, so that a 16 × 16 tile per invocation also fits narrow outputs (N = 96: LC = 2 covers 32 columns
+//   per 16·TM·TN FMAs); the params field lc spreads the WX invocations of x as lc along the columns × WX / lc
+//   along the rows, so that a 16 × 16 tile per invocation also fits narrow outputs (N = 96: lc = 2 covers 32 columns
 //   × 64 rows) without idle lanes.
 //   Needs the contiguous dimension of every operand to be a multiple of 4 (A: K or M, B: N or K, C: N);
 //   only the TA && !TB layout allows K % 4 != 0, and there the last k block reads rows k >= K as zero.
@@ -43,7 +43,9 @@ struct MMParams {
   hasBias: u32,   // 1: add bias[n] (the bias binding is always bound; a dummy when 0)
   kChunk: u32,    // split-K (mm_tile4, mm_reg4): k values per split (a multiple of BK, of 4)
   splits: u32,    // split-K: z = batch · splits + split; 1 = no split (always 1 for mm_reg1)
-  _pad0: u32,
+  lc: u32,        // mm_reg4: invocations of x along the columns (a divisor of WX; 0: all WX), the other
+                  // WX / lc of x take consecutive row blocks of TM rows; a uniform, not an override, so
+                  // that one compiled variant serves every lane split (the 32 × 32 tile compiles for ~20 s)
   _pad1: u32,
 }
 
@@ -52,11 +54,9 @@ override TB: bool = false;   // B is stored [N, K]
 
 // ---- mm_reg4 / mm_reg1: register-blocked, no workgroup memory ------------------------------------------
 override TM: u32 = 16u;      // rows per invocation: a multiple of 4 up to 32 (mm_reg1: up to 16)
-override TN: u32 = 4u;       // vec4 columns per invocation: 1..8 (strided by LC)
+override TN: u32 = 4u;       // vec4 columns per invocation: 1..8 (strided by lc)
 override WX: u32 = 8u;       // workgroup size x
 override WY: u32 = 1u;       // workgroup size y (row direction)
-override LC: u32 = 0u;       // invocations of x along the columns (a divisor of WX; 0: all WX), the other
-                             // WX / LC of x take consecutive row blocks of TM rows (mm_reg4 only)
 
 alias Row = array<vec4f, 8>;   // one row of the register tile: TN vec4s of C
 alias BBlock = array<Row, 4>;  // B values for 4 consecutive k: [u][j] = B[k0 + u, column vec4 j]
@@ -151,7 +151,7 @@ fn regLoadB(bBase: u32, col: u32, kb: u32) -> Quad {
 fn regStoreRow(cBase: u32, m: u32, c0: u32, acc: Row) {
   if (m >= rp.M) { return; }
   let N4 = rp.N / 4u;
-  let lc = select(WX, LC, LC != 0u);
+  let lc = select(WX, rp.lc, rp.lc != 0u);
   for (var j = 0u; j < TN; j++) {
     let cv = c0 + j * lc;
     if (cv < N4) {
@@ -177,7 +177,7 @@ fn mm_reg4(@builtin(local_invocation_id) l: vec3u, @builtin(workgroup_id) w: vec
   let aBase = bz * rp.strideA;
   let bBase = bz * rp.strideB;
   let cBase = zz * rp.strideC;
-  let lc = select(WX, LC, LC != 0u);
+  let lc = select(WX, rp.lc, rp.lc != 0u);
   let rl = WX / lc;
   let m0 = ((w.y * WY + l.y) * rl + l.x / lc) * TM;
   let c0 = w.x * lc * TN + l.x % lc;

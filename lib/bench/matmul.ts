@@ -140,7 +140,7 @@ function describePlan(p: MatmulPlan): string {
   const c = p.constants;
   const tile = p.kernel === "tile4"
     ? `${c.BM}x${c.BN}x${c.BK}`
-    : `${c.TM}x${4 * c.TN}` + (c.LC ? ` lanes ${c.LC}x${c.WX / c.LC}` : "");
+    : `${c.TM}x${4 * c.TN}` + (p.lc ? ` lanes ${p.lc}x${c.WX / p.lc}` : "");
   return `${p.kernel} ${tile}` + (p.splits > 1 ? ` split-K ${p.splits}` : "");
 }
 

@@ -46,6 +46,8 @@ export interface MatmulPlan {
   /** Split-K (tile4, reg4): K is cut into `splits` chunks of `kChunk`, summed in order afterwards. */
   splits: number;
   kChunk: number;
+  /** `mm_reg4`: invocations of a workgroup's x along the columns (0: all of them), a params field. */
+  lc: number;
 }
 
 /** One matmul problem: per batch z, C[z] (M×N) = op(A[z]) · op(B[z]); strides in elements (0 broadcasts). */
@@ -99,8 +101,9 @@ const ceil = (a: number, b: number) => Math.ceil(a / b);
  * N = 96..384 on 2048 rows: 16 × 16 with LC = 2, ~1.6x the 16 × 8 tile of 8 lanes along the columns);
  * smaller problems run 8 × 2 (few pipeline variants). Every tile variant compiles once per machine (Mesa's
  * disk cache keeps it): on a cold cache ~1-1.7 s for the 16- and 8-row tiles, but 16-21 s for each 32 × 32
- * variant (TA/TB × LC; LLVM's register allocation over 1,024 live floats per lane). So the 32 × 32 tile
- * trades a one-off compile on a new machine (about 6 variants for the main job) for a ~15% faster step.
+ * variant (one per TA/TB layout: the lane split `lc` is a params field, not an override constant, so it
+ * adds none; LLVM's register allocation over 1,024 live floats per lane). So the 32 × 32 tile trades a
+ * one-off compile on a new machine (3 variants for the main job) for a ~15% faster step.
  * K ≥ 4096 is split into chunks of 2048 for cache locality. GPUs run `tile4` with
  * 128×128 tiles when that gives enough workgroups (≥ 256) to fill the device; with fewer than 128 tiles and
  * K ≥ 2048 (weight gradients) K is split to reach ~256 workgroups, else the tiles shrink to 64 wide; BK 16.
@@ -138,6 +141,7 @@ export function planMatmul(M: number, N: number, K: number, tA = false, tB = fal
       workgroups: [ceil(N, bn), ceil(M, bm)],
       splits,
       kChunk,
+      lc: 0,
     };
   }
   const cpu = isCpuAdapter();
@@ -159,10 +163,11 @@ export function planMatmul(M: number, N: number, K: number, tA = false, tB = fal
     return {
       kernel: kind,
       entry: "mm_reg4",
-      constants: { ...flags, TM: t.tm, TN: t.tn, WX: wx, WY: wy, ...(t.lc === wx ? {} : { LC: t.lc }) },
+      constants: { ...flags, TM: t.tm, TN: t.tn, WX: wx, WY: wy },
       workgroups: [ceil(quads, t.lc * t.tn), ceil(M, (t.tm * wx) / t.lc)],
       splits,
       kChunk,
+      lc: t.lc === wx ? 0 : t.lc,
     };
   }
   // Small problems (and reg1, GPUs) keep small fixed tiles: few pipeline variants, fast to compile.
@@ -176,6 +181,7 @@ export function planMatmul(M: number, N: number, K: number, tA = false, tB = fal
     workgroups: [ceil(quads, wx * tn), ceil(M, tm * wy)],
     splits,
     kChunk,
+    lc: 0,
   };
 }
 
@@ -255,6 +261,7 @@ function mmRaw(a: Tensor, b: Tensor, s: MMSpec, outShape: Shape, bias: Tensor | 
         hasBias: bias && splits === 1 ? 1 : 0,
         kChunk: plan.kChunk,
         splits,
+        lc: plan.lc,
       },
       inputs: { [`${pre}a`]: a, [`${pre}b`]: b, [`${pre}bias`]: bias && splits === 1 ? bias : dummyBias() },
       outputs: { [`${pre}c`]: dst },
