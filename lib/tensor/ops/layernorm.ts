@@ -75,15 +75,14 @@ function condForward(
 const T_CHUNK = 16;
 
 /**
- * The launch of a column kernel over [N, T, D]: T cut into chunks, partial sums [N, chunks, D]; the `*4`
- * entry (vec4 over D) when D % 4 == 0.
+ * The launch of a column kernel over [N, T, D]: T cut into chunks, partial sums [N, chunks, D]; its vec4
+ * instance (vec4 over D) when D % 4 == 0.
  */
-function colPlan(base: string, n: number, t: number, d: number) {
+function colPlan(n: number, t: number, d: number) {
   const tc = t <= 2 * T_CHUNK ? Math.max(t, 1) : T_CHUNK;
   const chunks = Math.max(1, Math.ceil(t / tc));
   const vec = d % 4 === 0 && n * t * d > 0;
   return {
-    entry: base,
     vec,
     chunks,
     params: { n, d, t, tc, chunks },
@@ -212,9 +211,9 @@ export function modulate(x: Tensor, shift: Tensor, scale: Tensor): Tensor {
   const [n, t, d] = condShapes("modulate", x, [["shift", shift], ["scale", scale]]);
   const y = condForward("modulate", x, scale, shift, null, n, t, d);
   return record(y, "modulate", [x, shift, scale], (g) => {
-    const plan = colPlan("modulate_backward", n, t, d);
+    const plan = colPlan(n, t, d);
     const part = [n, plan.chunks, d];
-    const { qdx: dx, qp1: p1, qp2: p2 } = launch(K, plan.entry, {
+    const { qdx: dx, qp1: p1, qp2: p2 } = launch(K, "modulate_backward", {
       vec4: plan.vec,
       constants: { WG: EW },
       params: plan.params,
@@ -256,9 +255,9 @@ export function layerNormModulate(
     let dshift: Tensor | null = null;
     let dscale: Tensor | null = null;
     if (shift.requiresGrad || scale.requiresGrad) {
-      const plan = colPlan("ln_mod_backward_params", n, t, d);
+      const plan = colPlan(n, t, d);
       const part = [n, plan.chunks, d];
-      const { pp1: p1, pp2: p2 } = launch(K, plan.entry, {
+      const { pp1: p1, pp2: p2 } = launch(K, "ln_mod_backward_params", {
         vec4: plan.vec,
         constants: { WG: EW },
         params: plan.params,
@@ -298,9 +297,9 @@ function gateBackward(
   d: number,
   res: Tensor | null,
 ): Tensor[] {
-  const plan = colPlan(res ? "add_gated_backward" : "gate_backward", n, t, d);
+  const plan = colPlan(n, t, d);
   const part = [n, plan.chunks, d];
-  const outs = launch(K, plan.entry, {
+  const outs = launch(K, res ? "add_gated_backward" : "gate_backward", {
     vec4: plan.vec,
     constants: { WG: EW },
     params: plan.params,
