@@ -240,7 +240,7 @@ export function matrixPoints(
         diags.push({
           pos: e.value.pos,
           message: `matrix axis \`${e.key}\` of stage \`${stage}\` must be a non-empty list, not ${
-            describeNode(e.value)
+            e.value.type === "seq" ? "an empty list" : describeNode(e.value)
           }`,
         });
         ok = false;
