@@ -1,6 +1,7 @@
 /**
- * `deno task bench train [--vs-torch] [--profile]`: training-step throughput (forward, backward, AdamW, EMA,
- * the loss of each step read back while the next is recorded, as the trainer) in images/s, with the GPU time per step and the peak
+ * `deno task bench train [--vs-torch] [--profile]`: training-step throughput of the trainer itself
+ * (lib/train/dit_trainer.ts: batch draws, forward, backward, AdamW, EMA, the loss of each step read back
+ * while the next is recorded) in images/s, with the GPU time per step and the peak
  * pooled GPU memory, for the main job's model (pipelines/mnist.yaml), the scaling study's `mini` models
  * and DiT-S/2; and the main job's sampler (Heun, classifier-free guidance on the first half, batch 500).
  * Every config trains with the SiT loss (logit-normal t), the main job's objective.
@@ -16,13 +17,9 @@
 import { getRuntime } from "../gpu/runtime.ts";
 import { type DiTConfig, ditConfig, gflops } from "../models/config.ts";
 import { DiT } from "../models/dit.ts";
-import { sitLoss } from "../diffusion/sit.ts";
-import { backward } from "../tensor/backward.ts";
-import { noGrad } from "../tensor/autograd.ts";
-import { tensor, tidy } from "../tensor/tensor.ts";
 import { Generator } from "../tensor/rng.ts";
-import { AdamW, EMA } from "../tensor/optim.ts";
 import { initRngFor } from "../train/init_rng.ts";
+import { type TrainData, trainDiT } from "../train/dit_trainer.ts";
 import { sampleModel } from "../stages/sample.ts";
 import type { BenchOptions, BenchResult } from "./types.ts";
 
@@ -116,7 +113,13 @@ function logProfile(
   }
 }
 
-/** Measures steady-state training steps (SiT loss, AdamW, EMA, one readback) of one config. */
+/**
+ * Measures steady-state training steps of one config: the trainer itself ({@link trainDiT}, so the loop of
+ * lib/train/loop.ts: host batch draws, SiT loss with logit-normal t, backward, AdamW, EMA, the loss of
+ * each step read back while the next is recorded) on random latents. Steps 1-2 compile every pipeline;
+ * with `--profile` step 3 is profiled per op; then `steps` steps are timed, from the loss of one step to the
+ * loss of the step `steps` later.
+ */
 export async function benchTrainStep(
   cfg: DiTConfig,
   batch: number,
@@ -125,59 +128,53 @@ export async function benchTrainStep(
   opts?: BenchOptions,
 ): Promise<BenchResult> {
   const rt = await getRuntime();
-  const model = DiT.init(cfg, initRngFor(0));
-  const opt = new AdamW(model.trainable(), { lr: 1e-4 });
-  const ema = EMA.copyOf([...model.params.values()], 0.9999);
+  const warm = 2 + (opts?.profile ? 1 : 0);
   const g = new Generator(1);
-  const den = { inChannels: cfg.inChannels, learnSigma: cfg.learnSigma, forward: model.forward.bind(model) };
-  const shape = [batch, cfg.inChannels, cfg.inputSize, cfg.inputSize];
-  const per = cfg.inChannels * cfg.inputSize * cfg.inputSize;
-  // Records one step and starts the read-back of its loss; `finish` waits for it. The timed steps overlap
-  // as in the trainer (lib/train/loop.ts): step s's loss is awaited after step s + 1 is recorded.
-  const record = () => {
-    const x = Float32Array.from({ length: batch * per }, () => Math.random() * 2 - 1);
-    const t = Array.from(g.normalCpu(batch), (v) => 1 / (1 + Math.exp(-v)));
-    const stats = tidy(() => {
-      const y = tensor(Uint32Array.from({ length: batch }, (_, i) => i % cfg.numClasses), [batch], "u32");
-      const r = sitLoss(den, tensor(x, shape), t, y, g.normal(shape));
-      backward(r.loss);
-      return noGrad(() => r.loss);
-    });
-    opt.step();
-    opt.zeroGrad();
-    ema.update([...model.params.values()]);
-    return { done: stats.data(), stats };
+  const count = 256;
+  const data: TrainData = {
+    x: g.normalCpu(count * cfg.inChannels * cfg.inputSize * cfg.inputSize),
+    y: Uint32Array.from({ length: count }, (_, i) => i % cfg.numClasses),
+    shape: [cfg.inChannels, cfg.inputSize, cfg.inputSize],
+    count,
+    numClasses: cfg.numClasses,
   };
-  const finish = async (p: ReturnType<typeof record>) => {
-    await p.done;
-    p.stats.dispose();
-  };
-  await finish(record()); // compiles every pipeline
-  await finish(record());
-  if (opts?.profile) {
-    rt.startTiming(true);
-    await finish(record());
-    logProfile(opts, name, await rt.stopProfile());
-  }
-  const cpu0 = processCpuMs();
-  const d0 = rt.stats().dispatches;
-  rt.startTiming();
-  const t0 = performance.now();
-  let pending: ReturnType<typeof record> | null = null;
-  for (let i = 0; i < steps; i++) {
-    const cur = record();
-    if (pending) await finish(pending);
-    pending = cur;
-  }
-  if (pending) await finish(pending);
-  const ms = (performance.now() - t0) / steps;
-  const gpuMs = (await rt.stopTiming()) ?? 0;
-  const cpu1 = processCpuMs();
-  const dispatches = (rt.stats().dispatches - d0) / steps;
+  // onStep(k) runs once step k's loss is back, after step k + 1 was recorded and before step k + 2 is:
+  // what starts at onStep(k) covers the commands of steps k + 2 on.
+  let profile: ReturnType<typeof rt.stopProfile> | null = null;
+  let gpu: ReturnType<typeof rt.stopProfile> | null = null;
+  let t0 = 0, ms = 0, cpu0: number | null = null, cpu1: number | null = null, d0 = 0, d1 = 0;
+  const res = await trainDiT(data, {
+    model: cfg,
+    seed: 0,
+    steps: warm + steps + 1,
+    batch_size: batch,
+    objective: "sit",
+    t_sampling: "logit-normal",
+    lr: 1e-4,
+    ema_decay: 0.9999,
+    log_every: warm + steps + 1,
+  }, {
+    onStep(s) {
+      if (opts?.profile && s.step === 1) rt.startTiming(true);
+      if (opts?.profile && s.step === 2) profile = rt.stopProfile();
+      if (s.step === warm) {
+        cpu0 = processCpuMs();
+        d0 = rt.stats().dispatches;
+        rt.startTiming();
+        t0 = performance.now();
+      }
+      if (s.step === warm + steps) {
+        ms = (performance.now() - t0) / steps;
+        gpu = rt.stopProfile();
+        cpu1 = processCpuMs();
+        d1 = rt.stats().dispatches;
+      }
+    },
+  });
+  if (profile) logProfile(opts!, name, await profile);
+  const gpuMs = (await (gpu as ReturnType<typeof rt.stopProfile> | null))?.totalMs ?? 0;
   const peak = rt.pool.stats().peak;
-  model.dispose();
-  opt.dispose();
-  ema.dispose();
+  res.model.dispose();
   return {
     name,
     ms,
@@ -185,7 +182,7 @@ export async function benchTrainStep(
     unit: "img",
     gpu_ms: gpuMs / steps,
     cpu_ms: cpu0 === null || cpu1 === null ? undefined : (cpu1 - cpu0) / steps,
-    dispatches,
+    dispatches: (d1 - d0) / steps,
     batch,
     model: cfg.name,
     gflops_per_img_fwd: Number(gflops(cfg).toFixed(3)),
@@ -263,7 +260,7 @@ export function trainCases(cpu: boolean): TrainCase[] {
   }];
   for (const size of ["S", "B", "L", "XL"]) {
     for (const patch of [4, 2, 1]) {
-      const cfg = ditConfig(`DiT-${size}/${patch}`, latent, "mini");
+      const cfg = ditConfig(`DiT-${size}/${patch}`, { ...latent, learnSigma: false }, "mini");
       cases.push({ name: `scaling ${cfg.name} 8x8x4 b32`, cfg, batch: 32 });
     }
   }
