@@ -81,7 +81,7 @@ Deno.test("the converted pipelines share the MNIST stages of pipelines/mnist.yam
   const ref = await plan("pipelines/mnist.yaml");
   const shared = ["data", "heldout", "vae", "latents", "classifier", "ref"];
   for (
-    const file of ["pipelines/conditioning.yaml", "pipelines/guidance.yaml", "pipelines/patch-size.yaml"]
+    const file of ["pipelines/conditioning.yaml", "pipelines/guidance.yaml", "pipelines/scaling.yaml"]
   ) {
     const p = await plan(file);
     for (const name of shared) {
