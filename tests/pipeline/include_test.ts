@@ -77,6 +77,17 @@ Deno.test("an include cycle and a missing included file are errors at the includ
   assertEquals([d.pos.line, d.pos.col], [1, 11]);
 });
 
+Deno.test("guidance.yaml samples the main job's model: its train stage is mnist.yaml's (the same cache key)", async () => {
+  const a = (await plan("pipelines/mnist.yaml")).stages.filter((s) => s.name.startsWith("train"));
+  const b = (await plan("pipelines/guidance.yaml")).stages.filter((s) => s.name.startsWith("train"));
+  assertEquals(a.length, 1);
+  assertEquals(b.length, 1);
+  assertEquals(
+    { kind: b[0].kind.name, params: b[0].params, inputs: b[0].inputs, seed: b[0].seed },
+    { kind: a[0].kind.name, params: a[0].params, inputs: a[0].inputs, seed: a[0].seed },
+  );
+});
+
 Deno.test("the converted pipelines share the MNIST stages of pipelines/mnist.yaml (same kind, params, inputs, seed)", async () => {
   const ref = await plan("pipelines/mnist.yaml");
   const shared = ["data", "heldout", "vae", "latents", "classifier", "ref"];
