@@ -140,8 +140,7 @@ export async function benchTrainStep(
   };
   // onStep(k) runs once step k's loss is back, after step k + 1 was recorded and before step k + 2 is:
   // what starts at onStep(k) covers the commands of steps k + 2 on.
-  let profile: ReturnType<typeof rt.stopProfile> | null = null;
-  let gpu: ReturnType<typeof rt.stopProfile> | null = null;
+  const timing: { profile?: ReturnType<typeof rt.stopProfile>; gpu?: ReturnType<typeof rt.stopProfile> } = {};
   let t0 = 0, ms = 0, cpu0: number | null = null, cpu1: number | null = null, d0 = 0, d1 = 0;
   const res = await trainDiT(data, {
     model: cfg,
@@ -156,7 +155,7 @@ export async function benchTrainStep(
   }, {
     onStep(s) {
       if (opts?.profile && s.step === 1) rt.startTiming(true);
-      if (opts?.profile && s.step === 2) profile = rt.stopProfile();
+      if (opts?.profile && s.step === 2) timing.profile = rt.stopProfile();
       if (s.step === warm) {
         cpu0 = processCpuMs();
         d0 = rt.stats().dispatches;
@@ -165,14 +164,14 @@ export async function benchTrainStep(
       }
       if (s.step === warm + steps) {
         ms = (performance.now() - t0) / steps;
-        gpu = rt.stopProfile();
+        timing.gpu = rt.stopProfile();
         cpu1 = processCpuMs();
         d1 = rt.stats().dispatches;
       }
     },
   });
-  if (profile) logProfile(opts!, name, await profile);
-  const gpuMs = (await (gpu as ReturnType<typeof rt.stopProfile> | null))?.totalMs ?? 0;
+  if (opts && timing.profile) logProfile(opts, name, await timing.profile);
+  const gpuMs = (await timing.gpu)?.totalMs ?? 0;
   const peak = rt.pool.stats().peak;
   res.model.dispose();
   return {
