@@ -611,11 +611,15 @@ export const fidKind = defineKind({
     const fr = frechetDistance(ref.mu, ref.sigma, fake.stats.mu, fake.stats.sigma);
     const nReal = realFeat.length / ref.dim;
     const cap = (n: number) => (p.pr_samples > 0 ? Math.min(n, p.pr_samples) : n);
-    const pr = precisionRecall(realFeat, cap(nReal), fake.features, cap(samples.count), ref.dim, p.k);
+    // With per_draw the draws' precision and recall replace these (fidInterval), so the k-NN of all the
+    // samples, quadratic in their number (9,000² distances for the real-digit floor), is not computed.
+    const pr = p.per_draw > 0
+      ? null
+      : precisionRecall(realFeat, cap(nReal), fake.features, cap(samples.count), ref.dim, p.k);
     const name = ex.name;
     ctx.log(
-      `FID(${name}) ${fr.fid.toFixed(4)} at n = ${samples.count} vs ${ref.count} real; ` +
-        `precision ${pr.precision.toFixed(4)}, recall ${pr.recall.toFixed(4)} (k = ${pr.k})`,
+      `FID(${name}) ${fr.fid.toFixed(4)} at n = ${samples.count} vs ${ref.count} real` +
+        (pr ? `; precision ${pr.precision.toFixed(4)}, recall ${pr.recall.toFixed(4)} (k = ${pr.k})` : ""),
     );
     if (samples.count <= ref.dim) {
       ctx.log(
@@ -624,13 +628,13 @@ export const fidKind = defineKind({
     }
     const metrics: Record<string, unknown> = {
       fid: fr.fid,
-      precision: pr.precision,
-      recall: pr.recall,
+      precision: pr?.precision, // per_draw: set by fidInterval (the keys keep their order)
+      recall: pr?.recall,
       n: samples.count,
       n_ref: ref.count,
       pr_n: cap(samples.count),
       pr_n_ref: cap(nReal),
-      k: pr.k,
+      k: p.k,
       feature_dim: ref.dim,
       fid_eps_used: fr.details.epsUsed,
       feature_extractor: name,

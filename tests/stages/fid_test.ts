@@ -140,6 +140,10 @@ stages:
     uses: fid
     inputs: { samples: train.dataset, ref: ref.ref, classifier: clf.classifier }
     with: { pr_samples: 300 }
+  draws:
+    uses: fid
+    inputs: { samples: train.dataset, ref: ref.ref, classifier: clf.classifier }
+    with: { per_draw: 200 }
 `,
   );
   const res = await runIn(sb, file);
@@ -167,6 +171,17 @@ stages:
     (m.fid as number) >= 0 && (m.precision as number) > 0 && (m.recall as number) > 0,
     JSON.stringify(m),
   );
+
+  // per_draw: FID, precision and recall are the means over the disjoint draws (640 samples: 3 draws of 200),
+  // under the same keys in the same order as without draws.
+  const d = stage("draws").metrics!;
+  assertEquals([d.n, d.n_total, d.fid_draws, d.k, d.pr_n, d.pr_n_ref], [200, 640, 3, 3, 200, 200]);
+  for (const k of ["fid", "fid_low", "fid_high", "precision", "recall"]) {
+    assert(typeof d[k] === "number" && Number.isFinite(d[k] as number), `${k} = ${d[k]}`);
+  }
+  const shared = Object.keys(m).filter((k) => k in d);
+  assertEquals(Object.keys(d).filter((k) => k in m), shared);
+  assertEquals(shared.slice(0, 8), ["fid", "precision", "recall", "n", "n_ref", "pr_n", "pr_n_ref", "k"]);
 
   const z = decodeNpz(await Deno.readFile(`${out("fid", "fid")}/samples.npz`));
   const arr = z.get("arr_0")!;
