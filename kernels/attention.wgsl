@@ -717,6 +717,30 @@ fn split_qkv$4(@builtin(global_invocation_id) g: vec3u) {
 }
 //#end
 
+// The adjoint of split_qkv: qkv [B, T, 3·H·Dh] from q, k, v [B, H, T, Dh] (one dispatch, no zeros).
+//#variants f32 vec4
+@group(0) @binding(0) var<uniform> jp$4: HeadParams;
+@group(0) @binding(1) var<storage, read> jq$4: array<$T>;
+@group(0) @binding(2) var<storage, read> jk$4: array<$T>;
+@group(0) @binding(3) var<storage, read> jv$4: array<$T>;
+@group(0) @binding(4) var<storage, read_write> jqkv$4: array<$T>;
+
+@compute @workgroup_size(HWG)
+fn join_qkv$4(@builtin(global_invocation_id) g: vec3u) {
+  let t = g.x;
+  if (t >= jp$4.t) { return; }
+  let b = g.z + jp$4.z0;
+  let dm = jp$4.h * jp$4.dh;
+  let dst = (b * jp$4.t + t) * 3u * dm + g.y * jp$4.dh;
+  let src = ((b * jp$4.h + g.y) * jp$4.t + t) * jp$4.dh;
+  for (var d = 0u; d < jp$4.dh; d++) {
+    jqkv$4[dst + d] = jq$4[src + d];
+    jqkv$4[dst + dm + d] = jk$4[src + d];
+    jqkv$4[dst + 2u * dm + d] = jv$4[src + d];
+  }
+}
+//#end
+
 //#variants f32 vec4
 @group(0) @binding(0) var<uniform> mp$4: HeadParams;
 @group(0) @binding(1) var<storage, read> msrc$4: array<$T>;

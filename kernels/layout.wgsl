@@ -32,13 +32,40 @@ fn dim(v: array<vec4u, 2>, d: u32) -> u32 {
 // llvmpipe). The caller collapses dims first, so few pipelines exist.
 override NDIM: u32 = 1u;
 
+// The walked dims 1..7 as pipeline constants (0: read them from the params). Large walks are specialised
+// to their shape (lib/tensor/ops/layout.ts): after unrolling, `rem % s` and `rem / s` then divide by
+// constants, a vectorised multiply and shift, where a division by a uniform is scalarised per lane on
+// llvmpipe (a permute of the DiT's qkv: ~1.25x faster).
+override GS1: u32 = 0u;
+override GS2: u32 = 0u;
+override GS3: u32 = 0u;
+override GS4: u32 = 0u;
+override GS5: u32 = 0u;
+override GS6: u32 = 0u;
+override GS7: u32 = 0u;
+
+fn shape_dim(shape: array<vec4u, 2>, d: u32) -> u32 {
+  var c = 0u;
+  switch d {
+    case 1u: { c = GS1; }
+    case 2u: { c = GS2; }
+    case 3u: { c = GS3; }
+    case 4u: { c = GS4; }
+    case 5u: { c = GS5; }
+    case 6u: { c = GS6; }
+    case 7u: { c = GS7; }
+    default: {}
+  }
+  return select(dim(shape, d), c, c != 0u);
+}
+
 // The outermost coordinate is what remains after the inner dims (i < n), so it needs no division.
 fn strided_offset(i: u32, base: u32, shape: array<vec4u, 2>, str: array<vec4u, 2>) -> u32 {
   var rem = i;
   var off = base;
   for (var k = 1u; k < NDIM; k++) {
     let d = NDIM - k;
-    let s = dim(shape, d);
+    let s = shape_dim(shape, d);
     off += (rem % s) * dim(str, d);
     rem = rem / s;
   }
@@ -289,10 +316,12 @@ fn where_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgr
 
 // --- split into up to 6 parts in one dispatch (forward), and the parts joined back (its backward) --------
 // x viewed as [outer, size, inner]; part k is [outer, sizes[k], inner] from starts[k] along the middle dim.
-// One invocation per element of x. Unused part slots are bound to distinct dummy buffers, never touched.
+// One invocation per element of a part: the grid's z is the part (uniform per workgroup), x and y its
+// elements, so each part's side is contiguous and the other a run of sizes[k]·inner per outer index.
+// Unused part slots are bound to distinct dummy buffers, never touched.
 
 struct SplitParams {
-  n: u32,      // outer * size * inner
+  outer: u32,
   size: u32,
   inner: u32,
   parts: u32,
@@ -317,28 +346,62 @@ fn split_start(k: u32) -> u32 {
 
 // JOIN = false: parts[k] = x[...] (split); JOIN = true: x[...] = parts[k] (concat of the parts).
 override JOIN: bool = false;
+// sizes[k]·inner when every part has the same size, as a pipeline constant for large splits (0: computed
+// from the params): the division by it is then by a constant (see GS1 above).
+override SPART: u32 = 0u;
 
 @compute @workgroup_size(WG)
 fn split_multi(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = lin(gid, nwg);
-  if (i >= spl.n) { return; }
-  let inner = spl.inner;
-  let j = (i / inner) % spl.size;
-  let o = i / (inner * spl.size);
-  let r = i % inner;
-  var k = 0u;
-  for (var q = 1u; q < 6u; q++) {
-    if (q < spl.parts && j >= split_start(q)) { k = q; }
-  }
+  let k = gid.z;
   let s0 = split_start(k);
-  let len = select(spl.size, split_start(k + 1u), k + 1u < spl.parts) - s0;
-  let pi = (o * len + (j - s0)) * inner + r;
+  let m = select((split_start(k + 1u) - s0) * spl.inner, SPART, SPART != 0u); // elements per outer index
+  if (i >= spl.outer * m) { return; }
+  let o = i / m;
+  let xi = o * spl.size * spl.inner + s0 * spl.inner + (i - o * m);
   switch k {
-    case 0u: { if (JOIN) { sp_x[i] = sp_0[pi]; } else { sp_0[pi] = sp_x[i]; } }
-    case 1u: { if (JOIN) { sp_x[i] = sp_1[pi]; } else { sp_1[pi] = sp_x[i]; } }
-    case 2u: { if (JOIN) { sp_x[i] = sp_2[pi]; } else { sp_2[pi] = sp_x[i]; } }
-    case 3u: { if (JOIN) { sp_x[i] = sp_3[pi]; } else { sp_3[pi] = sp_x[i]; } }
-    case 4u: { if (JOIN) { sp_x[i] = sp_4[pi]; } else { sp_4[pi] = sp_x[i]; } }
-    default: { if (JOIN) { sp_x[i] = sp_5[pi]; } else { sp_5[pi] = sp_x[i]; } }
+    case 0u: { if (JOIN) { sp_x[xi] = sp_0[i]; } else { sp_0[i] = sp_x[xi]; } }
+    case 1u: { if (JOIN) { sp_x[xi] = sp_1[i]; } else { sp_1[i] = sp_x[xi]; } }
+    case 2u: { if (JOIN) { sp_x[xi] = sp_2[i]; } else { sp_2[i] = sp_x[xi]; } }
+    case 3u: { if (JOIN) { sp_x[xi] = sp_3[i]; } else { sp_3[i] = sp_x[xi]; } }
+    case 4u: { if (JOIN) { sp_x[xi] = sp_4[i]; } else { sp_4[i] = sp_x[xi]; } }
+    default: { if (JOIN) { sp_x[xi] = sp_5[i]; } else { sp_5[i] = sp_x[xi]; } }
+  }
+}
+
+// The same split on vec4u (each part's run sizes[k]·inner and every start·inner a multiple of 4): a
+// quarter of the invocations, each moving 16 bytes (llvmpipe loads and stores per lane, so a scalar copy
+// costs about as much per element as this one per vec4). `spl4` is in vec4 units (inner / 4, SPART / 4).
+@group(0) @binding(0) var<uniform> spl4: SplitParams;
+@group(0) @binding(1) var<storage, read_write> sq_x: array<vec4u>;
+@group(0) @binding(2) var<storage, read_write> sq_0: array<vec4u>;
+@group(0) @binding(3) var<storage, read_write> sq_1: array<vec4u>;
+@group(0) @binding(4) var<storage, read_write> sq_2: array<vec4u>;
+@group(0) @binding(5) var<storage, read_write> sq_3: array<vec4u>;
+@group(0) @binding(6) var<storage, read_write> sq_4: array<vec4u>;
+@group(0) @binding(7) var<storage, read_write> sq_5: array<vec4u>;
+
+fn split_start4(k: u32) -> u32 {
+  if (k < 4u) { return spl4.starts[k]; }
+  if (k < 6u) { return spl4.starts2[k - 4u]; }
+  return spl4.size;
+}
+
+@compute @workgroup_size(WG)
+fn split_multi4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = lin(gid, nwg);
+  let k = gid.z;
+  let s0 = split_start4(k);
+  let m = select((split_start4(k + 1u) - s0) * spl4.inner, SPART, SPART != 0u);
+  if (i >= spl4.outer * m) { return; }
+  let o = i / m;
+  let xi = o * spl4.size * spl4.inner + s0 * spl4.inner + (i - o * m);
+  switch k {
+    case 0u: { if (JOIN) { sq_x[xi] = sq_0[i]; } else { sq_0[i] = sq_x[xi]; } }
+    case 1u: { if (JOIN) { sq_x[xi] = sq_1[i]; } else { sq_1[i] = sq_x[xi]; } }
+    case 2u: { if (JOIN) { sq_x[xi] = sq_2[i]; } else { sq_2[i] = sq_x[xi]; } }
+    case 3u: { if (JOIN) { sq_x[xi] = sq_3[i]; } else { sq_3[i] = sq_x[xi]; } }
+    case 4u: { if (JOIN) { sq_x[xi] = sq_4[i]; } else { sq_4[i] = sq_x[xi]; } }
+    default: { if (JOIN) { sq_x[xi] = sq_5[i]; } else { sq_5[i] = sq_x[xi]; } }
   }
 }

@@ -539,3 +539,67 @@ for (const n of [6, 7]) {
     });
   });
 }
+
+// split_multi's paths: vec4 (every part's run sizes[k]·inner and start·inner a multiple of 4) and scalar,
+// each generic and specialised to its part size (equal parts of a split of ≥ 8192 elements). Data moves,
+// so forward and join (the backward) are exact; a part without a gradient joins as zeros.
+for (
+  const [shape, axis, sizes] of [
+    [[64, 768], 1, [128, 128, 128, 128, 128, 128]], // the DiT's adaLN chunk: vec4, specialised
+    [[5, 12, 4], 1, [4, 4, 4]], // vec4 through inner = 4, generic
+    [[3, 10, 3], 1, [4, 2, 4]], // scalar, generic
+    [[40, 30, 7], 1, [10, 10, 10]], // scalar, specialised (8,400 elements)
+    [[40, 36, 8], 1, [12, 8, 16]], // vec4, unequal parts of a large split (generic)
+  ] as [number[], number, number[]][]
+) {
+  Deno.test(`split ${JSON.stringify(shape)} axis ${axis} into [${sizes}]: exact parts and join`, async () => {
+    const n = prod(shape);
+    const xd = Float32Array.from(randn(n, 91 + sizes.length));
+    const res = tidy(() => {
+      const x = tensor(xd, shape);
+      x.requiresGrad = true;
+      x.keep();
+      const parts = L.split(x, sizes, axis);
+      // parts 0 and 2 get seeds k + 1 (part 1 none: zeros in the join)
+      const y = L.concat([
+        mul(parts[0], tensor(new Float32Array(parts[0].size).fill(1), parts[0].shape)),
+        mul(parts[2], tensor(new Float32Array(parts[2].size).fill(3), parts[2].shape)),
+      ], axis);
+      backward(y, tensor(new Float32Array(y.size).fill(1), y.shape));
+      return { parts: parts.map((p) => p.keep()), x };
+    });
+    const x64 = Float64Array.from(xd);
+    let start = 0;
+    for (let k = 0; k < sizes.length; k++) {
+      assertEquals(
+        Array.from(await res.parts[k].data()),
+        Array.from(narrowRef(x64, shape, axis, start, sizes[k])),
+      );
+      start += sizes[k];
+    }
+    const outer = prod(shape.slice(0, axis)), inner = prod(shape.slice(axis + 1));
+    const want = new Float32Array(n);
+    const ends = sizes.map((_, k) => sizes.slice(0, k + 1).reduce((a, b) => a + b, 0));
+    for (let o = 0; o < outer; o++) {
+      for (let j = 0; j < shape[axis]; j++) {
+        const part = ends.findIndex((e) => j < e);
+        for (let r = 0; r < inner; r++) {
+          want[(o * shape[axis] + j) * inner + r] = part === 0 ? 1 : part === 2 ? 3 : 0;
+        }
+      }
+    }
+    assertEquals(Array.from(await res.x.grad!.data()), Array.from(want));
+    for (const p of res.parts) p.dispose();
+    res.x.dispose();
+  });
+}
+
+Deno.test("permute of ≥ 8192 elements (a pipeline specialised to the walk's shape) is exact", async () => {
+  const shape = [8, 16, 12, 10];
+  const xd = Float32Array.from(randn(prod(shape), 5));
+  for (const dims of [[2, 0, 3, 1], [3, 2, 1, 0], [0, 2, 1, 3]]) {
+    const y = tidy(() => L.permute(tensor(xd, shape), dims));
+    assertEquals(Array.from(await y.data()), Array.from(permuteRef(Float64Array.from(xd), shape, dims)));
+    y.dispose();
+  }
+});
