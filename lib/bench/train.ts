@@ -40,6 +40,23 @@ export async function hasTorch(): Promise<boolean> {
   }
 }
 
+/** The system BLAS that Debian's torch links (an alternative: reference BLAS, OpenBLAS, BLIS...). */
+const SYSTEM_BLAS = "/usr/lib/x86_64-linux-gnu/libblas.so.3";
+
+/**
+ * The resolved path of the system BLAS when it is Debian's reference implementation (the only one that
+ * `apt-get install python3-torch` brings, ~10× slower than OpenBLAS for torch's GEMMs); null otherwise or
+ * where there is no such file.
+ */
+export async function referenceBlas(): Promise<string | null> {
+  try {
+    const real = await Deno.realPath(SYSTEM_BLAS);
+    return /\/blas\/libblas\.so/.test(real) ? real : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Runs the PyTorch twin of one config (tools/bench_torch.py) with `threads` threads and returns its img/s.
  * OMP_WAIT_POLICY=PASSIVE: on a shared machine torch's spinning OpenMP threads otherwise lose 10-30× (a
@@ -273,6 +290,12 @@ export async function benchTrain(opts: BenchOptions): Promise<BenchResult[]> {
   const cpu = rt.adapter.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(rt.adapter.description);
   const vsTorch = opts.vsTorch ? await hasTorch() : false;
   if (opts.vsTorch && !vsTorch) opts.log(`train: ${PYTHON} has no torch; no PyTorch twins`);
+  if (vsTorch && await referenceBlas()) {
+    opts.log(
+      `train: PyTorch runs on Debian's reference BLAS (${SYSTEM_BLAS} → ${await referenceBlas()}), about 10× ` +
+        "slower than it can be: install libopenblas0-pthread for a fair comparison",
+    );
+  }
   const filter = opts.filter ? new RegExp(opts.filter) : null;
   const out: BenchResult[] = [];
   const withTwin = async (r: BenchResult, spec: Record<string, unknown>) => {

@@ -17,7 +17,7 @@ import type { Generator } from "../tensor/rng.ts";
 import { tensor, tidy } from "../tensor/tensor.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { paramDefaults, type ParamSchema, type ParamValues } from "../pipeline/schema.ts";
-import { trainLoop } from "../train/loop.ts";
+import { cosineLr, trainLoop } from "../train/loop.ts";
 import { expectSpace } from "./plan_checks.ts";
 
 /** The file the stage writes (and `fid-ref`/`fid` read); defined with the LeNet file format. */
@@ -142,7 +142,7 @@ export async function trainLeNet(
       stateDict: () => Promise.resolve(new Map()),
     },
     optim: { lr: o.lr, weightDecay: o.weight_decay },
-    lrAt: (step) => o.lr * 0.5 * (1 + Math.cos(Math.PI * step / total)), // cosine decay to 0
+    lrAt: cosineLr(o.lr, total),
     step(net, gen, step) {
       const s = step % stepsPerEpoch;
       if (s === 0) perm = permutation(gen, count);

@@ -163,6 +163,7 @@ export const trainVaeKind = defineKind({
         steps: String(p.steps),
         kl_weight: String(p.kl_weight),
         rec_loss: p.rec_loss,
+        lr_decay: p.lr_decay,
         data_info: JSON.stringify(data.info),
       });
       let evalPsnr: number | null = null;

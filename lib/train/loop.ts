@@ -287,3 +287,11 @@ export function emaDecayAt(decay: number, warmup: boolean): (t: number) => numbe
 export function warmupLr(lr: number, warmup: number): ((step: number) => number) | undefined {
   return warmup > 0 ? (step) => lr * Math.min(1, (step + 1) / warmup) : undefined;
 }
+
+/**
+ * Cosine decay from `lr` at step 0 to 0 over `total` steps: lr · (1 + cos(π · step / total)) / 2. It depends
+ * on the total, so a longer run does not extend a shorter one (the DiT trains at a constant rate for that).
+ */
+export function cosineLr(lr: number, total: number): (step: number) => number {
+  return (step) => lr * 0.5 * (1 + Math.cos(Math.PI * step / total));
+}

@@ -28,7 +28,7 @@ import { mse } from "../tensor/ops/loss.ts";
 import { mean, sum } from "../tensor/ops/reduce.ts";
 import { tensor, tidy } from "../tensor/tensor.ts";
 import { paramDefaults, type ParamSchema, type ParamValues } from "../pipeline/schema.ts";
-import { LOOP_PARAMS, type LoopHooks, modelHooks, type StepProgress, trainLoop } from "./loop.ts";
+import { cosineLr, LOOP_PARAMS, type LoopHooks, modelHooks, type StepProgress, trainLoop } from "./loop.ts";
 import { VAE_CHECKPOINT } from "./checkpoint.ts";
 
 /** Images to train on: NCHW floats in [-1, 1]. */
@@ -61,6 +61,13 @@ export const VAE_TRAIN_PARAMS = {
   weight_decay: { type: "number", default: 0, min: 0 },
   kl_weight: { type: "number", default: 1e-6, min: 0, doc: "LDM: 1e-6" },
   rec_loss: { type: "enum", values: ["mse", "l1"], default: "mse", doc: "reconstruction loss" },
+  lr_decay: {
+    type: "enum",
+    values: ["none", "cosine"],
+    default: "none",
+    doc: "cosine: the learning rate decays to 0 over the steps (the last weights settle, not a point of an " +
+      "oscillation)",
+  },
   ...LOOP_PARAMS,
 } as const satisfies ParamSchema;
 
@@ -160,6 +167,7 @@ export async function trainVae(
     checkpoint: VAE_CHECKPOINT,
     config: cfg,
     optim: { lr: o.lr, betas: o.betas ?? [0.5, 0.9], weightDecay: o.weight_decay },
+    lrAt: o.lr_decay === "cosine" ? cosineLr(o.lr, o.steps) : undefined,
     intro: () => [
       `training ${cfg.name} (${nParams.toLocaleString("en-US")} params, blocks [${cfg.blockOutChannels}], ` +
       `${cfg.latentChannels} latent channels) for ${o.steps} steps, batch ${N}, ` +

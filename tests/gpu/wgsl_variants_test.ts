@@ -8,8 +8,8 @@
  * `deno run -A tests/gpu/wgsl_variants_test.ts REV [FILE...]` (REV a commit, or `.` for the working tree:
  * after an intended change to a block, that re-captures what the blocks now generate; FILEs: capture only
  * those kernel files, e.g. the ones whose hand-written twins just became a block, and keep the others). The blocks of elementwise.wgsl
- * and optim.wgsl added vec4 kernels beside renamed f32 ones: their declarations were captured from `.` when
- * they were written.
+ * and optim.wgsl added vec4 kernels beside renamed f32 ones, and attention.wgsl's `join_qkv` pair is new: their
+ * declarations were captured from `.` when they were written.
  */
 
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";

@@ -13,7 +13,7 @@ import {
   type TrainData,
   trainDiT,
 } from "../../lib/train/dit_trainer.ts";
-import { emaDecayAt, warmupLr } from "../../lib/train/loop.ts";
+import { cosineLr, emaDecayAt, warmupLr } from "../../lib/train/loop.ts";
 import { initRngFor } from "../../lib/train/init_rng.ts";
 import type { Backbone } from "../../lib/models/arch.ts";
 import { DiT } from "../../lib/models/dit.ts";
@@ -66,6 +66,12 @@ Deno.test("warmupLr: lr · min(1, (step + 1) / warmup); none for 0", () => {
   const f = warmupLr(1e-3, 4)!;
   assertEquals([0, 1, 2, 3, 4, 100].map(f), [1e-3 * 0.25, 1e-3 * 0.5, 1e-3 * 0.75, 1e-3, 1e-3, 1e-3]);
   assertEquals(warmupLr(1e-3, 0), undefined);
+});
+
+Deno.test("cosineLr: lr · (1 + cos(π · step / total)) / 2, from lr to 0", () => {
+  const f = cosineLr(2e-3, 4);
+  assertEquals([0, 2, 4].map(f), [2e-3, 1e-3, 0]);
+  assertEquals(f(1), 2e-3 * 0.5 * (1 + Math.cos(Math.PI / 4)));
 });
 
 Deno.test("lr_warmup: the first step is a step at lr / warmup; 0 (the default) is no warm-up", async () => {
