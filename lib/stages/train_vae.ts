@@ -164,6 +164,7 @@ export const trainVaeKind = defineKind({
         kl_weight: String(p.kl_weight),
         rec_loss: p.rec_loss,
         lr_decay: p.lr_decay,
+        ema_decay: String(p.ema_decay),
         data_info: JSON.stringify(data.info),
       });
       let evalPsnr: number | null = null;

@@ -28,7 +28,15 @@ import { mse } from "../tensor/ops/loss.ts";
 import { mean, sum } from "../tensor/ops/reduce.ts";
 import { tensor, tidy } from "../tensor/tensor.ts";
 import { paramDefaults, type ParamSchema, type ParamValues } from "../pipeline/schema.ts";
-import { cosineLr, LOOP_PARAMS, type LoopHooks, modelHooks, type StepProgress, trainLoop } from "./loop.ts";
+import {
+  cosineLr,
+  emaDecayAt,
+  LOOP_PARAMS,
+  type LoopHooks,
+  modelHooks,
+  type StepProgress,
+  trainLoop,
+} from "./loop.ts";
 import { VAE_CHECKPOINT } from "./checkpoint.ts";
 
 /** Images to train on: NCHW floats in [-1, 1]. */
@@ -61,6 +69,15 @@ export const VAE_TRAIN_PARAMS = {
   weight_decay: { type: "number", default: 0, min: 0 },
   kl_weight: { type: "number", default: 1e-6, min: 0, doc: "LDM: 1e-6" },
   rec_loss: { type: "enum", values: ["mse", "l1"], default: "mse", doc: "reconstruction loss" },
+  ema_decay: {
+    type: "number",
+    default: 0,
+    min: 0,
+    max: 1,
+    doc:
+      "0: none; else the trained VAE is an EMA of its weights with this decay (warm-up min(decay, (1 + t) / " +
+      "(10 + t)))",
+  },
   lr_decay: {
     type: "enum",
     values: ["none", "cosine"],
@@ -168,6 +185,13 @@ export async function trainVae(
     config: cfg,
     optim: { lr: o.lr, betas: o.betas ?? [0.5, 0.9], weightDecay: o.weight_decay },
     lrAt: o.lr_decay === "cosine" ? cosineLr(o.lr, o.steps) : undefined,
+    ema: o.ema_decay > 0
+      ? {
+        params: (m) => [...m.params.values()],
+        names: (m) => m.specs,
+        decayAt: emaDecayAt(o.ema_decay, true),
+      }
+      : undefined,
     intro: () => [
       `training ${cfg.name} (${nParams.toLocaleString("en-US")} params, blocks [${cfg.blockOutChannels}], ` +
       `${cfg.latentChannels} latent channels) for ${o.steps} steps, batch ${N}, ` +
@@ -189,8 +213,14 @@ export async function trainVae(
     entry: (s, step) => ({ step, loss: s[0], rec: s[1], kl: s[2] }),
     detail: (e) => `${o.rec_loss} ${e.rec.toFixed(5)}, kl ${e.kl.toFixed(2)}`,
   }, hooks);
+  // With an EMA, the trained VAE is the average (the raw weights are dropped).
+  let model = res.model;
+  if (res.ema) {
+    model.dispose();
+    model = AutoencoderKL.fromHost(cfg, res.ema);
+  }
   return {
-    model: res.model,
+    model,
     losses: res.losses,
     seconds: res.seconds,
     imgPerSec: res.imgPerSec,

@@ -115,6 +115,37 @@ Deno.test("train-vae: a run stopped at step k and resumed is bit-identical to an
   }
 });
 
+Deno.test("train-vae ema_decay: the trained VAE is the EMA of the raw weights along the run (with warm-up)", async () => {
+  const data = {
+    x: digits.images.subarray(0, 16 * PER),
+    shape: [1, 16, 16] as [number, number, number],
+    count: 16,
+  };
+  // The raw weights after 0 (init), 1, 2 and 3 steps: the EMA does not change the trajectory.
+  const init = AutoencoderKL.init(TINY, initRngFor(5));
+  const raw = [await weights(init)];
+  init.dispose();
+  for (const steps of [1, 2, 3]) {
+    const r = await trainVae(data, opts({ steps, batch_size: 2 }));
+    raw.push(await weights(r.model));
+    r.model.dispose();
+  }
+  const withEma = await trainVae(data, opts({ steps: 3, batch_size: 2, ema_decay: 0.9 }));
+  const got = await weights(withEma.model);
+  withEma.model.dispose();
+  // ema ← ema·d + (1 − d)·w, d = min(0.9, (1 + t) / (10 + t)) at update t, starting from the init.
+  const want = raw[0].map((w) => Float64Array.from(w));
+  for (let t = 0; t < 3; t++) {
+    const d = Math.min(0.9, (1 + t) / (10 + t));
+    want.forEach((e, k) => e.forEach((v, i) => e[i] = v * d + (1 - d) * raw[t + 1][k][i]));
+  }
+  let worst = 0;
+  want.forEach((e, k) => e.forEach((v, i) => worst = Math.max(worst, Math.abs(got[k][i] - v))));
+  assert(worst < 1e-6, `EMA weights off by ${worst}`);
+  // and it is not the raw weights
+  assert(got.some((w, k) => w.some((v, i) => v !== raw[3][k][i])), "the EMA equals the raw weights");
+});
+
 Deno.test("encode/decode: a missing VAE names the expected file and where", async () => {
   const dir = await Deno.makeTempDir();
   try {
