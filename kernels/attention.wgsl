@@ -673,8 +673,9 @@ fn pad_cols(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
 // --- head permutes --------------------------------------------------------------------------------------
 // split_qkv: qkv [B, T, 3, H, Dh] (a [B, T, 3D] tensor) -> q, k, v [B, H, T, Dh] (the layout of the official
 // DiT: qkv.reshape(B, T, 3, H, Dh).permute(2, 0, 3, 1, 4)).
+// join_qkv: its adjoint, q, k, v [B, H, T, Dh] -> qkv [B, T, 3D] (splitHeads' backward).
 // heads_merge: src [B, H, T, Dh] -> out [B, T, S, H, Dh] where slot `slot` holds src and the other S - 1
-// slots are zero (S = 1: mergeHeads; S = 3: the gradient of one of splitHeads' outputs).
+// slots are zero (S = 1: mergeHeads).
 // heads_split: src [B, T, S, H, Dh] slot `slot` -> out [B, H, T, Dh] (S = 1: mergeHeads' backward).
 // One invocation per (b, h, t), from a 3-D grid (x: t, y: h, z: b - z0), no integer division (which CPU
 // adapters execute lane by lane); it moves the Dh values of one head row. `dh` counts elements of the

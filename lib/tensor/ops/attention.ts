@@ -372,9 +372,9 @@ export function attentionForward(
 // ---- head split / merge ---------------------------------------------------------------------------------
 
 /**
- * Dispatches a head permute (`split_qkv`, `heads_merge`, `heads_split` in attention.wgsl): one invocation
- * per (b, h, t) on a [T, H, B] grid, vec4 entry points when Dh % 4 == 0 (their bindings are named with a
- * `4` appended).
+ * Dispatches a head permute (`split_qkv`, `join_qkv`, `heads_merge`, `heads_split` in attention.wgsl): one
+ * invocation per (b, h, t) on a [T, H, B] grid, vec4 entry points when Dh % 4 == 0 (their bindings are named
+ * with a `4` appended).
  */
 function headDispatch(
   entry: string,
@@ -422,8 +422,8 @@ function splitRaw(src: Tensor, h: number, s: number, slot: number, op: string): 
 
 /**
  * Splits a fused qkv projection [B, T, 3·D] into q, k, v, each [B, H, T, D/H], in the layout of the
- * official DiT: `qkv.reshape(B, T, 3, H, Dh).permute(2, 0, 3, 1, 4)`. Differentiable. (Each output's
- * gradient flows back as a [B, T, 3·D] tensor that is zero outside its third; the tape sums them.)
+ * official DiT: `qkv.reshape(B, T, 3, H, Dh).permute(2, 0, 3, 1, 4)`. Differentiable: the three outputs'
+ * gradients are joined into one [B, T, 3·D] gradient by one dispatch (`join_qkv`).
  */
 export function splitHeads(qkv: Tensor, heads: number): { q: Tensor; k: Tensor; v: Tensor } {
   const op = "splitHeads";
