@@ -17,9 +17,9 @@ import { launch } from "../launch.ts";
 
 const K = wgsl(new URL("../../../kernels/layout.wgsl", import.meta.url));
 /**
- * Elements from which a strided walk or split gets a pipeline specialised to its shape (the dims as
- * override constants: divisions by constants, ~1.25x faster permutes on llvmpipe; one small pipeline per shape, so
- * small walks, of which there are many shapes, share the generic one).
+ * Elements from which a strided walk or split gets a pipeline specialised to its shape: the dims as
+ * override constants, so divisions by constants (permutes ~1.25× faster on llvmpipe). That is one small
+ * pipeline per shape, so small walks, of which there are many shapes, share the generic one.
  */
 const SPECIALISE_MIN = 8192;
 
