@@ -674,9 +674,8 @@ fn pad_cols(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
 // split_qkv: qkv [B, T, 3, H, Dh] (a [B, T, 3D] tensor) -> q, k, v [B, H, T, Dh] (the layout of the official
 // DiT: qkv.reshape(B, T, 3, H, Dh).permute(2, 0, 3, 1, 4)).
 // join_qkv: its adjoint, q, k, v [B, H, T, Dh] -> qkv [B, T, 3D] (splitHeads' backward).
-// heads_merge: src [B, H, T, Dh] -> out [B, T, S, H, Dh] where slot `slot` holds src and the other S - 1
-// slots are zero (S = 1: mergeHeads).
-// heads_split: src [B, T, S, H, Dh] slot `slot` -> out [B, H, T, Dh] (S = 1: mergeHeads' backward).
+// heads_merge: src [B, H, T, Dh] -> out [B, T, H, Dh] (mergeHeads).
+// heads_split: src [B, T, H, Dh] -> out [B, H, T, Dh] (mergeHeads' backward).
 // One invocation per (b, h, t), from a 3-D grid (x: t, y: h, z: b - z0), no integer division (which CPU
 // adapters execute lane by lane); it moves the Dh values of one head row. `dh` counts elements of the
 // entry point's array type: the *4 entry points (vec4f) serve Dh % 4 == 0 with dh = Dh / 4. Each pair is
@@ -686,11 +685,7 @@ struct HeadParams {
   t: u32,     // tokens
   h: u32,     // heads
   dh: u32,    // head dim, in array elements (f32 or vec4f)
-  s: u32,     // slots per token
-  slot: u32,
   z0: u32,    // batch offset of this dispatch (dispatches are split at 65535 in z)
-  _p0: u32,
-  _p1: u32,
 }
 
 override HWG: u32 = 64u;
@@ -752,17 +747,9 @@ fn heads_merge$4(@builtin(global_invocation_id) g: vec3u) {
   let t = g.x;
   if (t >= mp$4.t) { return; }
   let b = g.z + mp$4.z0;
-  let dm = mp$4.h * mp$4.dh;
   let src = ((b * mp$4.h + g.y) * mp$4.t + t) * mp$4.dh;
-  let row = (b * mp$4.t + t) * mp$4.s * dm + g.y * mp$4.dh;
-  for (var s = 0u; s < mp$4.s; s++) {
-    let o = row + s * dm;
-    if (s == mp$4.slot) {
-      for (var d = 0u; d < mp$4.dh; d++) { mout$4[o + d] = msrc$4[src + d]; }
-    } else {
-      for (var d = 0u; d < mp$4.dh; d++) { mout$4[o + d] = $T(0.0); }
-    }
-  }
+  let dst = (b * mp$4.t + t) * mp$4.h * mp$4.dh + g.y * mp$4.dh;
+  for (var d = 0u; d < mp$4.dh; d++) { mout$4[dst + d] = msrc$4[src + d]; }
 }
 //#end
 
@@ -776,8 +763,7 @@ fn heads_split$4(@builtin(global_invocation_id) g: vec3u) {
   let t = g.x;
   if (t >= hp$4.t) { return; }
   let b = g.z + hp$4.z0;
-  let dm = hp$4.h * hp$4.dh;
-  let src = (b * hp$4.t + t) * hp$4.s * dm + hp$4.slot * dm + g.y * hp$4.dh;
+  let src = (b * hp$4.t + t) * hp$4.h * hp$4.dh + g.y * hp$4.dh;
   let dst = ((b * hp$4.h + g.y) * hp$4.t + t) * hp$4.dh;
   for (var d = 0u; d < hp$4.dh; d++) { hout$4[dst + d] = hsrc$4[src + d]; }
 }

@@ -290,9 +290,10 @@ export async function benchTrain(opts: BenchOptions): Promise<BenchResult[]> {
   const cpu = rt.adapter.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(rt.adapter.description);
   const vsTorch = opts.vsTorch ? await hasTorch() : false;
   if (opts.vsTorch && !vsTorch) opts.log(`train: ${PYTHON} has no torch; no PyTorch twins`);
-  if (vsTorch && await referenceBlas()) {
+  const refBlas = vsTorch ? await referenceBlas() : null;
+  if (refBlas) {
     opts.log(
-      `train: PyTorch runs on Debian's reference BLAS (${SYSTEM_BLAS} → ${await referenceBlas()}), about 10× ` +
+      `train: PyTorch runs on Debian's reference BLAS (${SYSTEM_BLAS} → ${refBlas}), about 10× ` +
         "slower than it can be: install libopenblas0-pthread for a fair comparison",
     );
   }

@@ -381,8 +381,6 @@ function headDispatch(
   inputs: Record<string, Tensor>,
   outputs: Record<string, Tensor>,
   [b, t, h, dh]: number[],
-  s: number,
-  slot: number,
   op: string,
 ): void {
   const v4 = dh % 4 === 0;
@@ -394,7 +392,7 @@ function headDispatch(
     launch(K, entry, {
       vec4: v4,
       constants: { HWG: hwg },
-      params: { t, h, dh: v4 ? dh / 4 : dh, s, slot, z0 },
+      params: { t, h, dh: v4 ? dh / 4 : dh, z0 },
       inputs,
       outputs,
       workgroups: [Math.ceil(t / hwg), h, Math.min(maxZ, b - z0)],
@@ -403,20 +401,20 @@ function headDispatch(
   }
 }
 
-/** src [B, H, T, Dh] → [B, T, S·H·Dh] with src in slot `slot` and zeros in the others. */
-function mergeRaw(src: Tensor, s: number, slot: number, op: string): Tensor {
+/** src [B, H, T, Dh] → [B, T, H·Dh]. */
+function mergeRaw(src: Tensor, op: string): Tensor {
   const [b, h, t, dh] = src.shape;
-  const out = empty([b, t, s * h * dh]);
-  headDispatch("heads_merge", { msrc: src }, { mout: out }, [b, t, h, dh], s, slot, op);
+  const out = empty([b, t, h * dh]);
+  headDispatch("heads_merge", { msrc: src }, { mout: out }, [b, t, h, dh], op);
   return debugCheck(out, op);
 }
 
-/** src [B, T, S·H·Dh] slot `slot` → [B, H, T, Dh]. */
-function splitRaw(src: Tensor, h: number, s: number, slot: number, op: string): Tensor {
+/** src [B, T, H·Dh] → [B, H, T, Dh]. */
+function splitRaw(src: Tensor, h: number, op: string): Tensor {
   const [b, t, w] = src.shape;
-  const dh = w / (s * h);
+  const dh = w / h;
   const out = empty([b, h, t, dh]);
-  headDispatch("heads_split", { hsrc: src }, { hout: out }, [b, t, h, dh], s, slot, op);
+  headDispatch("heads_split", { hsrc: src }, { hout: out }, [b, t, h, dh], op);
   return debugCheck(out, op);
 }
 
@@ -441,7 +439,7 @@ export function splitHeads(qkv: Tensor, heads: number): { q: Tensor; k: Tensor; 
   const q = empty(shape);
   const k = empty(shape);
   const v = empty(shape);
-  headDispatch("split_qkv", { sqkv: qkv }, { sq: q, sk: k, sv: v }, [b, t, heads, dh], 3, 0, op);
+  headDispatch("split_qkv", { sqkv: qkv }, { sq: q, sk: k, sv: v }, [b, t, heads, dh], op);
   for (const x of [q, k, v]) debugCheck(x, op);
   if (!needsGrad(qkv)) return { q, k, v };
   // The backward joins the three gradients in one dispatch once all are in (zeros for one without): each
@@ -462,8 +460,6 @@ export function splitHeads(qkv: Tensor, heads: number): { q: Tensor; k: Tensor; 
         { jq: gq, jk: gk, jv: gv },
         { jqkv: out },
         [b, t, heads, dh],
-        3,
-        0,
         `${op} backward`,
       );
       for (const g of [gq, gk, gv]) g.dispose();
@@ -486,7 +482,7 @@ export function mergeHeads(o: Tensor): Tensor {
   const op = "mergeHeads";
   assertF32(op, o);
   if (o.ndim !== 4) throw new ShapeError(op, `expects [B, H, T, Dh], got ${fmtShape(o.shape)}`);
-  const out = mergeRaw(o, 1, 0, op);
+  const out = mergeRaw(o, op);
   const h = o.shape[1];
-  return record(out, op, [o], (g) => [splitRaw(g, h, 1, 0, `${op} backward`)]);
+  return record(out, op, [o], (g) => [splitRaw(g, h, `${op} backward`)]);
 }
