@@ -14,12 +14,32 @@ export function loadAvg(): string {
   }
 }
 
+/**
+ * The CPU's model as /proc/cpuinfo names it, with its family and model numbers (a VM may name only the
+ * vendor line, "AMD EPYC", and llvmpipe's speed differs several-fold between CPU generations), or "?".
+ */
+export function cpuModel(cpuinfo?: string): string {
+  let text = cpuinfo;
+  if (text === undefined) {
+    try {
+      text = Deno.readTextFileSync("/proc/cpuinfo");
+    } catch {
+      return "?";
+    }
+  }
+  const field = (k: string) => new RegExp(`^${k}\\s*:\\s*(.*)$`, "m").exec(text!)?.[1]?.trim();
+  const name = field("model name");
+  if (!name) return "?";
+  const [family, model] = [field("cpu family"), field("model")];
+  return family && model ? `${name} (family ${family}, model ${model})` : name;
+}
+
 /** The load average when this module was loaded (the start of the benchmarks). */
 const loadBefore = loadAvg();
 
 /**
  * Writes `experiments/bench/<name>.md` with a table of the results, the command that made them (`args`:
- * the CLI's arguments), the host's CPU count and load average.
+ * the CLI's arguments), the host's CPU count and model, and its load average.
  */
 export async function writeBenchReport(
   name: string,
@@ -51,7 +71,7 @@ export async function writeBenchReport(
     `Adapter: ${adapters.join(", ")}  `,
     `Date: ${new Date().toISOString()}  `,
     `Command: \`deno task bench ${args ? args.join(" ") : name}\`  `,
-    `Machine: ${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} CPUs, load average ` +
+    `Machine: ${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} CPUs (${cpuModel()}), load average ` +
     `(1, 5, 15 min) before ${loadBefore ?? "?"}, after ${loadAvg()}`,
     "",
     `| ${cols.join(" | ")} |`,

@@ -2,12 +2,13 @@
  * Optimisers on GPU tensors: {@link AdamW} exactly as `torch.optim.AdamW` (single-tensor path), the
  * {@link EMA} of DiT's `update_ema`, and gradient helpers ({@link zeroGrad}, {@link clipGradNorm}).
  * Parameters are updated in place (their buffers keep their identity, so views of them see the update).
- * Kernels: `kernels/optim.wgsl`.
+ * The optimiser's moments and the EMA's average of the small tensors live in one flat buffer each
+ * ({@link FlatLayout}), so that one dispatch updates them all. Kernels: `kernels/optim.wgsl`.
  * @module
  */
 
-import { wgsl } from "../gpu/runtime.ts";
-import { empty, fmtShape, ShapeError, type Tensor, tensor, zeros } from "./tensor.ts";
+import { type BufferRef, wgsl } from "../gpu/runtime.ts";
+import { empty, fmtShape, numel, type Shape, ShapeError, type Tensor, tensor, zeros } from "./tensor.ts";
 import { assertF32, grid, rt, sameShape, WG } from "./ops/util.ts";
 import { launch } from "./launch.ts";
 
@@ -39,7 +40,7 @@ export interface AdamWOptions {
   weightDecay?: number;
 }
 
-/** AdamW's per-parameter state, in parameter order, for checkpoints. */
+/** AdamW's per-parameter state, in parameter order, for checkpoints ({@link AdamW.state}: copies). */
 export interface AdamWState {
   /** Steps taken by each parameter (a parameter without a gradient at a step is skipped, as in torch). */
   steps: number[];
@@ -91,8 +92,9 @@ export class AdamW {
   /** The parameters, in the order of the state. */
   readonly params: readonly Tensor[];
   #steps: number[];
-  #m: Tensor[];
-  #v: Tensor[];
+  #layout: FlatLayout;
+  #m: ParamState;
+  #v: ParamState;
 
   constructor(params: Tensor[], opts: AdamWOptions = {}) {
     this.params = [...params];
@@ -102,18 +104,20 @@ export class AdamW {
     this.weightDecay = opts.weightDecay ?? 0;
     for (const p of params) assertF32("AdamW", p);
     this.#steps = params.map(() => 0);
-    this.#m = params.map((p) => zeros(p.shape, "f32", `${p.name}.exp_avg`).keep());
-    this.#v = params.map((p) => zeros(p.shape, "f32", `${p.name}.exp_avg_sq`).keep());
+    this.#layout = new FlatLayout(params);
+    this.#m = ParamState.zeros(this.#layout, "exp_avg");
+    this.#v = ParamState.zeros(this.#layout, "exp_avg_sq");
   }
 
   /**
-   * One step for every parameter whose `.grad` is set. Parameters below {@link MULTI_TENSOR_MAX} elements
-   * that share a step count are updated by one dispatch over flat copies (see {@link gatherUpdate}); the
-   * per-element arithmetic is the same kernel's, so the results are bit-identical to one dispatch each.
+   * One step for every parameter whose `.grad` is set. When every tensor of the flat layout has a gradient
+   * and they share a step count (the usual step), they are updated by one dispatch: parameters and
+   * gradients are copied into flat buffers laid out as the moments (see {@link FlatLayout}) and the
+   * parameters back. Otherwise each runs its own dispatch on its slice of the moments. The per-element
+   * arithmetic is the same kernel's either way, so the results are bit-identical.
    */
   step(): void {
     const f = Math.fround;
-    const groups = new Map<number, number[]>();
     const coeffs = (t: number, n: number) => {
       const bc1 = 1 - this.beta1 ** t;
       const bc2 = 1 - this.beta2 ** t;
@@ -129,26 +133,35 @@ export class AdamW {
         neg_step: f(-this.lr / bc1),
       };
     };
+    const L = this.#layout;
+    const flatSteps = new Set<number>();
+    let flatWithGrad = 0;
     for (let i = 0; i < this.params.length; i++) {
       const p = this.params[i];
-      const g = p.grad;
-      if (!g) continue;
-      checkPair("AdamW.step", p, g);
+      if (!p.grad) continue;
+      checkPair("AdamW.step", p, p.grad);
       const t = ++this.#steps[i];
-      if (p.size <= MULTI_TENSOR_MAX) {
-        const grp = groups.get(t) ?? [];
-        grp.push(i);
-        groups.set(t, grp);
-        continue;
+      if (L.inFlat(i)) {
+        flatSteps.add(t);
+        flatWithGrad++;
       }
-      adamwLaunch(coeffs(t, p.size), p, g, this.#m[i], this.#v[i], `AdamW ${p.name}`);
     }
-    for (const [t, idx] of groups) {
-      gatherUpdate(
-        idx.map((i) => [this.params[i], this.params[i].grad!, this.#m[i], this.#v[i]]),
-        [true, false, true, true],
-        (n, [fp, fg, fm, fv]) => adamwLaunch(coeffs(t, n), fp, fg, fm, fv, `AdamW ${idx.length} tensors`),
-      );
+    const together = flatWithGrad === L.members.length && flatSteps.size === 1 && L.members.length > 1;
+    if (together) {
+      const ps = L.members.map((i) => this.params[i]);
+      const fp = L.gather(ps, "params");
+      const fg = L.gather(ps.map((p) => p.grad!), "grads");
+      const t = this.#steps[L.members[0]];
+      adamwLaunch(coeffs(t, L.total), fp, fg, this.#m.flat!, this.#v.flat!, `AdamW ${ps.length} tensors`);
+      L.scatter(fp, ps);
+      fp.dispose();
+      fg.dispose();
+    }
+    for (let i = 0; i < this.params.length; i++) {
+      const p = this.params[i];
+      if (!p.grad || (together && L.inFlat(i))) continue;
+      const c = coeffs(this.#steps[i], p.size);
+      adamwLaunch(c, p, p.grad, this.#m.ref(i), this.#v.ref(i), `AdamW ${p.name}`);
     }
   }
 
@@ -157,20 +170,21 @@ export class AdamW {
     zeroGrad(this.params);
   }
 
-  /** The live state (the moment tensors are the optimiser's own: read or copy them, do not dispose). */
+  /** A copy of the state: new moment tensors, which the caller disposes. */
   state(): AdamWState {
-    return { steps: [...this.#steps], m: [...this.#m], v: [...this.#v] };
+    const n = this.params.length;
+    const copies = (s: ParamState) => Array.from({ length: n }, (_, i) => s.copy(i));
+    return { steps: [...this.#steps], m: copies(this.#m), v: copies(this.#v) };
   }
 
   /** The state read back to the host, for checkpoint files. */
   async toHost(): Promise<AdamWHostState> {
-    const m: Float32Array[] = [];
-    const v: Float32Array[] = [];
-    for (let i = 0; i < this.params.length; i++) {
-      m.push(await this.#m[i].data());
-      v.push(await this.#v[i].data());
-    }
-    return { step: Math.max(0, ...this.#steps), steps: [...this.#steps], m, v };
+    return {
+      step: Math.max(0, ...this.#steps),
+      steps: [...this.#steps],
+      m: await this.#m.toHost(),
+      v: await this.#v.toHost(),
+    };
   }
 
   /**
@@ -187,15 +201,16 @@ export class AdamW {
       );
     }
     for (let i = 0; i < n; i++) {
-      for (const [mine, theirs] of [[this.#m[i], s.m[i]], [this.#v[i], s.v[i]]] as const) {
+      const p = this.params[i];
+      for (const theirs of [s.m[i], s.v[i]]) {
         if (theirs instanceof Float32Array) {
-          if (theirs.length !== mine.size) {
+          if (theirs.length !== p.size) {
             throw new ShapeError(
               "AdamW.loadState",
-              `${theirs.length} values for ${mine.name} of shape ${fmtShape(mine.shape)}`,
+              `${theirs.length} values for the state of ${p.name} of shape ${fmtShape(p.shape)}`,
             );
           }
-        } else checkPair("AdamW.loadState", mine, theirs);
+        } else checkPair("AdamW.loadState", p, theirs);
       }
       if (!Number.isInteger(steps[i]) || steps[i] < 0) {
         throw new Error(`AdamW.loadState: bad step count ${steps[i]}`);
@@ -203,31 +218,24 @@ export class AdamW {
     }
     for (let i = 0; i < n; i++) {
       this.#steps[i] = steps[i];
-      setFrom(this.#m[i], s.m[i]);
-      setFrom(this.#v[i], s.v[i]);
+      this.#m.set(i, s.m[i]);
+      this.#v.set(i, s.v[i]);
     }
   }
 
   /** Releases the moment tensors. */
   dispose(): void {
-    for (const t of [...this.#m, ...this.#v]) t.dispose();
+    this.#m.dispose();
+    this.#v.dispose();
   }
 }
 
-function copyInto(dst: Tensor, src: Tensor): void {
-  rt().copy(src.buffer, 0, dst.buffer, 0, dst.bytes);
-}
-
-function setFrom(dst: Tensor, src: Tensor | Float32Array): void {
-  if (src instanceof Float32Array) rt().upload(dst.buffer, src);
-  else copyInto(dst, src);
-}
-
 /**
- * Tensors of at most this many elements are updated together (AdamW, EMA): one dispatch over flat copies
+ * Tensors of at most this many elements keep their state in one flat buffer and are updated together
+ * (AdamW, EMA; {@link FlatLayout}): one dispatch over flat copies of the parameters (and gradients)
  * instead of one each. On llvmpipe a dispatch costs far more than copying a small tensor (every dispatch
  * wakes and joins the worker threads), and on a shared machine much more again; large tensors keep their
- * own dispatch (copying them would cost more than it saves).
+ * own dispatch (copying them would cost more than it saves). Read when an optimiser or EMA is created.
  */
 export let MULTI_TENSOR_MAX = 1 << 16;
 
@@ -238,42 +246,134 @@ export function setMultiTensorMax(n: number): number {
   return prev;
 }
 
+/** Elements per 256 bytes: WebGPU's storage-binding offset alignment, so a tensor's slot can be bound alone. */
+const SLOT_ALIGN = 64;
+
 /**
- * Runs one elementwise in-place update over several groups of same-shaped tensors at once: each column j
- * of `groups` (e.g. parameter, gradient, m, v) is copied into one flat buffer (tensor by tensor,
- * back to back), `run` dispatches once over the flat buffers, and the columns with `writeBack[j]` are
- * copied back. Copies are recorded in order with the dispatches, so the result equals one dispatch per row.
+ * Where per-parameter state sits: the tensors of at most {@link MULTI_TENSOR_MAX} elements (the
+ * `members`) back to back in one flat buffer of `total` elements, each at an offset that is a multiple of
+ * 64 elements (256 bytes), so that one dispatch updates them all and one of them can be bound alone; the
+ * larger tensors keep buffers of their own. The padding between slots is never read back.
  */
-export function gatherUpdate(
-  groups: Tensor[][],
-  writeBack: boolean[],
-  run: (n: number, flat: Tensor[]) => void,
-): void {
-  if (groups.length === 0) return;
-  const n = groups.reduce((a, g) => a + g[0].size, 0);
-  const cols = groups[0].length;
-  const flat = Array.from({ length: cols }, (_, j) => empty([n], "f32", `multi-tensor flat ${j}`));
-  const r = rt();
-  let off = 0;
-  for (const g of groups) {
-    for (let j = 0; j < cols; j++) r.copy(g[j].buffer, 0, flat[j].buffer, off * 4, g[j].bytes);
-    off += g[0].size;
-  }
-  run(n, flat);
-  off = 0;
-  for (const g of groups) {
-    for (let j = 0; j < cols; j++) {
-      if (writeBack[j]) r.copy(flat[j].buffer, off * 4, g[j].buffer, 0, g[j].bytes);
+export class FlatLayout {
+  /** Element offset of each tensor's slot in the flat buffer; -1 for tensors with their own buffer. */
+  readonly offsets: number[];
+  /** Indices of the tensors in the flat buffer, in order. */
+  readonly members: number[];
+  /** Length of the flat buffer (the last slot padded too). */
+  readonly total: number;
+  /** The tensors' shapes and names, in order. */
+  readonly shapes: Shape[];
+  /** The tensors' names, in order. */
+  readonly names: string[];
+
+  /** A layout for tensors of these shapes (`names` label their own buffers in errors). */
+  constructor(tensors: readonly { shape: Shape; name: string }[]) {
+    this.shapes = tensors.map((t) => [...t.shape]);
+    this.names = tensors.map((t) => t.name);
+    this.offsets = [];
+    this.members = [];
+    let off = 0;
+    for (const shape of this.shapes) {
+      const n = numel(shape);
+      if (n > MULTI_TENSOR_MAX) {
+        this.offsets.push(-1);
+        continue;
+      }
+      this.offsets.push(off);
+      this.members.push(this.offsets.length - 1);
+      off += Math.ceil(Math.max(1, n) / SLOT_ALIGN) * SLOT_ALIGN;
     }
-    off += g[0].size;
+    this.total = off;
   }
-  for (const t of flat) t.dispose();
+
+  /** Whether tensor `i` sits in the flat buffer. */
+  inFlat(i: number): boolean {
+    return this.offsets[i] >= 0;
+  }
+
+  /** The members' tensors (in member order) copied into a new flat buffer of this layout. */
+  gather(ts: readonly Tensor[], what: string): Tensor {
+    const flat = empty([this.total], "f32", `flat ${what}`);
+    const r = rt();
+    this.members.forEach((i, k) => r.copy(ts[k].buffer, 0, flat.buffer, this.offsets[i] * 4, ts[k].bytes));
+    return flat;
+  }
+
+  /** Copies each member's slot of `flat` back into its tensor (`ts` in member order). */
+  scatter(flat: Tensor, ts: readonly Tensor[]): void {
+    const r = rt();
+    this.members.forEach((i, k) => r.copy(flat.buffer, this.offsets[i] * 4, ts[k].buffer, 0, ts[k].bytes));
+  }
 }
 
-/** `ema ← ema·decay + (1 − decay)·p` in place, as `ema.mul_(decay).add_(p, alpha=1 - decay)`. */
-export function emaUpdate(ema: Tensor, p: Tensor, decay: number): void {
-  checkPair("emaUpdate", ema, p);
-  emaLaunch(ema.size, ema, p, decay, `EMA ${ema.name}`);
+/**
+ * One value per element of every tensor of a {@link FlatLayout} (AdamW's moments, the EMA's average):
+ * the members' slots in one flat buffer, the others in buffers of their own.
+ */
+class ParamState {
+  private constructor(
+    readonly layout: FlatLayout,
+    readonly flat: Tensor | null,
+    readonly own: (Tensor | null)[],
+  ) {}
+
+  /** A state of this layout, zeroed (`what` names it in errors: `exp_avg`, `ema`). */
+  static zeros(layout: FlatLayout, what: string): ParamState {
+    const flat = layout.members.length ? zeros([layout.total], "f32", `flat ${what}`).keep() : null;
+    const own = layout.shapes.map((s, i) =>
+      layout.inFlat(i) ? null : zeros(s, "f32", `${layout.names[i]}.${what}`).keep()
+    );
+    return new ParamState(layout, flat, own);
+  }
+
+  /** Tensor `i`'s values, as a binding (its slot of the flat buffer, or its own buffer). */
+  ref(i: number): Tensor | BufferRef {
+    const own = this.own[i];
+    if (own) return own;
+    const n = numel(this.layout.shapes[i]);
+    return { buffer: this.flat!.buffer, offset: this.layout.offsets[i] * 4, size: Math.max(4, n * 4) };
+  }
+
+  /** Sets tensor `i`'s values (a tensor of its shape or host data of its size; checked by the caller). */
+  set(i: number, src: Tensor | Float32Array): void {
+    const r = rt();
+    const own = this.own[i];
+    const [dst, off] = own ? [own.buffer, 0] : [this.flat!.buffer, this.layout.offsets[i] * 4];
+    if (src instanceof Float32Array) r.upload(dst, src, off);
+    else r.copy(src.buffer, 0, dst, off, src.bytes);
+  }
+
+  /** A new tensor with tensor `i`'s values (the caller disposes it). */
+  copy(i: number): Tensor {
+    const shape = this.layout.shapes[i];
+    const out = empty(shape, "f32", this.own[i]?.name ?? `${this.layout.names[i]} state`);
+    const own = this.own[i];
+    const [src, off] = own ? [own.buffer, 0] : [this.flat!.buffer, this.layout.offsets[i] * 4];
+    rt().copy(src, off, out.buffer, 0, out.bytes);
+    return out;
+  }
+
+  /** Every tensor's values on the host, in order (the flat buffer read once). */
+  async toHost(): Promise<Float32Array[]> {
+    const flat = this.flat ? await this.flat.data() : null;
+    const out: Float32Array[] = [];
+    for (let i = 0; i < this.own.length; i++) {
+      const own = this.own[i];
+      if (own) out.push(await own.data());
+      else {
+        const o = this.layout.offsets[i];
+        out.push(flat!.slice(o, o + numel(this.layout.shapes[i])));
+      }
+    }
+    return out;
+  }
+
+  /** Releases the buffers. */
+  dispose(): void {
+    this.flat?.dispose();
+    for (const t of this.own) t?.dispose();
+  }
 }
 
 /**
@@ -284,8 +384,8 @@ function adamwLaunch(
   c: Record<string, number> & { n: number },
   p: Tensor,
   g: Tensor,
-  m: Tensor,
-  v: Tensor,
+  m: Tensor | BufferRef,
+  v: Tensor | BufferRef,
   label: string,
 ): void {
   const vec4 = c.n % 4 === 0;
@@ -300,7 +400,7 @@ function adamwLaunch(
 }
 
 /** The EMA kernel over the first `n` elements of e and p (vec4 when `n` is a multiple of 4, as AdamW). */
-function emaLaunch(n: number, e: Tensor, p: Tensor, decay: number, label: string): void {
+function emaLaunch(n: number, e: Tensor | BufferRef, p: Tensor, decay: number, label: string): void {
   const vec4 = n % 4 === 0;
   launch(K, "ema", {
     vec4,
@@ -314,20 +414,20 @@ function emaLaunch(n: number, e: Tensor, p: Tensor, decay: number, label: string
 
 /**
  * An exponential moving average of parameters, as DiT keeps it: it starts as a copy of the parameters
- * and {@link update} applies `update_ema` (`ema.mul_(decay).add_(p, alpha=1 - decay)`).
+ * and {@link update} applies `update_ema` (`ema.mul_(decay).add_(p, alpha=1 - decay)`). The averages of
+ * the small tensors live in one flat buffer ({@link FlatLayout}).
  */
 export class EMA {
-  /** The averaged tensors, in parameter order. */
-  readonly shadow: Tensor[];
   /** The default decay of {@link update}. */
   decay: number;
+  #layout: FlatLayout;
+  #avg: ParamState;
 
   constructor(params: Tensor[], decay = 0.9999) {
     this.decay = decay;
-    this.shadow = params.map((p) => {
-      assertF32("EMA", p);
-      return empty(p.shape, "f32", `ema.${p.name}`).keep();
-    });
+    for (const p of params) assertF32("EMA", p);
+    this.#layout = new FlatLayout(params.map((p) => ({ shape: p.shape, name: `ema.${p.name}` })));
+    this.#avg = ParamState.zeros(this.#layout, "ema");
     this.copyFrom(params);
   }
 
@@ -344,63 +444,75 @@ export class EMA {
     return ema;
   }
 
+  /** The number of averaged tensors. */
+  get length(): number {
+    return this.#layout.shapes.length;
+  }
+
+  /** The averaged tensors read back to the host, in parameter order. */
+  data(): Promise<Float32Array[]> {
+    return this.#avg.toHost();
+  }
+
   /** The averaged tensors read back to the host, by name (`names` in parameter order). */
   async toHost(
     names: readonly string[],
     shapes?: readonly (readonly number[])[],
   ): Promise<Map<string, HostData>> {
-    if (names.length !== this.shadow.length) {
-      throw new ShapeError("EMA.toHost", `${names.length} names for an EMA of ${this.shadow.length}`);
+    const mine = this.#layout.shapes;
+    if (names.length !== mine.length) {
+      throw new ShapeError("EMA.toHost", `${names.length} names for an EMA of ${mine.length}`);
     }
-    const out = new Map<string, HostData>();
     for (let i = 0; i < names.length; i++) {
-      const t = this.shadow[i];
       const want = shapes?.[i];
-      if (want && (want.length !== t.ndim || want.some((d, k) => d !== t.shape[k]))) {
-        throw new ShapeError("EMA.toHost", `${names[i]}: shape ${fmtShape(want)} vs ${fmtShape(t.shape)}`);
+      if (want && (want.length !== mine[i].length || want.some((d, k) => d !== mine[i][k]))) {
+        throw new ShapeError("EMA.toHost", `${names[i]}: shape ${fmtShape(want)} vs ${fmtShape(mine[i])}`);
       }
-      out.set(names[i], { shape: [...t.shape], data: await t.data() });
     }
-    return out;
+    const data = await this.#avg.toHost();
+    return new Map(names.map((n, i) => [n, { shape: [...mine[i]], data: data[i] }]));
   }
 
   #check(op: string, params: readonly Tensor[]): void {
-    if (params.length !== this.shadow.length) {
-      throw new ShapeError(op, `${params.length} parameters for an EMA of ${this.shadow.length}`);
+    const mine = this.#layout.shapes;
+    if (params.length !== mine.length) {
+      throw new ShapeError(op, `${params.length} parameters for an EMA of ${mine.length}`);
     }
-    for (let i = 0; i < params.length; i++) checkPair(op, this.shadow[i], params[i]);
+    for (let i = 0; i < params.length; i++) {
+      assertF32(op, params[i]);
+      if (!sameShape(params[i].shape, mine[i])) {
+        throw new ShapeError(op, `shapes ${fmtShape(mine[i])} and ${fmtShape(params[i].shape)} differ`);
+      }
+    }
   }
 
   /**
-   * One EMA step towards `params`. Tensors below {@link MULTI_TENSOR_MAX} elements are updated by one
-   * dispatch over flat copies (bit-identical to one dispatch each).
+   * One EMA step towards `params`: the tensors of the flat layout by one dispatch over a flat copy of
+   * them, the larger ones by one dispatch each (bit-identical to one dispatch per tensor).
    */
   update(params: readonly Tensor[], decay = this.decay): void {
     this.#check("EMA.update", params);
-    const small: Tensor[][] = [];
-    for (let i = 0; i < params.length; i++) {
-      if (params[i].size <= MULTI_TENSOR_MAX) small.push([this.shadow[i], params[i]]);
-      else emaUpdate(this.shadow[i], params[i], decay);
+    const L = this.#layout;
+    if (L.members.length > 1) {
+      const fp = L.gather(L.members.map((i) => params[i]), "ema params");
+      emaLaunch(L.total, this.#avg.flat!, fp, decay, `EMA ${L.members.length} tensors`);
+      fp.dispose();
     }
-    if (small.length === 1) emaUpdate(small[0][0], small[0][1], decay);
-    else {
-      gatherUpdate(
-        small,
-        [true, false],
-        (n, [e, p]) => emaLaunch(n, e, p, decay, `EMA ${small.length} tensors`),
-      );
+    for (let i = 0; i < params.length; i++) {
+      if (L.members.length > 1 && L.inFlat(i)) continue;
+      emaLaunch(params[i].size, this.#avg.ref(i), params[i], decay, `EMA ${L.names[i]}`);
     }
   }
 
   /** Sets the average to a copy of `params`. */
   copyFrom(params: readonly Tensor[]): void {
     this.#check("EMA.copyFrom", params);
-    for (let i = 0; i < params.length; i++) copyInto(this.shadow[i], params[i]);
+    for (let i = 0; i < params.length; i++) this.#avg.set(i, params[i]);
   }
 
   /** Releases the averaged tensors. */
   dispose(): void {
-    for (const t of this.shadow) t.dispose();
+    this.#avg.dispose();
   }
 }
 

@@ -64,6 +64,7 @@ for (const run of golden.adamw) {
         close(await st.m[j].data(), want.exp_avg[j], `step ${k} exp_avg ${j}`);
         close(await st.v[j].data(), want.exp_avg_sq[j], `step ${k} exp_avg_sq ${j}`);
       }
+      for (const t of [...st.m, ...st.v]) t.dispose();
     }
     zeroGrad(ps);
     opt.dispose();
@@ -107,7 +108,9 @@ for (const via of ["tensors", "host"] as const) {
       oc.loadState({ steps: host.steps!, m: mt, v: vt });
       for (const t of [...mt, ...vt]) t.dispose();
     }
-    assertEquals(oc.state().steps, [2, 2, 2]);
+    const sc = oc.state();
+    assertEquals(sc.steps, [2, 2, 2]);
+    for (const t of [...sc.m, ...sc.v]) t.dispose();
     for (let k = 2; k < 4; k++) {
       setGrads(c, k);
       oc.step();
@@ -131,26 +134,25 @@ for (const run of golden.ema) {
   Deno.test(`EMA decay ${run.decay}: starts as a copy, 5 updates match DiT's update_ema`, async () => {
     const ps = upload(golden.init, golden.shapes);
     const ema = new EMA(ps, run.decay);
+    const init = await ema.data();
     for (let j = 0; j < ps.length; j++) {
-      assertEquals(Array.from(await ema.shadow[j].data()), Array.from(Float32Array.from(golden.init[j])));
+      assertEquals(Array.from(init[j]), Array.from(Float32Array.from(golden.init[j])));
     }
     for (let k = 0; k < run.trajectory.length; k++) {
       const snap = upload(run.snapshots[k], golden.shapes);
       ema.update(snap);
-      for (let j = 0; j < ps.length; j++) {
-        close(await ema.shadow[j].data(), run.trajectory[k][j], `update ${k} tensor ${j}`);
-      }
+      const avg = await ema.data();
+      for (let j = 0; j < ps.length; j++) close(avg[j], run.trajectory[k][j], `update ${k} tensor ${j}`);
       for (const t of snap) t.dispose();
     }
     // host round trip (checkpoints)
     const host = await ema.toHost(["a", "b", "c"], golden.shapes);
     const back = EMA.fromHost(["a", "b", "c"].map((k) => host.get(k)!), run.decay);
-    for (let j = 0; j < ps.length; j++) {
-      assertEquals(Array.from(await back.shadow[j].data()), Array.from(await ema.shadow[j].data()));
-    }
+    const [got, want] = [await back.data(), await ema.data()];
+    for (let j = 0; j < ps.length; j++) assertEquals(Array.from(got[j]), Array.from(want[j]));
     back.dispose();
     ema.copyFrom(ps);
-    assertEquals(Array.from(await ema.shadow[2].data()), Array.from(Float32Array.from(golden.init[2])));
+    assertEquals(Array.from((await ema.data())[2]), Array.from(Float32Array.from(golden.init[2])));
     assertThrows(() => ema.update(ps.slice(1)), "EMA.update");
     ema.dispose();
     for (const p of ps) p.dispose();
@@ -211,12 +213,12 @@ Deno.test("optimiser shape mismatches name the op and both shapes", () => {
   ema.dispose();
 });
 
-Deno.test("AdamW and EMA: the multi-tensor path (one dispatch over flat copies) is bit-identical to one dispatch per tensor, and the vec4 kernels to the f32 ones", async () => {
-  // Sizes 2112 and 90300 (and some flat groups) run the vec4 kernels, the others the f32 ones.
+Deno.test("AdamW and EMA: the flat state (one dispatch for all small tensors, or one per slot when steps differ) is bit-identical to one buffer and dispatch per tensor, and the vec4 kernels to the f32 ones", async () => {
+  // Sizes 2112 and 90300 (and the flat buffers) run the vec4 kernels, the others the f32 ones.
   const shapes = [[3, 5], [7], [64, 33], [1], [300, 301]]; // the last is above the multi-tensor limit
   const rnd = (shape: number[], seed: number) =>
     tensor(Float32Array.from(randn(shape.reduce((a, b) => a * b, 1), seed)), shape);
-  const run = async (multiMax: number) => {
+  const run = async (multiMax: number, skip: boolean) => {
     const prev = setMultiTensorMax(multiMax);
     try {
       const ps = shapes.map((s, i) => rnd(s, 10 + i).keep());
@@ -224,15 +226,19 @@ Deno.test("AdamW and EMA: the multi-tensor path (one dispatch over flat copies) 
       const ema = EMA.copyOf(ps, 0.9);
       for (let k = 0; k < 4; k++) {
         zeroGrad(ps);
-        // The second tensor skips step 1 (its step count then differs from the others').
+        // With `skip` the second tensor skips step 1 (its step count then differs from the others', and
+        // every later step runs a dispatch per slot of the flat state); else every step is one dispatch.
         for (let j = 0; j < ps.length; j++) {
-          if (!(k === 1 && j === 1)) ps[j].grad = rnd(shapes[j], 100 * k + j).keep();
+          if (!(skip && k === 1 && j === 1)) ps[j].grad = rnd(shapes[j], 100 * k + j).keep();
         }
         opt.step();
         ema.update(ps);
       }
       const out = [];
-      for (const t of [...ps, ...opt.state().m, ...opt.state().v, ...ema.shadow]) out.push(await t.data());
+      const st = opt.state();
+      for (const t of [...ps, ...st.m, ...st.v]) out.push(await t.data());
+      for (const t of [...st.m, ...st.v]) t.dispose();
+      out.push(...await ema.data());
       zeroGrad(ps);
       for (const p of ps) p.dispose();
       opt.dispose();
@@ -242,9 +248,15 @@ Deno.test("AdamW and EMA: the multi-tensor path (one dispatch over flat copies) 
       setMultiTensorMax(prev);
     }
   };
-  const single = await run(0);
-  const multi = await run(1 << 16);
-  for (let i = 0; i < single.length; i++) {
-    assertEquals(new Uint32Array(multi[i].buffer), new Uint32Array(single[i].buffer), `tensor ${i}`);
+  for (const skip of [false, true]) {
+    const single = await run(0, skip);
+    const multi = await run(1 << 16, skip);
+    for (let i = 0; i < single.length; i++) {
+      assertEquals(
+        new Uint32Array(multi[i].buffer),
+        new Uint32Array(single[i].buffer),
+        `skip ${skip}, tensor ${i}`,
+      );
+    }
   }
 });

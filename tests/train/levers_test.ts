@@ -110,7 +110,7 @@ Deno.test("ema_warmup: the EMA kernel follows the scheduled decay on a toy param
     cur.dispose();
     for (let i = 0; i < n; i++) ref[i] = ref[i] * d + (1 - d) * pt[i];
   }
-  const got = await ema.shadow[0].data();
+  const [got] = await ema.data();
   ema.dispose();
   let err = 0;
   for (let i = 0; i < n; i++) err = Math.max(err, Math.abs(got[i] - ref[i]) / Math.max(1, Math.abs(ref[i])));
