@@ -2,8 +2,10 @@
  * Benchmarks of the normalisation / reduction ops at DiT-S/2 sizes (x [32, 256, 384], conditioning
  * [32, 384]): LayerNorm, adaLN modulation and the fused LayerNorm+modulate, forward and backward, the gated
  * residual, softmax and cross-entropy over 1001 classes, and the full sum of 16M elements; and the small
- * VAE's 3×3 conv2d and GroupNorm (x [16, 8, 32, 32]), forward and backward. Throughput in
- * MB/s counts the bytes each op must move at least (its inputs read once and its outputs written once).
+ * VAE's 3×3 conv2d and GroupNorm (x [16, 8, 32, 32]), forward and backward; and one AdamW step plus one
+ * EMA update over the main job's parameters (DiT-L/4-mini, 1.29M in 52 tensors), in wall-clock time per
+ * step (copies and their recording included). Throughput in MB/s counts the bytes each op must move at
+ * least (its inputs read once and its outputs written once).
  *
  * `deno task bench ops [--quick]`.
  * @module
@@ -16,7 +18,10 @@ import { groupNorm } from "../tensor/ops/groupnorm.ts";
 import { addGated, layerNorm, layerNormModulate, modulate } from "../tensor/ops/layernorm.ts";
 import { sum } from "../tensor/ops/reduce.ts";
 import { softmax } from "../tensor/ops/softmax.ts";
-import { type Tensor, tensor, tidy } from "../tensor/tensor.ts";
+import { numel, type Tensor, tensor, tidy } from "../tensor/tensor.ts";
+import { AdamW, EMA } from "../tensor/optim.ts";
+import { ditConfig } from "../models/config.ts";
+import { paramSpecs } from "../models/dit.ts";
 import type { BenchOptions, BenchResult } from "./types.ts";
 
 function randomData(n: number, seed: number): Float32Array {
@@ -188,6 +193,40 @@ export async function benchOps(opts: BenchOptions): Promise<BenchResult[]> {
     push(`groupNorm fwd ${vtag} g8`, await timeForward(r, () => void gn([xv, gw, bv]), iters), 2 * V);
     push(`groupNorm bwd ${vtag} g8`, await timeBackward(r, [xv, gw, bv], gn, gv, iters), 3 * V);
     for (const v of [xv, gv, wv, bv, gw]) v.dispose();
+  }
+
+  {
+    // AdamW + EMA over the main job's parameters (fixed gradients): wall clock over `steps` steps.
+    const latent = { inputSize: 8, inChannels: 4, numClasses: 10, learnSigma: false };
+    const specs = paramSpecs(ditConfig("DiT-L/4", latent, "mini"));
+    const ps = specs.map((sp, i) =>
+      tensor(randomData(numel(sp.shape), 20 + i), sp.shape, "f32", sp.name).keep()
+    );
+    const gs = specs.map((sp, i) => tensor(randomData(numel(sp.shape), 90 + i), sp.shape).keep());
+    const opt = new AdamW(ps, { lr: 1e-4 });
+    const ema = EMA.copyOf(ps, 0.9999);
+    const elements = ps.reduce((a, p) => a + p.size, 0);
+    const steps = opts.quick ? 2 : 20;
+    const run = async () => {
+      await r.sync();
+      const t0 = performance.now();
+      for (let k = 0; k < steps; k++) {
+        ps.forEach((p, i) => p.grad = gs[i]);
+        opt.step();
+        ps.forEach((p) => p.grad = null);
+        ema.update(ps);
+      }
+      await r.sync();
+      return (performance.now() - t0) / steps;
+    };
+    await run();
+    const times = [];
+    for (let k = 0; k < (opts.quick ? 1 : 3); k++) times.push(await run());
+    const m = { ms: median(times), minMs: Math.min(...times), timer: "wall" };
+    push(`AdamW + EMA step, DiT-L/4-mini (${elements} params, ${ps.length} tensors)`, m, 36 * elements);
+    opt.dispose();
+    ema.dispose();
+    for (const v of [...ps, ...gs]) v.dispose();
   }
 
   const big = (opts.quick ? 1 : 16) << 20;
