@@ -9,7 +9,7 @@ import { AutoencoderKL, SMALL_VAE } from "../models/autoencoder_kl.ts";
 import { noGrad } from "../tensor/autograd.ts";
 import { type Tensor, tensor, tidy } from "../tensor/tensor.ts";
 import { initRngFor } from "../train/init_rng.ts";
-import type { BenchOptions, BenchResult } from "./types.ts";
+import { type BenchOptions, type BenchResult, caseFilter } from "./types.ts";
 
 /** Times `fn` (one batch) after a warm-up; returns the median wall time and the mean GPU time. */
 async function timeBatches(fn: () => Tensor, iters: number): Promise<{ ms: number; gpuMs: number }> {
@@ -43,29 +43,35 @@ export async function benchEncode(opts: BenchOptions): Promise<BenchResult[]> {
   const x = Float32Array.from({ length: batch * 3 * 32 * 32 }, (_, i) => Math.sin(i * 0.37));
   const z = Float32Array.from({ length: batch * 4 * 8 * 8 }, (_, i) => Math.cos(i * 0.11));
   const out: BenchResult[] = [];
+  const wanted = caseFilter(opts);
+  const [encName, decName] = [`vae encode SMALL_VAE 32x32 b${batch}`, `vae decode SMALL_VAE 8x8x4 b${batch}`];
   try {
-    opts.log(`encode: SMALL_VAE, batch ${batch}`);
-    const e = await timeBatches(() => model.encode(tensor(x, [batch, 3, 32, 32])).mean, iters);
-    out.push({
-      name: `vae encode SMALL_VAE 32x32 b${batch}`,
-      ms: e.ms,
-      items_per_s: (batch * 1000) / e.ms,
-      unit: "img",
-      gpu_ms: e.gpuMs,
-      batch,
-      adapter: rt.adapter.description,
-    });
-    opts.log(`decode: SMALL_VAE, batch ${batch}`);
-    const d = await timeBatches(() => model.decode(tensor(z, [batch, 4, 8, 8])), iters);
-    out.push({
-      name: `vae decode SMALL_VAE 8x8x4 b${batch}`,
-      ms: d.ms,
-      items_per_s: (batch * 1000) / d.ms,
-      unit: "img",
-      gpu_ms: d.gpuMs,
-      batch,
-      adapter: rt.adapter.description,
-    });
+    if (wanted(encName)) {
+      opts.log(`encode: SMALL_VAE, batch ${batch}`);
+      const e = await timeBatches(() => model.encode(tensor(x, [batch, 3, 32, 32])).mean, iters);
+      out.push({
+        name: encName,
+        ms: e.ms,
+        items_per_s: (batch * 1000) / e.ms,
+        unit: "img",
+        gpu_ms: e.gpuMs,
+        batch,
+        adapter: rt.adapter.description,
+      });
+    }
+    if (wanted(decName)) {
+      opts.log(`decode: SMALL_VAE, batch ${batch}`);
+      const d = await timeBatches(() => model.decode(tensor(z, [batch, 4, 8, 8])), iters);
+      out.push({
+        name: decName,
+        ms: d.ms,
+        items_per_s: (batch * 1000) / d.ms,
+        unit: "img",
+        gpu_ms: d.gpuMs,
+        batch,
+        adapter: rt.adapter.description,
+      });
+    }
   } finally {
     model.dispose();
   }

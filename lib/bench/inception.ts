@@ -20,7 +20,7 @@ import {
   syntheticInceptionState,
 } from "../models/inception.ts";
 import { LeNet, LENET_DEFAULTS, lenetFeatures } from "../models/lenet.ts";
-import type { BenchOptions, BenchResult } from "./types.ts";
+import { type BenchOptions, type BenchResult, caseFilter } from "./types.ts";
 
 /** Median wall time of `iters` calls of `fn` after one warm-up call (which compiles the pipelines). */
 async function timeIt(fn: () => Promise<unknown>, iters: number): Promise<{ ms: number; gpuMs: number }> {
@@ -45,37 +45,43 @@ export async function benchInception(opts: BenchOptions): Promise<BenchResult[]>
   const cpu = rt.adapter.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(rt.adapter.description);
   const adapter = rt.adapter.description;
   const out: BenchResult[] = [];
+  const wanted = caseFilter(opts);
 
   const batch = opts.quick ? 2 : Math.min(inceptionMaxBatch(299), cpu ? 4 : 16);
   const iters = opts.quick ? 1 : 3;
-  opts.log(`inception: synthetic FID Inception-v3, batch ${batch}, 3×64×64 → 299×299`);
-  const net = InceptionV3.fromState(syntheticInceptionState());
-  try {
-    const x = Float32Array.from({ length: batch * 3 * 64 * 64 }, (_, i) => Math.sin(i * 0.37));
-    const images = { data: x, shape: [batch, 3, 64, 64] as [number, number, number, number] };
-    const t = await timeIt(() => inceptionFeatures(net, images, { batch, logits: "unbiased" }), iters);
-    out.push({
-      name: `inception-v3-fid features 299x299 b${batch}`,
-      ms: t.ms,
-      items_per_s: (batch * 1000) / t.ms,
-      unit: "img",
-      gflops: (inceptionGflops(299) * batch * 1000) / t.ms,
-      gpu_ms: t.gpuMs,
-      batch,
-      adapter,
-    });
-  } finally {
-    net.dispose();
+  const iname = `inception-v3-fid features 299x299 b${batch}`;
+  const net = wanted(iname) ? InceptionV3.fromState(syntheticInceptionState()) : null;
+  if (net) opts.log(`inception: synthetic FID Inception-v3, batch ${batch}, 3×64×64 → 299×299`);
+  if (net) {
+    try {
+      const x = Float32Array.from({ length: batch * 3 * 64 * 64 }, (_, i) => Math.sin(i * 0.37));
+      const images = { data: x, shape: [batch, 3, 64, 64] as [number, number, number, number] };
+      const t = await timeIt(() => inceptionFeatures(net, images, { batch, logits: "unbiased" }), iters);
+      out.push({
+        name: iname,
+        ms: t.ms,
+        items_per_s: (batch * 1000) / t.ms,
+        unit: "img",
+        gflops: (inceptionGflops(299) * batch * 1000) / t.ms,
+        gpu_ms: t.gpuMs,
+        batch,
+        adapter,
+      });
+    } finally {
+      net.dispose();
+    }
   }
 
   const lb = opts.quick ? 500 : 2000;
+  const lname = `lenet-mnist features 32x32 (${lb} img, b500)`;
+  if (!wanted(lname)) return out;
   opts.log(`classifier: LeNet-5 (lenet-mnist), ${lb} images of 1×32×32, batch 500`);
   const lenet = LeNet.init(LENET_DEFAULTS, 0);
   try {
     const x = Float32Array.from({ length: lb * 32 * 32 }, (_, i) => Math.sin(i * 0.11));
     const t = await timeIt(() => lenetFeatures(lenet, x, lb), opts.quick ? 1 : 3);
     out.push({
-      name: `lenet-mnist features 32x32 (${lb} img, b500)`,
+      name: lname,
       ms: t.ms,
       items_per_s: (lb * 1000) / t.ms,
       unit: "img",

@@ -1,11 +1,12 @@
 /**
- * `deno task bench [NAME...] [--json] [--quick]`: runs the benchmarks, prints a table (or one JSON object a
- * line with --json), and writes the markdown table of the results to `experiments/bench/NAME.md`.
+ * `deno task bench [NAME...] [--json] [--quick] [--filter RE]`: runs the benchmarks, prints a table (or one
+ * JSON object a line with --json), and writes the markdown table of the results to
+ * `experiments/bench/NAME.md` (not with --filter: a partial table would replace the whole one).
  * @module
  */
 
 import { parseArgs } from "node:util";
-import type { BenchOptions, BenchResult } from "./types.ts";
+import { type BenchOptions, type BenchResult, caseFilter } from "./types.ts";
 import { writeBenchReport } from "./report.ts";
 
 /** The benchmarks by name. Each module exports one async function that returns results. */
@@ -60,7 +61,9 @@ export async function main(args: string[]): Promise<number> {
   };
   for (const n of names) {
     const fn = await BENCHES[n]();
-    const results = await fn(opts);
+    // Each benchmark skips the cases `--filter` excludes; rows measured together (attention's forward,
+    // backward and both) are filtered here too.
+    const results = (await fn(opts)).filter((r) => caseFilter(opts)(r.name));
     for (const r of results) {
       if (values.json) console.log(JSON.stringify(r));
       else console.log(formatLine(r));

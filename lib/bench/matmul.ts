@@ -21,7 +21,7 @@ import process from "node:process";
 import { getRuntime, type Runtime } from "../gpu/runtime.ts";
 import { isCpuAdapter, matmul, type MatmulPlan, planMatmul } from "../tensor/ops/matmul.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
-import type { BenchOptions, BenchResult } from "./types.ts";
+import { type BenchOptions, type BenchResult, caseFilter } from "./types.ts";
 
 interface Case {
   name: string;
@@ -159,9 +159,9 @@ export async function benchMatmul(opts: BenchOptions): Promise<BenchResult[]> {
   ];
   const results: BenchResult[] = [];
   const warmed = new Set<string>();
-  const filter = opts.filter ? new RegExp(opts.filter) : null;
+  const wanted = caseFilter(opts);
   for (const c of cases) {
-    if (filter && !filter.test(c.name)) continue;
+    if (!wanted(c.name)) continue;
     const flops = 2 * c.M * c.N * c.K;
     // Enough runs for a stable median, fewer where one run takes seconds (CPU adapters). A problem whose
     // pipeline an earlier case already compiled and ran needs no warm-up when one run takes seconds.

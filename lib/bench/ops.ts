@@ -22,7 +22,7 @@ import { numel, type Tensor, tensor, tidy } from "../tensor/tensor.ts";
 import { AdamW, EMA } from "../tensor/optim.ts";
 import { ditConfig } from "../models/config.ts";
 import { paramSpecs } from "../models/dit.ts";
-import type { BenchOptions, BenchResult } from "./types.ts";
+import { type BenchOptions, type BenchResult, caseFilter } from "./types.ts";
 
 function randomData(n: number, seed: number): Float32Array {
   let a = seed >>> 0;
@@ -140,39 +140,47 @@ export async function benchOps(opts: BenchOptions): Promise<BenchResult[]> {
     });
     opts.log(`${name}: ${m.ms.toFixed(3)} ms (min ${m.minMs.toFixed(3)})`);
   };
+  const wanted = caseFilter(opts);
+  const run = async (name: string, time: () => Promise<Timing>, bytes: number) => {
+    if (wanted(name)) push(name, await time(), bytes);
+  };
   const B = 4 * size; // bytes of one [N, T, D] tensor
   const C = 4 * n * d; // bytes of one [N, D] tensor
 
-  push(`layerNorm fwd ${tag}`, await timeForward(r, () => void layerNorm(x), iters), 2 * B);
-  push(`layerNorm bwd ${tag}`, await timeBackward(r, [x], ([a]) => layerNorm(a), gy, iters), 3 * B);
-  push(
+  await run(`layerNorm fwd ${tag}`, () => timeForward(r, () => void layerNorm(x), iters), 2 * B);
+  await run(`layerNorm bwd ${tag}`, () => timeBackward(r, [x], ([a]) => layerNorm(a), gy, iters), 3 * B);
+  await run(
     `modulate fwd ${tag}`,
-    await timeForward(r, () => void modulate(x, shift, scale), iters),
+    () => timeForward(r, () => void modulate(x, shift, scale), iters),
     2 * B + 2 * C,
   );
-  push(
+  await run(
     `modulate bwd ${tag}`,
-    await timeBackward(r, [x, shift, scale], ([a, b, c]) => modulate(a, b, c), gy, iters),
+    () => timeBackward(r, [x, shift, scale], ([a, b, c]) => modulate(a, b, c), gy, iters),
     3 * B + 3 * C,
   );
-  push(
+  await run(
     `layerNormModulate fwd ${tag}`,
-    await timeForward(r, () => void layerNormModulate(x, shift, scale), iters),
+    () => timeForward(r, () => void layerNormModulate(x, shift, scale), iters),
     2 * B + 2 * C,
   );
-  push(
+  await run(
     `layerNormModulate bwd ${tag}`,
-    await timeBackward(r, [x, shift, scale], ([a, b, c]) => layerNormModulate(a, b, c), gy, iters),
+    () => timeBackward(r, [x, shift, scale], ([a, b, c]) => layerNormModulate(a, b, c), gy, iters),
     3 * B + 3 * C,
   );
-  push(`addGated fwd ${tag}`, await timeForward(r, () => void addGated(res, x, shift), iters), 3 * B + C);
-  push(
+  await run(
+    `addGated fwd ${tag}`,
+    () => timeForward(r, () => void addGated(res, x, shift), iters),
+    3 * B + C,
+  );
+  await run(
     `addGated bwd ${tag}`,
-    await timeBackward(r, [res, x, shift], ([a, b, c]) => addGated(a, b, c), gy, iters),
+    () => timeBackward(r, [res, x, shift], ([a, b, c]) => addGated(a, b, c), gy, iters),
     3 * B + C,
   );
   const sm = x.view([n * t, d]);
-  push(`softmax fwd [${n * t}, ${d}]`, await timeForward(r, () => void softmax(sm), iters), 2 * B);
+  await run(`softmax fwd [${n * t}, ${d}]`, () => timeForward(r, () => void softmax(sm), iters), 2 * B);
   sm.dispose();
 
   // The small VAE's convolution and GroupNorm (im2col + matmul + bias; 8 groups of one channel).
@@ -186,28 +194,29 @@ export async function benchOps(opts: BenchOptions): Promise<BenchResult[]> {
     const V = 4 * vsize;
     const vtag = `[${vn}, ${vc}, ${vh}, ${vh}]`;
     const conv = ([a, w, b]: Tensor[]) => conv2d(a, w, b, { padding: 1 });
-    push(`conv2d 3x3 fwd ${vtag}`, await timeForward(r, () => void conv([xv, wv, bv]), iters), 2 * V);
-    push(`conv2d 3x3 bwd ${vtag}`, await timeBackward(r, [xv, wv, bv], conv, gv, iters), 3 * V);
+    await run(`conv2d 3x3 fwd ${vtag}`, () => timeForward(r, () => void conv([xv, wv, bv]), iters), 2 * V);
+    await run(`conv2d 3x3 bwd ${vtag}`, () => timeBackward(r, [xv, wv, bv], conv, gv, iters), 3 * V);
     const gn = ([a, w, b]: Tensor[]) => groupNorm(a, 8, w, b);
     const gw = tensor(randomData(vc, 11), [vc]).keep();
-    push(`groupNorm fwd ${vtag} g8`, await timeForward(r, () => void gn([xv, gw, bv]), iters), 2 * V);
-    push(`groupNorm bwd ${vtag} g8`, await timeBackward(r, [xv, gw, bv], gn, gv, iters), 3 * V);
+    await run(`groupNorm fwd ${vtag} g8`, () => timeForward(r, () => void gn([xv, gw, bv]), iters), 2 * V);
+    await run(`groupNorm bwd ${vtag} g8`, () => timeBackward(r, [xv, gw, bv], gn, gv, iters), 3 * V);
     for (const v of [xv, gv, wv, bv, gw]) v.dispose();
   }
 
-  {
-    // AdamW + EMA over the main job's parameters (fixed gradients): wall clock over `steps` steps.
-    const latent = { inputSize: 8, inChannels: 4, numClasses: 10, learnSigma: false };
-    const specs = paramSpecs(ditConfig("DiT-L/4", latent, "mini"));
+  // AdamW + EMA over the main job's parameters (fixed gradients): wall clock over `steps` steps.
+  const latent = { inputSize: 8, inChannels: 4, numClasses: 10, learnSigma: false };
+  const specs = paramSpecs(ditConfig("DiT-L/4", latent, "mini"));
+  const elements = specs.reduce((a, sp) => a + numel(sp.shape), 0);
+  const optName = `AdamW + EMA step, DiT-L/4-mini (${elements} params, ${specs.length} tensors)`;
+  if (wanted(optName)) {
     const ps = specs.map((sp, i) =>
       tensor(randomData(numel(sp.shape), 20 + i), sp.shape, "f32", sp.name).keep()
     );
     const gs = specs.map((sp, i) => tensor(randomData(numel(sp.shape), 90 + i), sp.shape).keep());
     const opt = new AdamW(ps, { lr: 1e-4 });
     const ema = EMA.copyOf(ps, 0.9999);
-    const elements = ps.reduce((a, p) => a + p.size, 0);
     const steps = opts.quick ? 2 : 20;
-    const run = async () => {
+    const runSteps = async () => {
       await r.sync();
       const t0 = performance.now();
       for (let k = 0; k < steps; k++) {
@@ -219,11 +228,14 @@ export async function benchOps(opts: BenchOptions): Promise<BenchResult[]> {
       await r.sync();
       return (performance.now() - t0) / steps;
     };
-    await run();
+    await runSteps();
     const times = [];
-    for (let k = 0; k < (opts.quick ? 1 : 3); k++) times.push(await run());
+    for (let k = 0; k < (opts.quick ? 1 : 3); k++) times.push(await runSteps());
     const m = { ms: median(times), minMs: Math.min(...times), timer: "wall" };
-    push(`AdamW + EMA step, DiT-L/4-mini (${elements} params, ${ps.length} tensors)`, m, 36 * elements);
+    if (elements !== 1288256 || ps.length !== 52) {
+      throw new Error(`ops bench: ${optName} has ${elements} params`);
+    }
+    push(optName, m, 36 * elements);
     opt.dispose();
     ema.dispose();
     for (const v of [...ps, ...gs]) v.dispose();
@@ -231,7 +243,7 @@ export async function benchOps(opts: BenchOptions): Promise<BenchResult[]> {
 
   const big = (opts.quick ? 1 : 16) << 20;
   const xs = tensor(randomData(big, 6), [big]).keep();
-  push(`sum ${big / (1 << 20)}M elements`, await timeForward(r, () => void sum(xs), iters), 4 * big);
+  await run(`sum ${big / (1 << 20)}M elements`, () => timeForward(r, () => void sum(xs), iters), 4 * big);
   for (const v of [x, res, gy, shift, scale, xs]) v.dispose();
   return results;
 }

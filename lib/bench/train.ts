@@ -21,7 +21,7 @@ import { Generator } from "../tensor/rng.ts";
 import { initRngFor } from "../train/init_rng.ts";
 import { type TrainData, trainDiT } from "../train/dit_trainer.ts";
 import { sampleModel } from "../stages/sample.ts";
-import type { BenchOptions, BenchResult } from "./types.ts";
+import { type BenchOptions, type BenchResult, caseFilter } from "./types.ts";
 
 const PYTHON = "/usr/bin/python3";
 
@@ -297,7 +297,7 @@ export async function benchTrain(opts: BenchOptions): Promise<BenchResult[]> {
         "slower than it can be: install libopenblas0-pthread for a fair comparison",
     );
   }
-  const filter = opts.filter ? new RegExp(opts.filter) : null;
+  const wanted = caseFilter(opts);
   const out: BenchResult[] = [];
   const withTwin = async (r: BenchResult, spec: Record<string, unknown>) => {
     if (vsTorch) {
@@ -323,7 +323,7 @@ export async function benchTrain(opts: BenchOptions): Promise<BenchResult[]> {
     out.push(r);
   };
   for (const c of trainCases(cpu)) {
-    if (filter && !filter.test(c.name)) continue;
+    if (!wanted(c.name)) continue;
     const big = c.cfg.inputSize > 8;
     const steps = opts.quick ? 2 : big ? 3 : 7;
     opts.log(`train: ${c.name}`);
@@ -332,7 +332,7 @@ export async function benchTrain(opts: BenchOptions): Promise<BenchResult[]> {
   }
   const main = trainCases(cpu)[0].cfg;
   const sname = "sample main job heun cfg b500";
-  if (!filter || filter.test(sname)) {
+  if (wanted(sname)) {
     opts.log(`sample: ${sname} (4 of 25 Heun steps timed, scaled)`);
     const r = await benchSample(main, 500, opts.quick ? 2 : 4, 25, sname, opts);
     await withTwin(r, {

@@ -34,3 +34,14 @@ export interface BenchOptions {
   /** Only the cases whose name matches this regular expression (`--filter`). */
   filter?: string;
 }
+
+/**
+ * The `--filter` of `opts` as a test of a case's name (every name passes without one). The GPU benchmarks
+ * (attention, encode, inception, matmul, ops, train) test a case's name before they measure it, so a filter
+ * skips the work; the CPU-side `pipeline` and `runs` measure their cases together and `lib/bench/main.ts`
+ * drops the rows the filter excludes.
+ */
+export function caseFilter(opts: Partial<BenchOptions>): (name: string) => boolean {
+  const re = opts.filter ? new RegExp(opts.filter) : null;
+  return (name) => !re || re.test(name);
+}
