@@ -77,7 +77,7 @@ function pipeline(code: string): GPUComputePipeline {
 }
 
 /** A texture of `width` rgba32float texels per row holding `data` row-major. */
-function texture(data: Float32Array, width: number, height: number): GPUTexture {
+function texture(data: Float32Array<ArrayBuffer>, width: number, height: number): GPUTexture {
   const t = device.createTexture({ size: [width, height], format: "rgba32float", usage: TU });
   device.queue.writeTexture({ texture: t }, data, { bytesPerRow: width * 16 }, [width, height]);
   return t;
