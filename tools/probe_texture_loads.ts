@@ -58,15 +58,7 @@ async function time(p: GPUComputePipeline, bg: GPUBindGroup, workgroups: [number
 }
 
 async function readBuffer(b: GPUBuffer, bytes: number): Promise<Float32Array> {
-  const rb = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const enc = device.createCommandEncoder();
-  enc.copyBufferToBuffer(b, 0, rb, 0, bytes);
-  device.queue.submit([enc.finish()]);
-  await rb.mapAsync(GPUMapMode.READ);
-  const out = new Float32Array(rb.getMappedRange().slice(0));
-  rb.unmap();
-  rb.destroy();
-  return out;
+  return new Float32Array(await rt.read(b, bytes));
 }
 
 function pipeline(code: string): GPUComputePipeline {

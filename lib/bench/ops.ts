@@ -20,7 +20,7 @@ import { sum } from "../tensor/ops/reduce.ts";
 import { softmax } from "../tensor/ops/softmax.ts";
 import { numel, type Tensor, tensor, tidy } from "../tensor/tensor.ts";
 import { AdamW, EMA } from "../tensor/optim.ts";
-import { ditConfig } from "../models/config.ts";
+import { trainCases } from "./train.ts";
 import { paramSpecs } from "../models/dit.ts";
 import { type BenchOptions, type BenchResult, caseFilter } from "./types.ts";
 
@@ -204,8 +204,7 @@ export async function benchOps(opts: BenchOptions): Promise<BenchResult[]> {
   }
 
   // AdamW + EMA over the main job's parameters (fixed gradients): wall clock over `steps` steps.
-  const latent = { inputSize: 8, inChannels: 4, numClasses: 10, learnSigma: false };
-  const specs = paramSpecs(ditConfig("DiT-L/4", latent, "mini"));
+  const specs = paramSpecs(trainCases(soft)[0].cfg); // the main job's model (one definition: train.ts)
   const elements = specs.reduce((a, sp) => a + numel(sp.shape), 0);
   const optName = `AdamW + EMA step, DiT-L/4-mini (${elements} params, ${specs.length} tensors)`;
   if (wanted(optName)) {

@@ -327,29 +327,32 @@ class ParamState {
     return new ParamState(layout, flat, own);
   }
 
-  /** Tensor `i`'s values, as a binding (its slot of the flat buffer, or its own buffer). */
+  /** Tensor `i`'s values, as a binding: its own buffer, or its slot of the flat buffer. */
   ref(i: number): Tensor | BufferRef {
+    return this.own[i] ?? {
+      buffer: this.flat!.buffer,
+      offset: this.layout.offsets[i] * 4,
+      size: Math.max(4, numel(this.layout.shapes[i]) * 4),
+    };
+  }
+
+  /** The buffer and byte offset where tensor `i`'s values start. */
+  #at(i: number): [GPUBuffer, number] {
     const own = this.own[i];
-    if (own) return own;
-    const n = numel(this.layout.shapes[i]);
-    return { buffer: this.flat!.buffer, offset: this.layout.offsets[i] * 4, size: Math.max(4, n * 4) };
+    return own ? [own.buffer, 0] : [this.flat!.buffer, this.layout.offsets[i] * 4];
   }
 
   /** Sets tensor `i`'s values (a tensor of its shape or host data of its size; checked by the caller). */
   set(i: number, src: Tensor | Float32Array): void {
-    const r = rt();
-    const own = this.own[i];
-    const [dst, off] = own ? [own.buffer, 0] : [this.flat!.buffer, this.layout.offsets[i] * 4];
-    if (src instanceof Float32Array) r.upload(dst, src, off);
-    else r.copy(src.buffer, 0, dst, off, src.bytes);
+    const [dst, off] = this.#at(i);
+    if (src instanceof Float32Array) rt().upload(dst, src, off);
+    else rt().copy(src.buffer, 0, dst, off, src.bytes);
   }
 
   /** A new tensor with tensor `i`'s values (the caller disposes it). */
   copy(i: number): Tensor {
-    const shape = this.layout.shapes[i];
-    const out = empty(shape, "f32", this.own[i]?.name ?? `${this.layout.names[i]} state`);
-    const own = this.own[i];
-    const [src, off] = own ? [own.buffer, 0] : [this.flat!.buffer, this.layout.offsets[i] * 4];
+    const out = empty(this.layout.shapes[i], "f32", this.own[i]?.name ?? `${this.layout.names[i]} state`);
+    const [src, off] = this.#at(i);
     rt().copy(src, off, out.buffer, 0, out.bytes);
     return out;
   }
