@@ -1,7 +1,9 @@
 /**
  * Stage kind `sample`: draws samples from a trained DiT with the ancestral DDPM or DDIM sampler (DDPM
  * objective) or an Euler/Heun ODE (SiT objective), with classifier-free guidance in the official
- * 3-channel mode or the all-channel mode. Writes the samples (data space) as a dataset artifact and a grid.
+ * 3-channel mode or the all-channel mode, its unconditional half run by the final weights or by an earlier
+ * EMA snapshot of the same run (`guide_snapshot`). Writes the samples (data space) as a dataset artifact and
+ * a grid.
  * @module
  */
 
@@ -17,7 +19,8 @@ import { createSchedule, spaceTimesteps } from "../diffusion/schedule.ts";
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
 import { paramDefaults, type ParamSchema, type ParamValues } from "../pipeline/schema.ts";
 import { single } from "./plan_checks.ts";
-import { ddimSample, pSample, type SampleOptions } from "../diffusion/gaussian.ts";
+import { ddimSample, type Denoiser, pSample, type SampleOptions } from "../diffusion/gaussian.ts";
+import { withWeakGuide } from "../diffusion/weak_guide.ts";
 import { odeGrid, odeStep } from "../diffusion/sit.ts";
 import { Generator } from "../tensor/rng.ts";
 import { noGrad } from "../tensor/autograd.ts";
@@ -50,6 +53,13 @@ export const SAMPLE_PARAMS = {
     maxItems: 2,
     default: [0, 1],
     doc: "guide only steps whose trajectory position (0: noise … 1: data) is in [lo, hi)",
+  },
+  guide_snapshot: {
+    type: "int",
+    default: 0,
+    min: 0,
+    doc: "run guidance's unconditional half on the EMA snapshot of this training step of the same run " +
+      "(a weaker model: lib/diffusion/weak_guide.ts); 0: on the sampled weights",
   },
   weights: { type: "enum", values: ["ema", "raw"], default: "ema" },
   snapshot: {
@@ -84,9 +94,13 @@ export type Objective = "ddpm" | "sit";
  * data space (they resolve `sampler: auto` and `clip_denoised: auto`), the seed, and a progress callback.
  */
 export type SampleModelOptions =
-  & Partial<Omit<SampleParams, "num_samples" | "batch_size" | "weights" | "snapshot" | "labels">>
+  & Partial<
+    Omit<SampleParams, "num_samples" | "batch_size" | "weights" | "snapshot" | "labels" | "guide_snapshot">
+  >
   & {
     seed: number;
+    /** The weaker model that runs guidance's unconditional half (`guide_snapshot`); default: `model`. */
+    guide?: Backbone;
     objective: Objective;
     /** The model's data space; `clip_denoised: auto` clamps in pixel space only (none when not given). */
     space?: "pixels" | "latents";
@@ -114,7 +128,8 @@ export function resolveClipDenoised(
  * Samples one batch with the given labels; returns data-space values [N, C, H, W]. Guidance follows
  * `cfg_scale` and `cfg_mode`, only on the steps whose position on the trajectory lies in `cfg_interval`
  * [lo, hi) (Kynkäänniemi et al. 2024; 0 at the first step from pure noise, 1 at the end, step k of K at
- * k/K); the other steps run the conditional model alone (one forward of N, not 2N).
+ * k/K); the other steps run the conditional model alone (one forward of N, not 2N). With `opts.guide` the
+ * guided steps' unconditional half runs on that model ({@link withWeakGuide}).
  */
 export async function sampleModel(
   model: Backbone,
@@ -128,12 +143,14 @@ export async function sampleModel(
   const N = labels.length;
   const shape = [N, cfg.inChannels, cfg.inputSize, cfg.inputSize];
   const gen = new Generator(o.seed);
-  const denoiser = {
-    inChannels: cfg.inChannels,
-    learnSigma: cfg.learnSigma,
-    timestepDim: model.timestepDim,
-    forward: model.forward.bind(model),
-  };
+  const denoiserOf = (m: Backbone): Denoiser => ({
+    inChannels: m.cfg.inChannels,
+    learnSigma: m.cfg.learnSigma,
+    timestepDim: m.timestepDim,
+    forward: m.forward.bind(m),
+  });
+  const denoiser = denoiserOf(model);
+  const guidedDenoiser = o.guide ? withWeakGuide(denoiser, denoiserOf(o.guide)) : denoiser;
   const guided: SampleOptions = {
     cfgScale: o.cfg_scale,
     cfgMode: o.cfg_mode,
@@ -141,8 +158,10 @@ export async function sampleModel(
     nullClass: cfg.numClasses,
   };
   const [gLo, gHi] = guidanceInterval(o.cfg_interval);
+  const isGuided = (k: number, total: number) => k / total >= gLo && k / total < gHi;
   const at = (k: number, total: number): SampleOptions =>
-    k / total >= gLo && k / total < gHi ? guided : { ...guided, cfgScale: 1 };
+    isGuided(k, total) ? guided : { ...guided, cfgScale: 1 };
+  const den = (k: number, total: number): Denoiser => isGuided(k, total) ? guidedDenoiser : denoiser;
   let x: Tensor = gen.normal(shape).keep();
   const step = (f: () => Tensor) => {
     const next = noGrad(() => tidy(f));
@@ -155,7 +174,7 @@ export async function sampleModel(
     }
     const grid = odeGrid(o.steps);
     for (let k = 0; k < o.steps; k++) {
-      step(() => odeStep(denoiser, x, grid[k], grid[k + 1], labels, sampler, at(k, o.steps)));
+      step(() => odeStep(den(k, o.steps), x, grid[k], grid[k + 1], labels, sampler, at(k, o.steps)));
       o.onStep?.(k + 1, o.steps);
     }
   } else {
@@ -165,10 +184,11 @@ export async function sampleModel(
     const s = createSchedule(sampler === "ddim" ? `ddim${o.steps}` : String(o.steps));
     for (let i = s.numTimesteps - 1; i >= 0; i--) {
       const so = at(s.numTimesteps - 1 - i, s.numTimesteps);
+      const d = den(s.numTimesteps - 1 - i, s.numTimesteps);
       step(() =>
         sampler === "ddpm"
-          ? pSample(denoiser, s, x, i, labels, gen, so)
-          : ddimSample(denoiser, s, x, i, labels, gen, o.eta, so)
+          ? pSample(d, s, x, i, labels, gen, so)
+          : ddimSample(d, s, x, i, labels, gen, o.eta, so)
       );
       o.onStep?.(s.numTimesteps - i, s.numTimesteps);
     }
@@ -275,6 +295,11 @@ export const sampleKind = defineKind({
     const sampler = resolveSampler(p.sampler, objective);
     ctx.setAdapter((await getRuntime()).adapter);
     const model = backboneClass(cfg).fromHost(cfg, state);
+    let guide: Backbone | undefined;
+    if (p.guide_snapshot > 0) {
+      const g = await readModelFile(await modelFile(ctx.inputs.model.dir, "ema", p.guide_snapshot));
+      guide = backboneClass(g.cfg).fromHost(g.cfg, g.state);
+    }
     const numClasses = cfg.numClasses;
     const gen = new Generator(BigInt(ctx.seed) + 0x5eedn);
     const labels = p.labels === "cycle"
@@ -293,6 +318,7 @@ export const sampleKind = defineKind({
       const out = await sampleModel(model, labels.subarray(lo, hi), {
         ...p,
         seed: ctx.seed * 1_000_003 + b,
+        guide,
         objective,
         space,
         onStep: (k, total) => ctx.progress({ step: b * total + k, total: nb * total }),
@@ -302,6 +328,7 @@ export const sampleKind = defineKind({
     }
     const seconds = (performance.now() - t0) / 1000;
     model.dispose();
+    guide?.dispose();
     await writeDataArtifact(ctx.outputs.samples, {
       x: all,
       y: labels,
@@ -316,6 +343,7 @@ export const sampleKind = defineKind({
         cfg_scale: p.cfg_scale,
         cfg_mode: p.cfg_mode,
         cfg_interval: p.cfg_interval,
+        guide_snapshot: p.guide_snapshot,
         clip_denoised: clipDenoised,
         weights: p.weights,
         model: cfg.name,
@@ -336,6 +364,7 @@ export const sampleKind = defineKind({
       sampler,
       steps: p.steps,
       cfg_scale: p.cfg_scale,
+      guide_snapshot: p.guide_snapshot,
       clip_denoised: clipDenoised,
       // Where the weights are on the training curve: step and training compute (GFLOPs × 3 × images seen).
       train_step: trainStep,

@@ -1,6 +1,7 @@
-import { assert, assertEquals } from "../helpers/assert.ts";
+import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
 import { gpu } from "../helpers/gradcheck.ts";
 import { guidedOutput } from "../../lib/diffusion/gaussian.ts";
+import { withWeakGuide } from "../../lib/diffusion/weak_guide.ts";
 import { type Tensor, tensor, tidy } from "../../lib/tensor/tensor.ts";
 import { customConfig } from "../../lib/models/config.ts";
 import { type TrainData, trainDiT } from "../../lib/train/dit_trainer.ts";
@@ -53,6 +54,61 @@ Deno.test("classifier-free guidance: the official mode guides 3 channels, the al
   assertEquals(await guided("all", s), [g(0), g(1), g(2), g(3), 1 + 4, 1 + 5, 1 + 6, 1 + 7]);
   // scale 1 runs the conditional model alone
   assertEquals(await guided("official", 1), [1, 2, 3, 4, 5, 6, 7, 8]);
+});
+
+Deno.test("weak guide: the guide model runs the unconditional half (null labels), the model the conditional", async () => {
+  // Every output row of a constant model is base + channel; `seen` records each call's batch and labels.
+  const seen: string[] = [];
+  const constant = (base: number, name: string) => ({
+    inChannels: C,
+    learnSigma: true,
+    forward: (x: Tensor, _t: Tensor, y: Tensor): Tensor => {
+      seen.push(`${name} ${x.shape[0]} ${y.shape[0]}`);
+      const B = x.shape[0];
+      const v = Float32Array.from(
+        { length: B * 2 * C * S * S },
+        (_, i) => base + Math.floor(i / (S * S)) % (2 * C),
+      );
+      return tensor(v, [B, 2 * C, S, S]);
+    },
+  });
+  const s = 3;
+  const den = withWeakGuide(constant(1, "model"), constant(20, "guide"));
+  const out = tidy(() =>
+    guidedOutput(
+      den,
+      tensor(new Float32Array(N * C * S * S), [N, C, S, S]),
+      tensor(new Float32Array(N * 256), [N, 256]),
+      new Uint32Array([0, 1]),
+      { cfgScale: s, cfgMode: "all", nullClass: 5 },
+    )
+  );
+  const d = await out.data();
+  out.dispose();
+  const g = (c: number) => (20 + c) + s * ((1 + c) - (20 + c)); // guide + s (model − guide)
+  for (let n = 0; n < N; n++) {
+    const row = Array.from({ length: 2 * C }, (_, c) => d[(n * 2 * C + c) * S * S]);
+    assertEquals(row, [g(0), g(1), g(2), g(3), 5, 6, 7, 8]); // the variance channels from the model
+  }
+  assertEquals(seen, [`model ${N} ${N}`, `guide ${N} ${N}`]);
+  // the halves get the batch's halves: the model the labels, the guide the null labels
+  const halves: Promise<ArrayLike<number>>[] = [];
+  const spy = (name: string) => ({
+    ...constant(0, name),
+    forward: (x: Tensor, _t: Tensor, y: Tensor) => {
+      halves.push(y.read());
+      return tensor(new Float32Array(x.shape[0] * 2 * C * S * S), [x.shape[0], 2 * C, S, S]);
+    },
+  });
+  tidy(() => {
+    withWeakGuide(spy("model"), spy("guide")).forward(
+      tensor(new Float32Array(2 * N * C * S * S), [2 * N, C, S, S]),
+      tensor(new Float32Array(2 * N * 256), [2 * N, 256]),
+      tensor(new Uint32Array([0, 1, 5, 5]), [2 * N], "u32"),
+    );
+  });
+  assertEquals((await Promise.all(halves)).map((h) => Array.from(h)), [[0, 1], [5, 5]]);
+  assertThrows(() => withWeakGuide(spy("a"), { ...spy("b"), learnSigma: false }));
 });
 
 Deno.test("SiT: a tiny model trained with the velocity loss samples one class's latents with Heun steps", async () => {

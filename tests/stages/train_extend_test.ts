@@ -2,7 +2,8 @@
  * A longer `train` run continues from a cached shorter one (`extends: steps`): through the engine on a
  * tiny dataset, 6 steps then `steps: 12` gives bit-identical weights, EMA, checkpoint and loss log to 12
  * steps straight through, runs only the 6 extra steps, and carries the snapshots over; `sample` reads a
- * snapshot by step and names the steps it has when asked for a missing one.
+ * snapshot by step and names the steps it has when asked for a missing one, and runs guidance's
+ * unconditional half on one (`guide_snapshot`).
  */
 import { assert, assertEquals } from "../pipeline/assert.ts";
 import { gpu } from "../helpers/gradcheck.ts";
@@ -15,7 +16,7 @@ await gpu();
 
 tinyDataKind("extend-test-data");
 
-const PIPE = (steps: number, snapshot = 0) =>
+const PIPE = (steps: number, snapshot = 0, guide = "") =>
   `name: extend
 stages:
   data: { uses: extend-test-data }
@@ -43,7 +44,7 @@ stages:
   sample:
     uses: sample
     inputs: { model: train.model }
-    with: { num_samples: 2, batch_size: 2, steps: 2, snapshot: ${snapshot} }
+    with: { num_samples: 2, batch_size: 2, steps: 2, snapshot: ${snapshot}${guide} }
 `;
 
 async function files(sb: Sandbox, key: string): Promise<Record<string, Uint8Array>> {
@@ -105,4 +106,29 @@ Deno.test("sample: snapshot STEP reads that step's EMA weights; a missing one na
   assertEquals(bad.failed, ["sample"]);
   const err = bad.report.stages.find((x) => x.name === "sample")!.error ?? "";
   assert(err.includes("no snapshot of step 5") && err.includes("it has steps 3, 6"), err);
+});
+
+Deno.test("sample: guide_snapshot runs guidance's unconditional half on that snapshot's EMA weights", async () => {
+  using sb = new Sandbox();
+  const samples = async (name: string, guide: string) => {
+    const r = await runIn(sb, sb.write(name, PIPE(7, 0, guide)));
+    assertEquals(r.failed, []);
+    const s = r.report.stages.find((x) => x.name === "sample")!;
+    return {
+      metrics: s.metrics!,
+      x: await Deno.readFile(`${sb.store.outputDir(s.key!, "samples")}/data.safetensors`),
+    };
+  };
+  const plain = await samples("a.yaml", "");
+  const by3 = await samples("b.yaml", ", cfg_scale: 2, guide_snapshot: 3");
+  const by6 = await samples("c.yaml", ", cfg_scale: 2, guide_snapshot: 6");
+  assertEquals(by3.metrics.guide_snapshot, 3);
+  assertEquals(plain.metrics.guide_snapshot, 0);
+  const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((v, i) => v === b[i]);
+  assert(!same(plain.x, by3.x), "guidance changes the samples");
+  assert(!same(by3.x, by6.x), "another guide gives other samples");
+  const bad = await runIn(sb, sb.write("d.yaml", PIPE(7, 0, ", cfg_scale: 2, guide_snapshot: 4")));
+  assertEquals(bad.failed, ["sample"]);
+  const err = bad.report.stages.find((x) => x.name === "sample")!.error ?? "";
+  assert(err.includes("no snapshot of step 4") && err.includes("it has steps 3, 6"), err);
 });
