@@ -31,10 +31,14 @@
  * call a step or a win *separated* only when the two intervals do not overlap: a group holds when every
  * step is in the claimed direction and separated; when the directions are right but some step is not
  * separated the verdict is `within noise`. A `trend` may demand a strength: `…, rho <= -0.9` (or
- * `rho >= 0.8`) holds only when the pooled Spearman ρ passes it.
+ * `rho >= 0.8`) holds only when the pooled Spearman ρ passes it. The pooled ρ then comes with a 95%
+ * interval ({@link spearmanInterval}: every row redrawn from its own interval), which says whether a miss
+ * (or a pass) lies beyond the noise of the measurements or within it.
  * @module
  */
 
+import { quantile } from "../metrics/intervals.ts";
+import { Generator } from "../tensor/rng.ts";
 import { fmtValue, groupValue, known, knownNames, metricValue, num, type Row } from "./rows.ts";
 
 const NAME = String.raw`[A-Za-z_][A-Za-z0-9_./-]*`;
@@ -202,6 +206,35 @@ export function spearman(x: number[], y: number[]): number {
   return sxx > 0 && syy > 0 ? sxy / Math.sqrt(sxx * syy) : NaN;
 }
 
+/**
+ * A 95% interval of Spearman's ρ between `x` and values known only up to their own 95% intervals: each
+ * of `reps` replicates redraws every value from a split normal with the value as its median and the
+ * interval's ends as its 2.5/97.5 percentiles (σ = (y − low) / 1.96 below, (high − y) / 1.96 above), and
+ * the interval is the 2.5/97.5 percentiles of the replicates' ρ. It covers the noise of each measurement
+ * (e.g. the FID bootstrap over samples), not what another training seed would change. Seeded, so the same
+ * rows give the same interval.
+ */
+export function spearmanInterval(
+  x: number[],
+  ys: Spread[],
+  o: { reps?: number; seed?: number } = {},
+): { low: number; high: number } {
+  const reps = o.reps ?? 2000;
+  const gen = new Generator(BigInt(o.seed ?? 0) * 2n + 13n);
+  const z = gen.normalCpu(reps * ys.length);
+  const out: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const y = ys.map((s, i) => {
+      const v = z[r * ys.length + i];
+      return s.y + v * (v < 0 ? s.y - s.low : s.high - s.y) / 1.959963984540054;
+    });
+    const rho = spearman(x, y);
+    if (Number.isFinite(rho)) out.push(rho);
+  }
+  out.sort((a, b) => a - b);
+  return out.length ? { low: quantile(out, 0.025), high: quantile(out, 0.975) } : { low: NaN, high: NaN };
+}
+
 function rho(v: number): string {
   return Number.isFinite(v) ? (v < 0 ? `−${v.toFixed(2).slice(1)}` : `+${v.toFixed(2)}`) : "undefined";
 }
@@ -339,13 +372,32 @@ function checkTrend(s: TrendSpec, rows: Row[]): FindingResult {
   let summary = `Spearman ρ(${s.x}, ${s.y}) = ${rho(pooled)} over all ${all.length} rows` +
     (s.per ? `; within ${s.per}: ${ok} of ${testable} groups have ${expect}` : ` (expected ${expect})`);
   if (s.rho) {
-    const pass = Number.isFinite(pooled) && (s.rho.le ? pooled <= s.rho.value : pooled >= s.rho.value);
-    summary += `; required pooled ρ ${s.rho.le ? "≤" : "≥"} ${s.rho.value}: ${pass ? "met" : "not met"}`;
-    data.required = s.rho;
+    const req = s.rho;
+    const passes = (r: number) => Number.isFinite(r) && (req.le ? r <= req.value : r >= req.value);
+    const pass = passes(pooled);
+    const spreads = all.map((p) => rowSpread(p.row, s.y, p.y));
+    const ci = spearmanInterval(all.map((p) => p.x), spreads);
+    const [weak, strong] = req.le ? [ci.high, ci.low] : [ci.low, ci.high];
+    // Beyond the noise: the whole interval is on the same side of the threshold as the point.
+    const beyond = pass ? passes(weak) : !passes(strong);
+    const noise = spreads.some((r) => r.low < r.high) && Number.isFinite(ci.low)
+      ? ` (95% interval over the rows' own intervals [${rho(ci.low)}, ${rho(ci.high)}]: ${
+        beyond ? "beyond" : "within"
+      } the noise)`
+      : "";
+    summary += `; required pooled ρ ${req.le ? "≤" : "≥"} ${req.value}: ${pass ? "met" : "not met"}${noise}`;
+    data.required = req;
+    data.rho_low = Number.isFinite(ci.low) ? ci.low : null;
+    data.rho_high = Number.isFinite(ci.high) ? ci.high : null;
     if (!Number.isFinite(pooled)) v = { status: "untestable", verdict: "not testable" };
     else if (!pass) {
       v = v.status === "holds" || v.status === "partly"
-        ? { status: "partly", verdict: `holds partly (ρ = ${rho(pooled)} misses ${s.rho.value})` }
+        ? {
+          status: "partly",
+          verdict: `holds partly (ρ = ${rho(pooled)} misses ${req.value}${
+            noise ? (beyond ? ", beyond the noise" : ", within the noise") : ""
+          })`,
+        }
         : v;
     }
   }
@@ -582,6 +634,9 @@ export function findingsMetrics(results: FindingResult[]): Record<string, unknow
     m[`finding_${i + 1}`] = f.verdict;
     m[`finding_${i + 1}_claim`] = f.claim;
     if (f.kind === "trend" && typeof f.data.rho === "number") m[`finding_${i + 1}_rho`] = f.data.rho;
+    for (const end of ["rho_low", "rho_high"]) {
+      if (typeof f.data[end] === "number") m[`finding_${i + 1}_${end}`] = f.data[end];
+    }
   });
   return m;
 }

@@ -108,3 +108,29 @@ Deno.test("findings: beats compares two sets of rows pooled over seeds, against 
   assertThrows(() => check({ beats: "fid lower at archh=uvit than at arch=dit" }, rows), "archh");
   assertThrows(() => parseFinding({ beats: "fid lower at arch=uvit" }, 1), "does not read");
 });
+
+Deno.test("findings: a required ρ comes with an interval over the rows' own intervals", () => {
+  const fids = [90, 80, 85, 50, 60];
+  const at = (half: number) =>
+    fids.map((fid, i) => row({ m: i }, { gflops: i + 1, fid, fid_low: fid - half, fid_high: fid + half }));
+  // Tight intervals: ρ = −0.8 misses −0.9 beyond the noise, the interval is reproducible.
+  const tight = check({ trend: "fid falls as gflops rises, rho <= -0.9" }, at(0.5));
+  assert(tight.verdict.includes("misses -0.9, beyond the noise"), tight.verdict);
+  assertEquals([tight.data.rho_low, tight.data.rho_high], [-0.8, -0.8]);
+  // Wide intervals: the same point estimate, but a reordering is within the rows' noise.
+  const wide = check({ trend: "fid falls as gflops rises, rho <= -0.9" }, at(12));
+  assert(wide.verdict.includes("misses -0.9, within the noise"), wide.verdict);
+  const [lo, hi] = [wide.data.rho_low as number, wide.data.rho_high as number];
+  assert(lo <= -0.9 && hi > -0.8, `${lo} ${hi}`);
+  assertEquals(check({ trend: "fid falls as gflops rises, rho <= -0.9" }, at(12)).data.rho_low, lo);
+  // A pass whose interval stays past the threshold is beyond the noise.
+  const strong = check({ trend: "fid falls as gflops rises, rho <= -0.7" }, at(0.5));
+  assert(strong.summary.includes("met (95% interval"), strong.summary);
+  assert(strong.summary.includes("beyond the noise"), strong.summary);
+  // Rows without intervals: the point alone, no interval claim.
+  const bare = check(
+    { trend: "fid falls as gflops rises, rho <= -0.9" },
+    fids.map((fid, i) => row({ m: i }, { gflops: i + 1, fid })),
+  );
+  assert(!bare.summary.includes("interval"), bare.summary);
+});
