@@ -245,17 +245,37 @@ function sameValue(v: unknown, want: string): boolean {
   return typeof v === "number" && want.trim() !== "" && Number(want) === v;
 }
 
-/** Groups rows by `per` (one group of all rows without it), in order of first appearance. */
+/**
+ * Groups rows by `per` (one group of all rows without it). Groups are ordered part by part of a combined
+ * `a+b` grouping: a part whose values are all numbers ascending (steps 300, 600, 1,200), any other in order
+ * of first appearance (the pipeline's S, B, L, XL).
+ */
 function groups(rows: Row[], per?: string): { name: string; rows: Row[] }[] {
   if (!per) return [{ name: "all rows", rows }];
-  const out = new Map<string, Row[]>();
+  const parts = per.split("+").map((n) => n.trim());
+  const out = new Map<string, { rows: Row[]; key: unknown[] }>();
   for (const r of rows) {
     const v = groupValue(r, per);
     if (v === undefined || v === null) continue;
     const k = `${per}=${v}`;
-    out.set(k, [...(out.get(k) ?? []), r]);
+    const g = out.get(k) ?? { rows: [], key: parts.map((n) => groupValue(r, n)) };
+    g.rows.push(r);
+    out.set(k, g);
   }
-  return [...out].map(([name, rows]) => ({ name, rows }));
+  const gs = [...out].map(([name, g]) => ({ name, ...g }));
+  const rank = parts.map((_, i) => {
+    const vs = [...new Set(gs.map((g) => g.key[i]))];
+    if (vs.every((v) => num(v) !== undefined)) (vs as number[]).sort((a, b) => a - b);
+    return new Map(vs.map((v, j) => [v, j]));
+  });
+  gs.sort((a, b) => {
+    for (let i = 0; i < parts.length; i++) {
+      const d = rank[i].get(a.key[i])! - rank[i].get(b.key[i])!;
+      if (d) return d;
+    }
+    return 0;
+  });
+  return gs.map(({ name, rows }) => ({ name, rows }));
 }
 
 function verdictOf(ok: number, testable: number, grouped: boolean): { status: Status; verdict: string } {

@@ -134,3 +134,26 @@ Deno.test("findings: a required ρ comes with an interval over the rows' own int
   );
   assert(!bare.summary.includes("interval"), bare.summary);
 });
+
+Deno.test("findings: groups are ordered part by part, numbers ascending, names as they first appear", () => {
+  const rows: Row[] = [];
+  for (const step of [1200, 300, 600]) {
+    for (const model of ["S", "B", "XL"]) {
+      for (const patch of [4, 2]) {
+        rows.push(row({ model, patch, step }, { fid: 100 / step + patch }));
+      }
+    }
+  }
+  const r = check({ monotone: "fid falls as patch falls, per model+step" }, rows);
+  assertEquals(r.evidence.map((e) => e.split(":")[0]), [
+    "model+step=S/300",
+    "model+step=S/600",
+    "model+step=S/1200",
+    "model+step=B/300",
+    "model+step=B/600",
+    "model+step=B/1200",
+    "model+step=XL/300",
+    "model+step=XL/600",
+    "model+step=XL/1200",
+  ]);
+});
