@@ -247,8 +247,9 @@ function sameValue(v: unknown, want: string): boolean {
 
 /**
  * Groups rows by `per` (one group of all rows without it). Groups are ordered part by part of a combined
- * `a+b` grouping: a part whose values are all numbers ascending (steps 300, 600, 1,200), any other in order
- * of first appearance (the pipeline's S, B, L, XL).
+ * `a+b` grouping, each in order of first appearance (the pipeline's S, B, L, XL, or patches 4, 2, 1), except
+ * that numbers which first appear out of order are sorted ascending (steps 1,200, 300, 600 of a report whose
+ * final rows come first: 300, 600, 1,200).
  */
 function groups(rows: Row[], per?: string): { name: string; rows: Row[] }[] {
   if (!per) return [{ name: "all rows", rows }];
@@ -265,7 +266,10 @@ function groups(rows: Row[], per?: string): { name: string; rows: Row[] }[] {
   const gs = [...out].map(([name, g]) => ({ name, ...g }));
   const rank = parts.map((_, i) => {
     const vs = [...new Set(gs.map((g) => g.key[i]))];
-    if (vs.every((v) => num(v) !== undefined)) (vs as number[]).sort((a, b) => a - b);
+    const ns = vs.map(num);
+    const monotone = ns.every((v, j) => j === 0 || v! > ns[j - 1]!) ||
+      ns.every((v, j) => j === 0 || v! < ns[j - 1]!);
+    if (ns.every((v) => v !== undefined) && !monotone) (vs as number[]).sort((a, b) => a - b);
     return new Map(vs.map((v, j) => [v, j]));
   });
   gs.sort((a, b) => {

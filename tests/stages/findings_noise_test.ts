@@ -135,7 +135,7 @@ Deno.test("findings: a required ρ comes with an interval over the rows' own int
   assert(!bare.summary.includes("interval"), bare.summary);
 });
 
-Deno.test("findings: groups are ordered part by part, numbers ascending, names as they first appear", () => {
+Deno.test("findings: groups are ordered part by part, as they first appear, numbers out of order sorted", () => {
   const rows: Row[] = [];
   for (const step of [1200, 300, 600]) {
     for (const model of ["S", "B", "XL"]) {
@@ -156,4 +156,7 @@ Deno.test("findings: groups are ordered part by part, numbers ascending, names a
     "model+step=XL/600",
     "model+step=XL/1200",
   ]);
+  // Numbers that first appear in a monotone order keep it (patches 4, 2).
+  const p = check({ monotone: "fid falls as step rises, per patch" }, rows);
+  assertEquals(p.evidence.map((e) => e.split(":")[0]), ["patch=4", "patch=2"]);
 });
