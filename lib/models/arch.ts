@@ -9,6 +9,7 @@ import { DiT } from "./dit.ts";
 import { UViT } from "./uvit.ts";
 import { MDT } from "./mdt.ts";
 import type { HostTensor, InitRng } from "./host_tensor.ts";
+import type { Denoiser } from "../diffusion/gaussian.ts";
 
 /** A diffusion backbone: a DiT (with or without long skips), a U-ViT or an MDT. */
 export type Backbone = DiT | UViT | MDT;
@@ -27,4 +28,14 @@ export function backboneClass(cfg: DiTConfig): BackboneClass {
 /** The module tree of a config (parameters registered, nothing on the GPU): for layouts and counts. */
 export function backboneLayout(cfg: DiTConfig): Backbone {
   return cfg.arch === "uvit" ? new UViT(cfg) : cfg.arch === "mdt" ? new MDT(cfg) : new DiT(cfg);
+}
+
+/** A backbone as the diffusion code sees it: its channels, σ output, timestep width and forward pass. */
+export function denoiserOf(model: Backbone): Denoiser {
+  return {
+    inChannels: model.cfg.inChannels,
+    learnSigma: model.cfg.learnSigma,
+    timestepDim: model.timestepDim,
+    forward: model.forward.bind(model),
+  };
 }

@@ -54,6 +54,10 @@ export interface ArtifactInfo {
   model?: {
     objective?: "ddpm" | "sit";
     classDropout?: number;
+    /** Its training steps. */
+    steps?: number;
+    /** Every how many steps it keeps an EMA snapshot (0: none). */
+    snapshotEvery?: number;
     /** The stage that trained it (for messages). */
     stage: string;
   };

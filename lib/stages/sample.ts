@@ -14,7 +14,7 @@ import { saveGrid } from "../data/grid.ts";
 import { readModelFile } from "../models/checkpoint.ts";
 import { gflops } from "../models/config.ts";
 import { snapshotFile, SNAPSHOTS } from "../models/snapshots.ts";
-import { type Backbone, backboneClass } from "../models/arch.ts";
+import { type Backbone, backboneClass, denoiserOf } from "../models/arch.ts";
 import { createSchedule, spaceTimesteps } from "../diffusion/schedule.ts";
 import type { Diagnostic } from "../pipeline/diagnostics.ts";
 import { paramDefaults, type ParamSchema, type ParamValues } from "../pipeline/schema.ts";
@@ -143,12 +143,6 @@ export async function sampleModel(
   const N = labels.length;
   const shape = [N, cfg.inChannels, cfg.inputSize, cfg.inputSize];
   const gen = new Generator(o.seed);
-  const denoiserOf = (m: Backbone): Denoiser => ({
-    inChannels: m.cfg.inChannels,
-    learnSigma: m.cfg.learnSigma,
-    timestepDim: m.timestepDim,
-    forward: m.forward.bind(m),
-  });
   const denoiser = denoiserOf(model);
   const guidedDenoiser = o.guide ? withWeakGuide(denoiser, denoiserOf(o.guide)) : denoiser;
   const guided: SampleOptions = {
@@ -218,6 +212,40 @@ export async function modelFile(dir: string, weights: "ema" | "raw", snapshot: n
   );
 }
 
+/**
+ * Why `snapshot`/`guide_snapshot: step` names no snapshot the upstream train stage writes (undefined when it
+ * does, or when the stage's steps and snapshot interval are not known at plan time). Snapshots are written
+ * after every `snapshot_every` steps, up to `steps`.
+ */
+export function snapshotDiagnostic(
+  key: "snapshot" | "guide_snapshot",
+  step: number,
+  model?: { steps?: number; snapshotEvery?: number; stage: string },
+): { message: string; hint: string } | undefined {
+  const every = model?.snapshotEvery, steps = model?.steps;
+  if (step === 0 || every === undefined || steps === undefined) return undefined;
+  if (every === 0) {
+    return {
+      message: `\`${key}: ${step}\` needs the EMA snapshot of step ${step}, but \`${
+        model!.stage
+      }\` keeps none`,
+      hint: `set \`snapshot_every\` on \`${model!.stage}\` (e.g. ${step})`,
+    };
+  }
+  if (step % every === 0 && step <= steps) return undefined;
+  const kept = Array.from({ length: Math.floor(steps / every) }, (_, i) => (i + 1) * every);
+  const list = kept.length <= 4 ? kept.join(", ") : `${kept[0]}, ${kept[1]}, …, ${kept.at(-1)}`;
+  return {
+    message: `\`${key}: ${step}\` names no snapshot of \`${model!.stage}\`: ` +
+      (kept.length
+        ? `it keeps steps ${list}`
+        : `it keeps none (snapshot_every ${every} > its ${steps} steps)`),
+    hint: kept.length
+      ? `use a multiple of ${every} up to ${kept.at(-1)}`
+      : `lower \`snapshot_every\` on \`${model!.stage}\``,
+  };
+}
+
 /** Checks a `cfg_interval` parameter: two numbers lo < hi in [0, 1]. */
 export function guidanceInterval(v: readonly number[]): [number, number] {
   if (v.length !== 2 || !(v[0] < v[1])) {
@@ -266,6 +294,10 @@ export const sampleKind = defineKind({
             : "at most 1000 respaced steps",
         });
       }
+    }
+    for (const key of ["snapshot", "guide_snapshot"] as const) {
+      const d = snapshotDiagnostic(key, p[key], m?.model);
+      if (d) out.push({ pos: ctx.at(key), ...d });
     }
     const dropout = m?.model?.classDropout;
     if (p.cfg_scale > 1 && dropout === 0) {

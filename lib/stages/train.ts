@@ -217,7 +217,13 @@ export const trainKind = defineKind({
         space: data?.space,
         shape: data?.shape,
         numClasses: data?.numClasses,
-        model: { objective: p.objective, classDropout: p.class_dropout, stage: ctx.stage },
+        model: {
+          objective: p.objective,
+          classDropout: p.class_dropout,
+          steps: p.steps,
+          snapshotEvery: p.snapshot_every,
+          stage: ctx.stage,
+        },
       },
     };
   },

@@ -12,7 +12,7 @@
 
 import { derived, type DiTConfig, paramCount } from "../models/config.ts";
 import type { HostTensor } from "../models/dit.ts";
-import { type Backbone, backboneClass } from "../models/arch.ts";
+import { type Backbone, backboneClass, denoiserOf } from "../models/arch.ts";
 import { maskFromUniforms, MDT, MDT_MASK_RATIO, type MdtMask } from "../models/mdt.ts";
 import { createSchedule } from "../diffusion/schedule.ts";
 import { trainingLosses } from "../diffusion/gaussian.ts";
@@ -231,12 +231,7 @@ export async function trainDiT(
       ...(levers.length ? [`levers: ${levers.join(", ")}`] : []),
     ],
     step(model, gen) {
-      const denoiser = {
-        inChannels: cfg.inChannels,
-        learnSigma: cfg.learnSigma,
-        timestepDim: model.timestepDim,
-        forward: model.forward.bind(model),
-      };
+      const denoiser = denoiserOf(model);
       const batch = sampleBatch(data, gen, N, o.flip, cfg.classDropoutProb);
       const tDraw = drawTimesteps(gen, N, o.objective, o.t_sampling, schedule.numTimesteps);
       return tidy(() => {

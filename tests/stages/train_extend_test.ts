@@ -5,7 +5,7 @@
  * snapshot by step and names the steps it has when asked for a missing one, and runs guidance's
  * unconditional half on one (`guide_snapshot`).
  */
-import { assert, assertEquals } from "../pipeline/assert.ts";
+import { assert, assertEquals, assertRejects } from "../pipeline/assert.ts";
 import { gpu } from "../helpers/gradcheck.ts";
 import { runIn, Sandbox } from "../pipeline/helpers.ts";
 import "../../lib/stages/mod.ts";
@@ -102,10 +102,9 @@ Deno.test("sample: snapshot STEP reads that step's EMA weights; a missing one na
   const s = r.report.stages.find((x) => x.name === "sample")!;
   assertEquals(s.metrics?.train_step, 6);
   assert(typeof s.metrics?.train_gflops === "number" && (s.metrics.train_gflops as number) > 0);
-  const bad = await runIn(sb, sb.write("q.yaml", PIPE(7, 5)));
-  assertEquals(bad.failed, ["sample"]);
-  const err = bad.report.stages.find((x) => x.name === "sample")!.error ?? "";
-  assert(err.includes("no snapshot of step 5") && err.includes("it has steps 3, 6"), err);
+  // A step the train stage keeps no snapshot of is an error of the YAML, before anything runs.
+  const q = sb.write("q.yaml", PIPE(7, 5));
+  await assertRejects(() => runIn(sb, q), "`snapshot: 5` names no snapshot of `train`: it keeps steps 3, 6");
 });
 
 Deno.test("sample: guide_snapshot runs guidance's unconditional half on that snapshot's EMA weights", async () => {
@@ -127,8 +126,25 @@ Deno.test("sample: guide_snapshot runs guidance's unconditional half on that sna
   const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((v, i) => v === b[i]);
   assert(!same(plain.x, by3.x), "guidance changes the samples");
   assert(!same(by3.x, by6.x), "another guide gives other samples");
-  const bad = await runIn(sb, sb.write("d.yaml", PIPE(7, 0, ", cfg_scale: 2, guide_snapshot: 4")));
-  assertEquals(bad.failed, ["sample"]);
-  const err = bad.report.stages.find((x) => x.name === "sample")!.error ?? "";
-  assert(err.includes("no snapshot of step 4") && err.includes("it has steps 3, 6"), err);
+  const d = sb.write("d.yaml", PIPE(7, 0, ", cfg_scale: 2, guide_snapshot: 4"));
+  await assertRejects(() => runIn(sb, d), "`guide_snapshot: 4` names no snapshot of `train`");
+});
+
+Deno.test("sample: snapshotDiagnostic names the kept steps and how to fix the step", async () => {
+  const { snapshotDiagnostic } = await import("../../lib/stages/sample.ts");
+  const m = (steps: number, snapshotEvery: number) => ({ steps, snapshotEvery, stage: "train" });
+  assertEquals(snapshotDiagnostic("snapshot", 500, m(2000, 500)), undefined);
+  assertEquals(snapshotDiagnostic("snapshot", 2000, m(2000, 500)), undefined);
+  assertEquals(snapshotDiagnostic("snapshot", 0, m(2000, 0)), undefined);
+  assertEquals(snapshotDiagnostic("snapshot", 300, { stage: "train" }), undefined); // unknown at plan time
+  const off = snapshotDiagnostic("guide_snapshot", 500, m(2000, 500 * 0))!;
+  assert(off.message.includes("keeps none") && off.hint.includes("set `snapshot_every`"), off.message);
+  const odd = snapshotDiagnostic("guide_snapshot", 700, m(2000, 500))!;
+  assert(odd.message.includes("it keeps steps 500, 1000, 1500, 2000"), odd.message);
+  assertEquals(odd.hint, "use a multiple of 500 up to 2000");
+  const late = snapshotDiagnostic("snapshot", 3050, m(12000, 100))!;
+  assert(late.message.includes("it keeps steps 100, 200, …, 12000"), late.message);
+  assertEquals(snapshotDiagnostic("snapshot", 3000, m(12000, 1000)), undefined);
+  const none = snapshotDiagnostic("snapshot", 300, m(200, 300))!;
+  assert(none.message.includes("it keeps none (snapshot_every 300 > its 200 steps)"), none.message);
 });
