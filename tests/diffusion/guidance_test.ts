@@ -1,6 +1,6 @@
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
 import { gpu } from "../helpers/gradcheck.ts";
-import { guidedOutput } from "../../lib/diffusion/gaussian.ts";
+import { type Denoiser, guidedOutput } from "../../lib/diffusion/gaussian.ts";
 import { withWeakGuide } from "../../lib/diffusion/weak_guide.ts";
 import { type Tensor, tensor, tidy } from "../../lib/tensor/tensor.ts";
 import { customConfig } from "../../lib/models/config.ts";
@@ -27,23 +27,25 @@ const fake = {
   },
 };
 
-async function guided(mode: "official" | "all", scale: number): Promise<number[]> {
+/** Every output value of one guided step of `model` on N zero latents with labels 0, 1 (null label 5). */
+async function guidedValues(model: Denoiser, mode: "official" | "all", scale: number): Promise<Float32Array> {
   const out = tidy(() =>
     guidedOutput(
-      fake,
+      model,
       tensor(new Float32Array(N * C * S * S), [N, C, S, S]),
       tensor(new Float32Array(N * 256), [N, 256]),
       new Uint32Array([0, 1]),
-      {
-        cfgScale: scale,
-        cfgMode: mode,
-        nullClass: 5,
-      },
+      { cfgScale: scale, cfgMode: mode, nullClass: 5 },
     )
   );
   const d = await out.data();
   out.dispose();
-  // one value per channel of the first sample
+  return d;
+}
+
+/** One value per output channel of the first sample of the fake model's guided step. */
+async function guided(mode: "official" | "all", scale: number): Promise<number[]> {
+  const d = await guidedValues(fake, mode, scale);
   return Array.from({ length: 2 * C }, (_, c) => d[c * S * S]);
 }
 
@@ -74,17 +76,7 @@ Deno.test("weak guide: the guide model runs the unconditional half (null labels)
   });
   const s = 3;
   const den = withWeakGuide(constant(1, "model"), constant(20, "guide"));
-  const out = tidy(() =>
-    guidedOutput(
-      den,
-      tensor(new Float32Array(N * C * S * S), [N, C, S, S]),
-      tensor(new Float32Array(N * 256), [N, 256]),
-      new Uint32Array([0, 1]),
-      { cfgScale: s, cfgMode: "all", nullClass: 5 },
-    )
-  );
-  const d = await out.data();
-  out.dispose();
+  const d = await guidedValues(den, "all", s);
   const g = (c: number) => (20 + c) + s * ((1 + c) - (20 + c)); // guide + s (model − guide)
   for (let n = 0; n < N; n++) {
     const row = Array.from({ length: 2 * C }, (_, c) => d[(n * 2 * C + c) * S * S]);
